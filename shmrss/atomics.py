@@ -1,0 +1,240 @@
+"""Compiled memory intrinsics over int64 words of a numpy array.
+
+Every counter operation an emulated CPU performs goes through one of these, so
+that the instruction the host executes is the one the kernel executes:
+
+=====================  ====================  ==================================
+kernel primitive       intrinsic             x86-64 instruction
+=====================  ====================  ==================================
+this_cpu_add           ``local_add``         ``add  reg, (mem)`` (no lock)
+this_cpu_cmpxchg       ``local_cmpxchg``     ``cmpxchg reg, (mem)`` (no lock)
+atomic_add_return      ``xadd``              ``lock xadd``
+atomic_cmpxchg         ``cmpxchg``           ``lock cmpxchg``
+xchg                   ``xchg``              ``xchg`` (implicitly locked)
+READ_ONCE/WRITE_ONCE   ``load``/``store``    ``mov`` (never elided)
+cpu_relax              ``pause``             ``pause``
+get_cycles             ``rdtsc``             ``rdtsc``
+smp_mb                 ``fence``             ``mfence``
+=====================  ====================  ==================================
+
+Loads are acquire and stores release at the LLVM level: on x86 both are a plain
+``mov``, but the compiler may neither drop them nor move other memory accesses
+across them, which the truth-before-update protocol of the engine relies on.
+Indexing is unchecked: callers compute indices from the segment layout.
+"""
+
+from __future__ import annotations
+
+import time
+
+import llvmlite.binding as _llvm
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+# numba's JIT does not register an assembly parser; inline asm (needed for the
+# lock-less cmpxchg that this_cpu_cmpxchg is) fails to compile without it.
+_llvm.initialize_native_asmparser()
+
+_I64 = ir.IntType(64)
+
+
+def _word_ptr(context, builder, arrty, arr, idx):
+    ary = context.make_array(arrty)(context, builder, arr)
+    return cgutils.get_item_pointer(
+        context, builder, arrty, ary, [idx], wraparound=False, boundscheck=False
+    )
+
+
+def _check_array(arr):
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.ndim == 1):
+        raise TypeError("shmrss intrinsics work on 1-d int64 arrays")
+
+
+@intrinsic
+def load(typingctx, arr, idx):
+    """Acquire load of one word (``mov``)."""
+    _check_array(arr)
+
+    def codegen(context, builder, sig, args):
+        ptr = _word_ptr(context, builder, sig.args[0], args[0], args[1])
+        return builder.load_atomic(ptr, "acquire", 8)
+
+    return types.int64(arr, types.intp), codegen
+
+
+@intrinsic
+def store(typingctx, arr, idx, val):
+    """Release store of one word (``mov``)."""
+    _check_array(arr)
+
+    def codegen(context, builder, sig, args):
+        ptr = _word_ptr(context, builder, sig.args[0], args[0], args[1])
+        builder.store_atomic(args[2], ptr, "release", 8)
+        return context.get_dummy_value()
+
+    return types.void(arr, types.intp, types.int64), codegen
+
+
+@intrinsic
+def local_add(typingctx, arr, idx, val):
+    """this_cpu_add: one read-modify-write ``add`` to memory without a lock prefix.
+
+    Not atomic against other CPUs (the word must be owned by the caller's CPU),
+    but never kept in a register: every call touches the cache line.
+    """
+    _check_array(arr)
+
+    def codegen(context, builder, sig, args):
+        ptr = _word_ptr(context, builder, sig.args[0], args[0], args[1])
+        old = builder.load_atomic(ptr, "monotonic", 8)
+        builder.store_atomic(builder.add(old, args[2]), ptr, "monotonic", 8)
+        return context.get_dummy_value()
+
+    return types.void(arr, types.intp, types.int64), codegen
+
+
+@intrinsic
+def xadd(typingctx, arr, idx, val):
+    """atomic_fetch_add (``lock xadd``); returns the old value."""
+    _check_array(arr)
+
+    def codegen(context, builder, sig, args):
+        ptr = _word_ptr(context, builder, sig.args[0], args[0], args[1])
+        return builder.atomic_rmw("add", ptr, args[2], "seq_cst")
+
+    return types.int64(arr, types.intp, types.int64), codegen
+
+
+@intrinsic
+def cmpxchg(typingctx, arr, idx, old, new):
+    """atomic_cmpxchg (``lock cmpxchg``); returns the value found (== old on success)."""
+    _check_array(arr)
+
+    def codegen(context, builder, sig, args):
+        ptr = _word_ptr(context, builder, sig.args[0], args[0], args[1])
+        pair = builder.cmpxchg(ptr, args[2], args[3], "seq_cst", "seq_cst")
+        return builder.extract_value(pair, 0)
+
+    return types.int64(arr, types.intp, types.int64, types.int64), codegen
+
+
+@intrinsic
+def local_cmpxchg(typingctx, arr, idx, old, new):
+    """this_cpu_cmpxchg: ``cmpxchg`` without the lock prefix; returns the value found.
+
+    Atomic against interrupts on the same CPU, not against other CPUs, exactly
+    like the kernel's per-CPU variant.
+    """
+    _check_array(arr)
+
+    def codegen(context, builder, sig, args):
+        ptr = _word_ptr(context, builder, sig.args[0], args[0], args[1])
+        fnty = ir.FunctionType(_I64, [ptr.type, _I64, _I64])
+        return builder.asm(
+            fnty, "cmpxchgq $3, ($1)", "={rax},r,0,r,~{memory},~{cc}", [ptr, args[2], args[3]], True
+        )
+
+    return types.int64(arr, types.intp, types.int64, types.int64), codegen
+
+
+@intrinsic
+def xchg(typingctx, arr, idx, val):
+    """atomic_xchg (``xchg``, implicitly locked); returns the old value."""
+    _check_array(arr)
+
+    def codegen(context, builder, sig, args):
+        ptr = _word_ptr(context, builder, sig.args[0], args[0], args[1])
+        return builder.atomic_rmw("xchg", ptr, args[2], "seq_cst")
+
+    return types.int64(arr, types.intp, types.int64), codegen
+
+
+def _call_intrinsic(builder, name, retty, argtys=(), args=()):
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(retty, list(argtys)), name)
+    return builder.call(fn, list(args))
+
+
+@intrinsic
+def pause(typingctx):
+    """cpu_relax (``pause``)."""
+
+    def codegen(context, builder, sig, args):
+        _call_intrinsic(builder, "llvm.x86.sse2.pause", ir.VoidType())
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def rdtsc(typingctx):
+    """Time-stamp counter (``rdtsc``)."""
+
+    def codegen(context, builder, sig, args):
+        return _call_intrinsic(builder, "llvm.x86.rdtsc", _I64)
+
+    return types.int64(), codegen
+
+
+@intrinsic
+def fence(typingctx):
+    """Full barrier (``mfence``)."""
+
+    def codegen(context, builder, sig, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def compiler_barrier(typingctx):
+    """Stop the compiler moving memory accesses across this point; emits no instruction.
+
+    x86 keeps stores in program order by itself (TSO), so ordering the
+    engine's truth stores only needs the compiler held back.
+    """
+
+    def codegen(context, builder, sig, args):
+        builder.fence("seq_cst", "singlethread")
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@njit(inline="always")
+def spin_lock(a, i):
+    """Test-and-test-and-set spinlock: spin with ``pause`` on a plain load, take with ``lock cmpxchg``.
+
+    Returns the number of failed attempts (0 when uncontended), so that callers
+    can tally contention.
+    """
+    spins = 0
+    while True:
+        if load(a, i) == 0 and cmpxchg(a, i, 0, 1) == 0:
+            return spins
+        spins += 1
+        pause()
+
+
+@njit(inline="always")
+def spin_unlock(a, i):
+    store(a, i, 0)
+
+
+def calibrate_tsc(seconds: float = 0.05) -> float:
+    """TSC ticks per nanosecond, measured against the monotonic clock."""
+    tick = _rdtsc_now
+    tick()  # compile before timing
+    t0, c0 = time.perf_counter_ns(), tick()
+    deadline = t0 + int(seconds * 1e9)
+    while time.perf_counter_ns() < deadline:
+        pass
+    t1, c1 = time.perf_counter_ns(), tick()
+    return (c1 - c0) / (t1 - t0)
+
+
+@njit(cache=True)
+def _rdtsc_now():
+    return rdtsc()

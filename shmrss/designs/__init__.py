@@ -1,0 +1,46 @@
+"""The counter designs, one module each, all with the same compiled interface.
+
+A design module provides NAME, ID, SUMMARY, BOUND, ``shape(ncpu, possible,
+nmm) -> DesignShape`` and these compiled (numba) functions over the segment
+words ``seg``::
+
+    add(seg, cpu, task, mm, k, d)          apply delta d to member k of mm
+    switch_mm(seg, cpu, old_mm, new_mm)    the CPU changes the mm it serves
+    read_approx(seg, mm, k) -> v           the cheap read
+    approx_bound(seg, mm, k) -> (u, o)     truth - u <= approx <= truth + o
+    read_precise(seg, mm, k) -> v          exact at quiescence
+    thread_created(seg, cpu, mm)
+    task_exit(seg, cpu, task, mm)
+    cpu_offline(seg, cpu)                  fold a dead CPU's words
+    mm_init(seg, mm)
+    mm_destroy(seg, mm) -> bad             members not summing to 0 ("Bad rss-counter state")
+
+Adding a design is adding a module here and its name to DESIGNS.
+"""
+
+from importlib import import_module
+
+DESIGNS = ("atomic", "percpu")
+
+
+class UnknownDesign(ValueError):
+    pass
+
+
+def get(name: str):
+    if name not in DESIGNS:
+        raise UnknownDesign(f"unknown design {name!r}; choose from {', '.join(DESIGNS)} or all")
+    return import_module(f"shmrss.designs.{name}")
+
+
+def parse_list(text: str) -> list[str]:
+    """'atomic,percpu' or 'all' -> names, validated, order kept, duplicates dropped."""
+    names = list(DESIGNS) if text.strip() == "all" else [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UnknownDesign("no design named")
+    out: list[str] = []
+    for n in names:
+        get(n)
+        if n not in out:
+            out.append(n)
+    return out

@@ -1,0 +1,77 @@
+"""Design 1, ``atomic``: one shared atomic per counter (the baseline).
+
+Update: ``lock xadd`` on the mm's word. Reads: one load, exact (bound 0).
+Every update from every CPU bounces the same line: the upper bound of
+contention, and what a miss costs in the designs that cache.
+"""
+
+from numba import njit
+
+from shmrss import layout as L
+from shmrss.atomics import load, store, xadd
+from shmrss.designs._common import mm_word
+from shmrss.segment import DesignShape
+
+NAME = "atomic"
+ID = 1
+SUMMARY = "one shared atomic per counter; lock xadd on every update"
+BOUND = "0: the value is exact"
+
+
+def shape(ncpu: int, possible: int, nmm: int) -> DesignShape:
+    return DesignShape(pcpu_words_per_mm=0, mm_words=L.NMEMBERS)
+
+
+@njit(inline="always")
+def add(seg, cpu, task, mm, k, d):
+    xadd(seg, mm_word(seg, mm, k), d)
+
+
+@njit(inline="always")
+def switch_mm(seg, cpu, old_mm, new_mm):
+    pass
+
+
+@njit(inline="always")
+def read_approx(seg, mm, k):
+    return load(seg, mm_word(seg, mm, k))
+
+
+@njit(inline="always")
+def approx_bound(seg, mm, k):
+    return 0, 0
+
+
+@njit(inline="always")
+def read_precise(seg, mm, k):
+    return load(seg, mm_word(seg, mm, k))
+
+
+@njit(inline="always")
+def thread_created(seg, cpu, mm):
+    pass
+
+
+@njit(inline="always")
+def task_exit(seg, cpu, task, mm):
+    pass
+
+
+@njit(inline="always")
+def cpu_offline(seg, cpu):
+    pass
+
+
+@njit(inline="always")
+def mm_init(seg, mm):
+    for k in range(L.NMEMBERS):
+        store(seg, mm_word(seg, mm, k), 0)
+
+
+@njit(inline="always")
+def mm_destroy(seg, mm):
+    bad = 0
+    for k in range(L.NMEMBERS):
+        if load(seg, mm_word(seg, mm, k)) != 0:
+            bad += 1
+    return bad

@@ -1,0 +1,142 @@
+"""Design 3, ``percpu``: upstream ``percpu_counter`` as used for mm->rss_stat since 6.2.
+
+Per counter: a spinlock and an s64 ``count`` in the mm (the 4 members share
+one line), and an s32-range value per possible CPU (the 4 members of one mm
+packed together in each CPU's unit). Batch ``B = max(32, 2N)``.
+
+Fast path (percpu_counter_add_batch): read this CPU's value c; while
+``|c + d| < B`` try a lock-less ``cmpxchg`` of c -> c + d on the CPU's own word
+(this_cpu_try_cmpxchg). Otherwise take the spinlock, ``count += c + d``,
+``this_cpu -= c``, unlock.
+
+Approximate read: ``count``; every CPU holds less than B in magnitude, so the
+error is at most ``N * (B - 1)`` either way (O(N^2)). Precise read: under the
+lock, count plus the values of all possible CPUs. CPU offline folds the dead
+CPU's value into count under the lock.
+"""
+
+from numba import njit
+
+from shmrss import layout as L
+from shmrss.atomics import load, local_add, local_cmpxchg, spin_lock, spin_unlock, store
+from shmrss.designs._common import dparam, mm_word, pcpu_word, tally
+from shmrss.segment import DesignShape
+
+NAME = "percpu"
+ID = 3
+SUMMARY = "upstream percpu_counter: per-CPU s32 with batch max(32, 2N), spinlock slow path"
+BOUND = "|approx - truth| <= N * (B - 1), B = max(32, 2N)"
+
+# per-mm words: member k's lock at 2k, its count at 2k + 1
+_LOCK, _COUNT = 0, 1
+
+
+def batch_for(ncpu: int) -> int:
+    return max(32, 2 * ncpu)
+
+
+def shape(ncpu: int, possible: int, nmm: int) -> DesignShape:
+    return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=2 * L.NMEMBERS, params=(batch_for(ncpu),))
+
+
+@njit(inline="always")
+def _lock(seg, mm, k):
+    return mm_word(seg, mm, 2 * k + _LOCK)
+
+
+@njit(inline="always")
+def _count(seg, mm, k):
+    return mm_word(seg, mm, 2 * k + _COUNT)
+
+
+@njit(inline="always")
+def add(seg, cpu, task, mm, k, d):
+    batch = dparam(seg, 0)
+    w = pcpu_word(seg, cpu, mm, k)
+    c = load(seg, w)
+    while True:
+        if abs(c + d) >= batch:
+            lk = _lock(seg, mm, k)
+            spins = spin_lock(seg, lk)
+            c = load(seg, w)
+            local_add(seg, _count(seg, mm, k), c + d)
+            local_add(seg, w, -c)
+            spin_unlock(seg, lk)
+            tally(seg, cpu, L.S_SLOW, 1)
+            if spins:
+                tally(seg, cpu, L.S_SPINS, spins)
+            return
+        seen = local_cmpxchg(seg, w, c, c + d)
+        if seen == c:
+            return
+        c = seen
+
+
+@njit(inline="always")
+def switch_mm(seg, cpu, old_mm, new_mm):
+    pass
+
+
+@njit(inline="always")
+def read_approx(seg, mm, k):
+    return load(seg, _count(seg, mm, k))
+
+
+@njit(inline="always")
+def approx_bound(seg, mm, k):
+    e = seg[L.H_NCPU] * (dparam(seg, 0) - 1)
+    return e, e
+
+
+@njit(inline="always")
+def read_precise(seg, mm, k):
+    lk = _lock(seg, mm, k)
+    spin_lock(seg, lk)
+    s = load(seg, _count(seg, mm, k))
+    for cpu in range(seg[L.H_POSSIBLE]):
+        s += load(seg, pcpu_word(seg, cpu, mm, k))
+    spin_unlock(seg, lk)
+    return s
+
+
+@njit(inline="always")
+def thread_created(seg, cpu, mm):
+    pass
+
+
+@njit(inline="always")
+def task_exit(seg, cpu, task, mm):
+    pass
+
+
+@njit(inline="always")
+def cpu_offline(seg, cpu):
+    for mm in range(seg[L.H_NMM]):
+        for k in range(L.NMEMBERS):
+            lk = _lock(seg, mm, k)
+            spin_lock(seg, lk)
+            w = pcpu_word(seg, cpu, mm, k)
+            local_add(seg, _count(seg, mm, k), load(seg, w))
+            store(seg, w, 0)
+            spin_unlock(seg, lk)
+
+
+@njit(inline="always")
+def mm_init(seg, mm):
+    for k in range(L.NMEMBERS):
+        store(seg, _lock(seg, mm, k), 0)
+        store(seg, _count(seg, mm, k), 0)
+    # the per-CPU allocator zeroes every possible CPU's slice
+    for cpu in range(seg[L.H_POSSIBLE]):
+        for k in range(L.NMEMBERS):
+            store(seg, pcpu_word(seg, cpu, mm, k), 0)
+
+
+@njit(inline="always")
+def mm_destroy(seg, mm):
+    # check_mm: one summing loop per counter
+    bad = 0
+    for k in range(L.NMEMBERS):
+        if read_precise(seg, mm, k) != 0:
+            bad += 1
+    return bad

@@ -1,0 +1,122 @@
+"""Word offsets of the shared segment: header slots and the fields of each per-CPU, per-task and reader record.
+
+Module-level ints, so compiled code sees them as constants. The segment is a
+flat int64 array; every region starts on a cache line and its base offset is
+stored in the header, so any process (and ``shmrss monitor``) can find it.
+"""
+
+MAGIC = 0x5353_5253_5348_4D31  # "1MHSRSS" + version-independent tag
+VERSION = 1
+NMEMBERS = 4  # MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES
+MEMBER_NAMES = ("file", "anon", "swap", "shmem")
+FILE, ANON, SWAP, SHMEM = range(NMEMBERS)
+
+# --- header: constant after creation (read by every CPU, never written while running)
+H_MAGIC = 0
+H_VERSION = 1
+H_LINE = 2  # words per cache line
+H_TOTAL = 3  # words in the segment
+H_OWNER_PID = 4
+H_NCPU = 5  # emulated (online) CPUs
+H_POSSIBLE = 6  # possible CPUs: per-CPU units allocated and walked
+H_NMM = 7
+H_NTASK = 8
+H_DESIGN = 9  # design id
+H_PACK = 10  # 1: CPUs' per-CPU words interleaved (false sharing on purpose)
+H_SLICE = 11  # scheduler time slice in events
+H_CTRL = 12  # base of the control lines
+H_CPUSTAT = 13  # per-CPU tally records
+H_CPUSTAT_STRIDE = 14
+H_TRUTH = 15  # per-CPU truth: [mm * NMEMBERS + member]
+H_TRUTH_STRIDE = 16
+H_PCPU = 17  # design per-CPU words: PCPU + cpu * CSTRIDE + k * KSTRIDE
+H_PCPU_CSTRIDE = 18
+H_PCPU_KSTRIDE = 19
+H_PCPU_KWORDS = 20  # per-CPU words per mm
+H_MM = 21  # design per-mm words
+H_MM_STRIDE = 22
+H_TASK = 23
+H_TASK_STRIDE = 24
+H_TAPE = 25  # tape steps, 3 words each
+H_TAPE_STEPS = 26
+H_RQ = 27  # per-CPU run queues: [n, task ids...]
+H_RQ_STRIDE = 28
+H_READER = 29
+H_RING = 30  # latency samples kept per read kind
+H_GLOBAL = 31  # design-wide words
+H_GLOBAL_WORDS = 32
+H_STAT_EVERY = 33  # events between publishing tallies / checking the stop flag
+H_CREATED_NS = 34
+H_RUN_ID = 35  # low 63 bits of the random run id
+H_DPARAM = 40  # design parameters D0..D7 (e.g. the percpu batch)
+H_WORDS = 48
+
+# --- control lines (parent writes line 0; CPUs add themselves to the barrier on line 1)
+C_STATE = 0
+C_GO = 1
+C_STOP = 2
+C_PARENT_BEAT = 3
+# line 1
+C_BARRIER = 0
+CTRL_LINES = 2
+
+STATE_INIT, STATE_RUNNING, STATE_STOP, STATE_DONE, STATE_FAILED = range(5)
+STATE_NAMES = ("INIT", "RUNNING", "STOP", "DONE", "FAILED")
+
+# --- per-CPU tally record (written only by its CPU)
+S_EVENTS = 0  # published every H_STAT_EVERY events
+S_VAR = 1  # running sum of |delta| whose truth is published
+S_COMMIT = 2  # running sum of |delta| whose design update completed
+S_SWITCHES = 3
+S_SLOW = 4  # design slow paths taken (lock, carry, miss)
+S_TSC_START = 5
+S_TSC_END = 6
+S_STATUS = 7
+S_PID = 8
+S_HOSTCPU = 9
+S_BEAT = 10  # TSC at the last publish
+S_HITS = 11
+S_MISSES = 12
+S_SPINS = 13  # failed lock attempts
+S_CUR_MM = 14
+S_WORDS = 16
+
+CPU_INIT, CPU_BARRIER, CPU_RUNNING, CPU_DONE, CPU_FAILED = range(5)
+
+# --- per-task record: the engine's scheduling state, then the design's words
+T_MM = 0
+T_CPU = 1
+T_TAPE_START = 2  # first step index
+T_TAPE_LEN = 3  # steps
+T_STEP = 4
+T_REMAIN = 5
+T_DEAD = 6
+T_DESIGN = 8  # first design word
+T_WORDS = 8
+
+# --- tape steps: (op, member, arg)
+STEP_WORDS = 3
+OP_FAULT = 1  # arg events of +1 on member
+OP_UNMAP = 2  # one event of -arg on member
+OP_NAMES = {"fault": OP_FAULT, "unmap": OP_UNMAP}
+
+# --- reader record
+R_NAPPROX = 0
+R_NPRECISE = 1
+R_APPROX_MAXERR = 2  # distance of an approximate read outside the truth envelope
+R_APPROX_VIOL = 3  # approximate reads outside envelope +/- the design's bound
+R_PRECISE_MAXERR = 4
+R_PRECISE_VIOL = 5  # precise reads outside the truth envelope
+R_MAX_BOUND = 6  # largest bound the design stated
+R_ERR_PPM = 7  # worst error / bound, in millionths
+R_MIN_RATIO_PPM = 8  # smallest approximate / truth, millionths (truth above R_RATIO_FLOOR)
+R_PASSES = 9
+R_VIOL_MM = 10  # first violation: mm, member, value, envelope lo, hi, kind (1 approx, 2 precise)
+R_VIOL_MEMBER = 11
+R_VIOL_VALUE = 12
+R_VIOL_LO = 13
+R_VIOL_HI = 14
+R_VIOL_KIND = 15
+R_BEAT = 16
+R_HEAD_WORDS = 24  # then two rings of H_RING latency samples (TSC ticks): approximate, precise
+RATIO_FLOOR = 256  # pages: below this the approximate/truth ratio is not meaningful

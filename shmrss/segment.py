@@ -1,0 +1,299 @@
+"""The run's POSIX shared-memory segment: layout, create, attach by name, validate, unlink, clean up.
+
+One object ``/shmrss-<run id>`` per run, mode 0600, mapped with mmap and viewed
+as a flat numpy int64 array. Offsets of every region live in the header
+(see ``layout``), each region starting on a cache line.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import posix_ipc
+
+from shmrss import layout as L
+
+PREFIX = "shmrss-"
+SHM_DIR = "/dev/shm"
+
+
+class SegmentError(Exception):
+    """A segment that cannot be created, found, or trusted; message is one line."""
+
+
+@dataclass(frozen=True)
+class DesignShape:
+    """What a design needs in the segment, in words."""
+
+    pcpu_words_per_mm: int  # per-CPU words per mm (packed per CPU unit)
+    mm_words: int  # shared words per mm (rounded up to whole lines)
+    task_words: int = 0  # per-task words
+    global_words: int = 0
+    params: tuple[int, ...] = ()  # design parameters stored at H_DPARAM..
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Everything the layout depends on."""
+
+    ncpu: int
+    possible: int
+    nmm: int
+    ntask: int
+    line_words: int
+    pack: bool
+    slice: int
+    design_id: int
+    shape: DesignShape
+    tape_steps: int
+    ring: int = 1 << 14
+    stat_every: int = 1024
+
+
+def _round(n: int, line: int) -> int:
+    return -(-n // line) * line
+
+
+@dataclass
+class Layout:
+    header: np.ndarray
+    total_words: int
+    regions: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (base, words)
+
+
+def compute_layout(g: Geometry) -> Layout:
+    """Place every region on its own cache line; return the header and the size."""
+    if len(g.shape.params) > 8:
+        raise ValueError("a design has at most 8 parameters")
+    lw = g.line_words
+    h = np.zeros(L.H_WORDS, dtype=np.int64)
+    regions: dict[str, tuple[int, int]] = {}
+    cursor = _round(L.H_WORDS, lw)
+
+    def place(name: str, words: int) -> int:
+        nonlocal cursor
+        base = cursor
+        regions[name] = (base, words)
+        cursor = _round(base + max(words, 1), lw)
+        return base
+
+    h[L.H_CTRL] = place("ctrl", L.CTRL_LINES * lw)
+    h[L.H_CPUSTAT_STRIDE] = _round(L.S_WORDS, lw)
+    h[L.H_CPUSTAT] = place("cpustat", g.ncpu * int(h[L.H_CPUSTAT_STRIDE]))
+    h[L.H_TRUTH_STRIDE] = _round(g.nmm * L.NMEMBERS, lw)
+    h[L.H_TRUTH] = place("truth", g.ncpu * int(h[L.H_TRUTH_STRIDE]))
+    kwords = g.nmm * g.shape.pcpu_words_per_mm
+    if g.pack:
+        cstride, kstride = 1, g.possible
+    else:
+        cstride, kstride = _round(kwords, lw), 1
+    h[L.H_PCPU_CSTRIDE], h[L.H_PCPU_KSTRIDE], h[L.H_PCPU_KWORDS] = cstride, kstride, g.shape.pcpu_words_per_mm
+    h[L.H_PCPU] = place("pcpu", g.possible * kwords if g.pack else g.possible * cstride)
+    h[L.H_MM_STRIDE] = _round(max(g.shape.mm_words, 1), lw)
+    h[L.H_MM] = place("mm", g.nmm * int(h[L.H_MM_STRIDE]))
+    h[L.H_TASK_STRIDE] = _round(L.T_WORDS + g.shape.task_words, lw)
+    h[L.H_TASK] = place("task", g.ntask * int(h[L.H_TASK_STRIDE]))
+    h[L.H_TAPE] = place("tape", g.tape_steps * L.STEP_WORDS)
+    h[L.H_TAPE_STEPS] = g.tape_steps
+    h[L.H_RQ_STRIDE] = _round(1 + g.ntask, lw)
+    h[L.H_RQ] = place("runqueue", g.ncpu * int(h[L.H_RQ_STRIDE]))
+    h[L.H_RING] = g.ring
+    h[L.H_READER] = place("reader", L.R_HEAD_WORDS + 2 * g.ring)
+    h[L.H_GLOBAL_WORDS] = g.shape.global_words
+    h[L.H_GLOBAL] = place("global", g.shape.global_words)
+
+    h[L.H_MAGIC], h[L.H_VERSION], h[L.H_LINE] = L.MAGIC, L.VERSION, lw
+    h[L.H_TOTAL] = cursor
+    h[L.H_NCPU], h[L.H_POSSIBLE], h[L.H_NMM], h[L.H_NTASK] = g.ncpu, g.possible, g.nmm, g.ntask
+    h[L.H_DESIGN], h[L.H_PACK], h[L.H_SLICE] = g.design_id, int(g.pack), g.slice
+    h[L.H_STAT_EVERY] = g.stat_every
+    for i, p in enumerate(g.shape.params):
+        h[L.H_DPARAM + i] = p
+    return Layout(h, cursor, regions)
+
+
+def estimate_bytes(g: Geometry) -> int:
+    return compute_layout(g).total_words * 8
+
+
+def new_name() -> str:
+    """An unguessable segment name (64 random bits)."""
+    return PREFIX + secrets.token_hex(8)
+
+
+class Segment:
+    """A mapped segment. ``words`` is the int64 view handed to compiled code."""
+
+    def __init__(self, name: str, shm: posix_ipc.SharedMemory, mapping: mmap.mmap, owner: bool, readonly: bool):
+        self.name = name
+        self._shm = shm
+        self._map = mapping
+        self.owner = owner
+        self.readonly = readonly
+        self.words = np.frombuffer(mapping, dtype=np.int64)
+        if readonly:
+            self.words.flags.writeable = False
+
+    # ---- creation and attachment
+    @classmethod
+    def create(cls, g: Geometry, name: str | None = None) -> "Segment":
+        lay = compute_layout(g)
+        nbytes = lay.total_words * 8
+        check_room(nbytes)
+        name = name or new_name()
+        try:
+            shm = posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, mode=0o600, size=nbytes)
+        except posix_ipc.ExistentialError as e:
+            raise SegmentError(f"segment {name} already exists") from e
+        except (OSError, posix_ipc.Error) as e:
+            raise SegmentError(f"cannot create segment {name}: {e}") from e
+        try:
+            mapping = mmap.mmap(shm.fd, nbytes)
+        except OSError as e:
+            shm.close_fd()
+            shm.unlink()
+            raise SegmentError(f"cannot map segment {name} ({nbytes} bytes): {e}") from e
+        shm.close_fd()
+        seg = cls(name, shm, mapping, owner=True, readonly=False)
+        seg.words[: L.H_WORDS] = lay.header
+        seg.words[L.H_OWNER_PID] = os.getpid()
+        seg.words[L.H_CREATED_NS] = time.time_ns()
+        seg.words[L.H_RUN_ID] = int(name[len(PREFIX):], 16) & ((1 << 63) - 1)
+        return seg
+
+    @classmethod
+    def attach(cls, name: str, readonly: bool = False) -> "Segment":
+        name = name.lstrip("/")
+        if not name.startswith(PREFIX):
+            raise SegmentError(f"{name} is not a shmrss segment name (they start with {PREFIX})")
+        flags = 0
+        try:
+            shm = posix_ipc.SharedMemory("/" + name, flags, read_only=readonly)
+        except posix_ipc.ExistentialError as e:
+            raise SegmentError(f"no segment named {name}") from e
+        except posix_ipc.PermissionsError as e:
+            raise SegmentError(f"segment {name} belongs to another user: permission denied") from e
+        except (OSError, posix_ipc.Error) as e:
+            raise SegmentError(f"cannot open segment {name}: {e}") from e
+        try:
+            size = shm.size
+            if size < L.H_WORDS * 8:
+                raise SegmentError(f"segment {name} is truncated ({size} bytes): not a shmrss run")
+            prot = mmap.PROT_READ if readonly else mmap.PROT_READ | mmap.PROT_WRITE
+            mapping = mmap.mmap(shm.fd, size, prot=prot)
+        finally:
+            shm.close_fd()
+        seg = cls(name, shm, mapping, owner=False, readonly=readonly)
+        try:
+            validate_header(seg.words, size)
+        except SegmentError:
+            seg.close()
+            raise
+        return seg
+
+    # ---- header access
+    def h(self, slot: int) -> int:
+        return int(self.words[slot])
+
+    def region(self, slot: int) -> int:
+        return int(self.words[slot])
+
+    def close(self) -> None:
+        self.words = None  # drop the view before closing the map
+        try:
+            self._map.close()
+        except BufferError:
+            pass  # a view is still alive somewhere; the mapping goes with the process
+
+    def unlink(self) -> None:
+        try:
+            posix_ipc.unlink_shared_memory("/" + self.name)
+        except posix_ipc.ExistentialError:
+            pass
+
+
+def validate_header(words: np.ndarray, size_bytes: int) -> None:
+    """Refuse anything that is not a complete segment of this layout version."""
+    if int(words[L.H_MAGIC]) != L.MAGIC:
+        raise SegmentError("segment has no shmrss magic: not a shmrss run")
+    if int(words[L.H_VERSION]) != L.VERSION:
+        raise SegmentError(f"segment layout version {int(words[L.H_VERSION])}, this shmrss reads {L.VERSION}")
+    total = int(words[L.H_TOTAL])
+    if total * 8 > size_bytes or total < L.H_WORDS:
+        raise SegmentError(f"segment is truncated: header says {total * 8} bytes, object has {size_bytes}")
+    if int(words[L.H_LINE]) not in (8, 16):
+        raise SegmentError("segment header names an invalid cache line")
+    for slot in (L.H_NCPU, L.H_POSSIBLE, L.H_NMM):
+        if not 0 < int(words[slot]) <= 1 << 20:
+            raise SegmentError("segment header holds impossible sizes")
+    for slot in (L.H_CTRL, L.H_CPUSTAT, L.H_TRUTH, L.H_PCPU, L.H_MM, L.H_TASK, L.H_TAPE, L.H_RQ, L.H_READER):
+        if not L.H_WORDS <= int(words[slot]) < total:
+            raise SegmentError("segment header points outside the segment")
+
+
+def check_room(nbytes: int) -> None:
+    """Refuse a segment that /dev/shm or memory cannot hold."""
+    import psutil
+
+    try:
+        st = os.statvfs(SHM_DIR)
+        free = st.f_bavail * st.f_frsize
+        if nbytes > free:
+            raise SegmentError(f"segment needs {nbytes / 2**20:.1f} MiB but {SHM_DIR} has {free / 2**20:.1f} MiB free")
+    except FileNotFoundError:
+        pass
+    avail = psutil.virtual_memory().available
+    if nbytes > avail // 2:
+        raise SegmentError(f"segment needs {nbytes / 2**20:.1f} MiB, more than half the {avail / 2**20:.0f} MiB available")
+
+
+def list_segments() -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(SHM_DIR) if n.startswith(PREFIX))
+    except FileNotFoundError:
+        return []
+
+
+def owner_pid(name: str) -> int | None:
+    """The owner pid recorded in a segment's header, or None if it is unreadable."""
+    try:
+        seg = Segment.attach(name, readonly=True)
+    except SegmentError:
+        return None
+    try:
+        return seg.h(L.H_OWNER_PID)
+    finally:
+        seg.close()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cleanup_stale() -> tuple[list[str], list[str]]:
+    """Unlink segments whose owner is dead (or whose header is unreadable). Returns (removed, kept)."""
+    removed, kept = [], []
+    for name in list_segments():
+        pid = owner_pid(name)
+        if pid is not None and pid > 0 and _pid_alive(pid):
+            kept.append(name)
+            continue
+        try:
+            posix_ipc.unlink_shared_memory("/" + name)
+            removed.append(name)
+        except posix_ipc.ExistentialError:
+            pass
+        except posix_ipc.PermissionsError:
+            kept.append(name)
+    return removed, kept
