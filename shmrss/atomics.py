@@ -1,4 +1,4 @@
-"""Compiled memory intrinsics over int64 words of a numpy array.
+"""Compiled memory intrinsics over int64 words of a numpy array (or a raw pointer to them).
 
 Every counter operation an emulated CPU performs goes through one of these, so
 that the instruction the host executes is the one the kernel executes:
@@ -40,7 +40,12 @@ _llvm.initialize_native_asmparser()
 _I64 = ir.IntType(64)
 
 
+_WORDS = types.CPointer(types.int64)
+
+
 def _word_ptr(context, builder, arrty, arr, idx):
+    if isinstance(arrty, types.CPointer):
+        return builder.gep(arr, [idx])
     ary = context.make_array(arrty)(context, builder, arr)
     return cgutils.get_item_pointer(
         context, builder, arrty, ary, [idx], wraparound=False, boundscheck=False
@@ -48,8 +53,26 @@ def _word_ptr(context, builder, arrty, arr, idx):
 
 
 def _check_array(arr):
+    if arr == _WORDS:
+        return
     if not (isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.ndim == 1):
-        raise TypeError("shmrss intrinsics work on 1-d int64 arrays")
+        raise TypeError("shmrss intrinsics work on 1-d int64 arrays or int64 pointers")
+
+
+@intrinsic
+def raw(typingctx, arr):
+    """The array's data as an int64 pointer.
+
+    Hot loops index the segment through this pointer: an array passed to a
+    compiled helper is reference counted on every call (an atomic increment
+    and decrement per event), a pointer is not. The array must outlive it.
+    """
+    _check_array(arr)
+
+    def codegen(context, builder, sig, args):
+        return context.make_array(sig.args[0])(context, builder, args[0]).data
+
+    return _WORDS(arr), codegen
 
 
 @intrinsic

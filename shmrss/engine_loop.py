@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from shmrss import layout as L
-from shmrss.atomics import compiler_barrier, load, local_add, pause, rdtsc, store, xadd
+from shmrss.atomics import compiler_barrier, load, local_add, pause, raw, rdtsc, store, xadd
 from shmrss.designs.atomic import (  # DESIGN-IMPORT
     add, approx_bound, cpu_offline, mm_destroy, mm_init, read_approx, read_precise, switch_mm, task_exit, thread_created,
 )
@@ -48,8 +48,9 @@ def _step_remain(seg, tape_start, step):
 
 
 @njit("int64(int64[::1], int64)", cache=True)
-def cpu_main(seg, cpu):
+def cpu_main(words, cpu):
     """Run emulated CPU ``cpu`` until the stop flag; return its event count."""
+    seg = raw(words)
     st = _stat(seg, cpu)
     ctrl = seg[L.H_CTRL]
     line = seg[L.H_LINE]
@@ -194,8 +195,9 @@ def _note_violation(seg, r, mm, k, v, lo, hi, kind):
 
 
 @njit("void(int64[::1])", cache=True)
-def reader_pass(seg):
+def reader_pass(words):
     """One pass of the reader: approximate then precise read of every counter, each judged and timed."""
+    seg = raw(words)
     r = seg[L.H_READER]
     ring = seg[L.H_RING]
     ring_a = r + L.R_HEAD_WORDS
@@ -249,8 +251,9 @@ def reader_pass(seg):
 
 
 @njit("void(int64[::1], int64[:, ::1])", cache=True)
-def quiescent_check(seg, out):
+def quiescent_check(words, out):
     """With every CPU stopped: out[mm*4+k] = (truth, precise, approx, under, over)."""
+    seg = raw(words)
     for mm in range(seg[L.H_NMM]):
         for k in range(L.NMEMBERS):
             s = 0
@@ -266,14 +269,16 @@ def quiescent_check(seg, out):
 
 
 @njit("void(int64[::1])", cache=True)
-def init_mms(seg):
+def init_mms(words):
+    seg = raw(words)
     for mm in range(seg[L.H_NMM]):
         mm_init(seg, mm)
 
 
 @njit("int64[::1](int64[::1], int64)", cache=True)
-def teardown(seg, cpu):
+def teardown(words, cpu):
     """exit_mmap on CPU ``cpu``: unmap what each mm still holds, then mm_destroy; returns bad members per mm."""
+    seg = raw(words)
     bad = np.zeros(seg[L.H_NMM], dtype=np.int64)
     for mm in range(seg[L.H_NMM]):
         for k in range(L.NMEMBERS):

@@ -1,0 +1,283 @@
+"""Command line: ``shmrss run | topology | calibrate | cleanup``.
+
+Bad input is one line on stderr and exit status 2; an interrupted run exits
+130 (SIGINT) or 143 (SIGTERM) after writing what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from loguru import logger
+from rich.console import Console
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input: one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        raise UsageError(message)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def _int_at_least(lo: int, hi: int = 1 << 31):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be in [{lo}, {hi}], got {v}")
+        return v
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="shmrss", description="Compare Linux mm->rss_stat counter designs on this host.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="run designs on a workload and compare them")
+    r.add_argument("--design", default="percpu,atomic", help="comma list of designs, or 'all' (default percpu,atomic)")
+    r.add_argument("--workload", default="page_fault1", help="a built-in workload name or a workload .json file")
+    r.add_argument("--mode", default="processes", choices=("processes", "threads"),
+                   help="built-in workloads: one mm per task (processes) or one shared mm (threads)")
+    r.add_argument("--tasks", type=_int_at_least(1, 100_000), help="tasks (default one per CPU)")
+    r.add_argument("--cpus", type=_int_at_least(1, 4096), help="emulated CPUs (default all usable physical cores)")
+    r.add_argument("--duration", type=_positive_float, default=5.0, help="seconds per design (default 5)")
+    r.add_argument("--read-interval", type=_positive_float, default=10.0, metavar="MS",
+                   help="reader period in milliseconds (default 10)")
+    r.add_argument("--line", type=int, choices=(64, 128), help="cache line bytes for the layout (default: sysfs)")
+    r.add_argument("--pack", action="store_true", help="interleave CPUs' per-CPU words in shared lines (false sharing)")
+    r.add_argument("--smt", action="store_true", help="also use SMT siblings as CPUs")
+    r.add_argument("--oversubscribe", action="store_true", help="allow more CPUs than cores (timings invalid)")
+    r.add_argument("--slice", type=_int_at_least(1), default=100_000, help="scheduler time slice in events")
+    r.add_argument("--possible-cpus", type=_int_at_least(1, 4096), help="possible CPUs P >= cpus (default cpus)")
+    r.add_argument("--no-reader", action="store_true", help="run without the reader process")
+    r.add_argument("--no-calibrate", action="store_true", help="do not embed a hardware calibration")
+    r.add_argument("--json", metavar="PATH", help="write the result(s) as JSON")
+
+    sub.add_parser("topology", help="show the host topology shmrss sees")
+    c = sub.add_parser("calibrate", help="measure the host's cost of the primitive operations")
+    c.add_argument("--cpus", type=_int_at_least(1, 4096), help="CPUs to use (default all physical cores)")
+    c.add_argument("--json", metavar="PATH", help="also write the calibration as JSON")
+    sub.add_parser("cleanup", help="remove segments whose owner process is dead")
+    return p
+
+
+def _setup_logging(verbose: bool, console: Console) -> None:
+    logger.remove()
+    logger.add(lambda m: console.print(m, end="", markup=False, highlight=False),
+               level="DEBUG" if verbose else "INFO", format="{level}: {message}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    err = Console(stderr=True)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:
+        err.print(f"shmrss: error: {e}", markup=False, highlight=False)
+        return EXIT_USAGE
+    _setup_logging(args.verbose, err)
+    if sys.platform != "linux":
+        err.print(f"shmrss: error: shmrss needs Linux (sysfs, POSIX shared memory, CPU pinning); this is {sys.platform}")
+        return EXIT_USAGE
+    try:
+        return _COMMANDS[args.cmd](args, err)
+    except UsageError as e:
+        err.print(f"shmrss: error: {e}", markup=False, highlight=False)
+        return EXIT_USAGE
+
+
+def _usage_errors():
+    from shmrss.designs import UnknownDesign
+    from shmrss.segment import SegmentError
+    from shmrss.topology import TopologyError
+    from shmrss.workload import WorkloadError
+
+    return UnknownDesign, SegmentError, TopologyError, WorkloadError
+
+
+def cmd_topology(args, err: Console) -> int:
+    from shmrss.topology import TopologyError, read_topology, render_table
+
+    try:
+        topo = read_topology()
+    except TopologyError as e:
+        raise UsageError(str(e)) from None
+    Console().print(render_table(topo))
+    return EXIT_OK
+
+
+def cmd_cleanup(args, err: Console) -> int:
+    from shmrss.segment import cleanup_stale
+
+    removed, kept = cleanup_stale()
+    for n in removed:
+        logger.info("removed /{}", n)
+    for n in kept:
+        logger.info("kept /{} (owner alive or not ours to remove)", n)
+    if not removed and not kept:
+        logger.info("no shmrss segments")
+    return EXIT_OK
+
+
+def cmd_calibrate(args, err: Console) -> int:
+    from shmrss import calibrate
+    from shmrss.atomics import calibrate_tsc
+    from shmrss.topology import plan, read_topology
+
+    try:
+        topo = read_topology()
+        placement = plan(topo, args.cpus or len(topo.physical_cpus()))
+    except _usage_errors() as e:
+        raise UsageError(str(e)) from None
+    for w in placement.warnings:
+        logger.warning(w)
+    logger.info("calibrating on host CPUs {} ...", ",".join(map(str, placement.cpus)))
+    result = calibrate.measure(list(placement.cpus), calibrate_tsc(0.1), cache_line=topo.cache_line)
+    path = calibrate.save(result, topo)
+    Console().print(calibrate.render(result))
+    logger.info("saved to {} (embedded in the JSON of later runs on this host)", path)
+    if args.json:
+        _write_json(args.json, result)
+    return EXIT_OK
+
+
+def _write_json(path: str, obj) -> None:
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=_json_default) + "\n")
+    os.replace(tmp, p)
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON-able: {type(o)}")
+
+
+def cmd_run(args, err: Console) -> int:
+    from shmrss import designs, result
+    from shmrss.orchestrator import Interrupted, Run, RunFailed, RunParams
+    from shmrss.topology import plan, read_topology
+    from shmrss.workload import compile_workload, load_file
+
+    import workloads
+
+    try:
+        names = designs.parse_list(args.design)
+        topo = read_topology()
+        ncpu = args.cpus or len(topo.physical_cpus())
+        placement = plan(topo, ncpu, smt=args.smt, oversubscribe=args.oversubscribe)
+        if args.possible_cpus is not None and args.possible_cpus < ncpu:
+            raise UsageError(f"--possible-cpus {args.possible_cpus} is below --cpus {ncpu}")
+        if args.workload.endswith(".json") or os.sep in args.workload:
+            spec = load_file(args.workload)
+        else:
+            spec = workloads.build(args.workload, ncpu, tasks=args.tasks, mode=args.mode)
+        wl = compile_workload(spec, ncpu)
+        if args.json:
+            parent = Path(args.json).resolve().parent
+            if not parent.is_dir():
+                raise UsageError(f"--json: directory {parent} does not exist")
+    except _usage_errors() as e:
+        raise UsageError(str(e)) from None
+    line = args.line or (topo.cache_line if topo.cache_line in (64, 128) else 64)
+    for w in placement.warnings:
+        logger.warning(w)
+
+    calibration = None
+    if not args.no_calibrate:
+        from shmrss import calibrate
+        from shmrss.atomics import calibrate_tsc
+
+        calibration = calibrate.load_or_measure(topo, list(placement.cpus), calibrate_tsc())
+
+    options = {"mode": spec.get("mode"), "tasks_option": args.tasks, "smt": args.smt}
+    results: list[dict] = []
+    code = EXIT_OK
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        for name in names:
+            task = progress.add_task(f"{name:8s} {wl.name}", total=args.duration, rate="starting")
+
+            def on_sample(run, elapsed, task=task):
+                s = run.samples
+                dt = s[-1].t - s[-2].t
+                per = (s[-1].events - s[-2].events) / dt if dt > 0 else s[-1].events * 0
+                progress.update(task, completed=min(elapsed, args.duration),
+                                rate=f"{per.sum() / 1e6:8.1f} M ev/s  [" +
+                                     " ".join(f"{x / 1e6:.1f}" for x in per[:16]) + "]")
+
+            params = RunParams(design=name, workload=wl, placement=placement, topo=topo, duration=args.duration,
+                               read_interval=args.read_interval / 1000.0, line=line, pack=args.pack,
+                               slice=args.slice, possible=args.possible_cpus, reader=not args.no_reader,
+                               options=options)
+            try:
+                raw = Run(params, progress=on_sample).execute()
+            except RunFailed as e:
+                logger.error("{}: run failed: {}", name, e)
+                code = EXIT_FAILED
+                break
+            except (KeyboardInterrupt, Interrupted) as e:
+                code = e.code if isinstance(e, Interrupted) else 130
+                logger.error("interrupted before {} started measuring; nothing measured for it", name)
+                break
+            except _usage_errors() as e:
+                raise UsageError(str(e)) from None
+            res = result.build(params, raw, calibration)
+            results.append(res)
+            progress.update(task, completed=args.duration, visible=False)
+            if args.json:
+                _write_json(args.json, results if len(names) > 1 else res)
+            if not all(res["invariants"].values()):
+                code = max(code, EXIT_FAILED)
+                logger.error("{}: invariant failed: {}", name,
+                             ", ".join(k for k, ok in res["invariants"].items() if not ok))
+            if "interrupt_code" in raw:
+                code = raw["interrupt_code"]
+                break
+    if results:
+        Console().print(result.table(results))
+        shown = set()
+        for res in results:
+            for w in res["warnings"]:
+                if w not in shown:
+                    shown.add(w)
+                    logger.warning(w)
+        if args.json:
+            logger.info("wrote {}", args.json)
+    return code
+
+
+_COMMANDS = {"run": cmd_run, "topology": cmd_topology, "calibrate": cmd_calibrate, "cleanup": cmd_cleanup}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""The parent of a run: lays out the segment, forks the pinned CPU processes and the reader,
+samples them once a second, stops them, checks the invariants and builds the result.
+
+Every exit path (normal, Ctrl-C, SIGTERM, a dead child, an exception) kills the
+children that are left and unlinks the segment.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import multiprocessing.connection
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import psutil
+from loguru import logger
+
+from shmrss import designs, layout as L
+from shmrss.atomics import calibrate_tsc
+from shmrss.engine import cpu_process, engine_for, reader_process
+from shmrss.segment import Geometry, Segment
+from shmrss.topology import Placement, Topology
+from shmrss.workload import CompiledWorkload
+
+STARTUP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+
+
+class RunFailed(Exception):
+    """The run could not complete (a child died, start-up timed out); message is one line."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; ``code`` is the exit status to use (130 / 143)."""
+
+    def __init__(self, code: int):
+        super().__init__("interrupted")
+        self.code = code
+
+
+@dataclass
+class RunParams:
+    design: str
+    workload: CompiledWorkload
+    placement: Placement
+    topo: Topology
+    duration: float = 5.0
+    read_interval: float = 0.010
+    line: int = 64
+    pack: bool = False
+    slice: int = 100_000
+    possible: int | None = None
+    reader: bool = True
+    options: dict = field(default_factory=dict)  # the user's options, for the result
+
+    @property
+    def ncpu(self) -> int:
+        return len(self.placement.cpus)
+
+
+@dataclass
+class Sample:
+    t: float
+    events: np.ndarray  # per CPU
+
+
+def _geometry(p: RunParams) -> Geometry:
+    mod = designs.get(p.design)
+    possible = p.possible or p.ncpu
+    wl = p.workload
+    return Geometry(
+        ncpu=p.ncpu, possible=possible, nmm=wl.nmm, ntask=len(wl.tasks), line_words=p.line // 8,
+        pack=p.pack, slice=p.slice, design_id=mod.ID, shape=mod.shape(p.ncpu, possible, wl.nmm),
+        tape_steps=len(wl.tape),
+    )
+
+
+def _populate(seg: Segment, p: RunParams) -> None:
+    """Write the tapes, tasks and run queues, and initialise every mm through the design."""
+    w = seg.words
+    wl = p.workload
+    tape = int(w[L.H_TAPE])
+    w[tape: tape + wl.tape.size] = wl.tape.ravel()
+    tb, ts = int(w[L.H_TASK]), int(w[L.H_TASK_STRIDE])
+    for t, (mm, first, nsteps) in enumerate(wl.tasks):
+        b = tb + t * ts
+        w[b + L.T_MM], w[b + L.T_TAPE_START], w[b + L.T_TAPE_LEN] = mm, first, nsteps
+        op, _, arg = wl.tape[first]
+        w[b + L.T_STEP], w[b + L.T_REMAIN] = 0, (arg if op == L.OP_FAULT else 1)
+    rq, rs = int(w[L.H_RQ]), int(w[L.H_RQ_STRIDE])
+    for cpu, tasks in enumerate(wl.runqueues):
+        w[rq + cpu * rs] = len(tasks)
+        w[rq + cpu * rs + 1: rq + cpu * rs + 1 + len(tasks)] = tasks
+        for t in tasks:
+            w[tb + t * ts + L.T_CPU] = cpu
+    w[int(w[L.H_READER]) + L.R_MIN_RATIO_PPM] = 1 << 62
+    engine_for(p.design).init_mms(w)
+
+
+def _raise_interrupt(signum, frame):
+    raise Interrupted(128 + signum)
+
+
+class Run:
+    """One design on one workload: ``Run(params).execute()`` returns the raw measurements."""
+
+    def __init__(self, p: RunParams, progress=None):
+        self.p = p
+        self.progress = progress  # callable(run, sample, elapsed) or None
+        self.seg: Segment | None = None
+        self.cpus: list[mp.Process] = []
+        self.reader: mp.Process | None = None
+        self.samples: list[Sample] = []
+        self.warnings: list[str] = list(p.placement.warnings)
+        self.partial = False
+        self.reader_died = False
+        self.moved: set[int] = set()
+
+    # ---- life cycle
+    def execute(self) -> dict:
+        p = self.p
+        eng = engine_for(p.design)  # compile before forking: children inherit it
+        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            self.seg = Segment.create(_geometry(p))
+            logger.debug("segment /{} ({} words)", self.seg.name, self.seg.h(L.H_TOTAL))
+            _populate(self.seg, p)
+            tsc_per_ns = calibrate_tsc()
+            t_fork = time.perf_counter()
+            self._fork()
+            self._wait_barrier()
+            startup_s = time.perf_counter() - t_fork
+            interrupt = None
+            try:
+                self._go_and_sample()
+            except (KeyboardInterrupt, Interrupted) as e:
+                interrupt = e if isinstance(e, Interrupted) else Interrupted(130)
+                self.partial = True
+                self.warnings.append("interrupted: partial result, measured until the interrupt")
+            self._stop()
+            raw = self._collect(eng, tsc_per_ns, startup_s)
+            if interrupt is not None:
+                raw["interrupt_code"] = interrupt.code
+            return raw
+        finally:
+            self._kill_children()
+            if self.seg is not None:
+                self.seg.unlink()
+                self.seg.close()
+            signal.signal(signal.SIGTERM, old_term)
+
+    def _fork(self) -> None:
+        ctx = mp.get_context("fork")
+        p, name, parent = self.p, self.seg.name, os.getpid()
+        for cpu, host in enumerate(p.placement.cpus):
+            proc = ctx.Process(target=cpu_process, args=(name, p.design, cpu, host, parent),
+                               name=f"shmrss-cpu{cpu}", daemon=True)
+            proc.start()
+            self.cpus.append(proc)
+        if p.reader:
+            self.reader = ctx.Process(target=reader_process,
+                                      args=(name, p.design, p.read_interval, p.placement.reader_cpu, parent),
+                                      name="shmrss-reader", daemon=True)
+            self.reader.start()
+
+    def _ctrl(self, slot: int, line: int = 0) -> int:
+        w = self.seg.words
+        return int(w[L.H_CTRL]) + line * int(w[L.H_LINE]) + slot
+
+    def _check_children(self) -> None:
+        for cpu, proc in enumerate(self.cpus):
+            if proc.exitcode is not None:
+                raise RunFailed(f"emulated CPU {cpu} (pid {proc.pid}) died: {_exit_text(proc.exitcode)}")
+        if self.reader is not None and not self.reader_died and self.reader.exitcode is not None:
+            self.reader_died = True
+            msg = f"the reader (pid {self.reader.pid}) died ({_exit_text(self.reader.exitcode)}): reads stop there"
+            logger.warning(msg)
+            self.warnings.append(msg)
+
+    def _wait_barrier(self) -> None:
+        w = self.seg.words
+        need = len(self.cpus)
+        deadline = time.perf_counter() + STARTUP_TIMEOUT_S
+        while int(w[self._ctrl(L.C_BARRIER, 1)]) < need:
+            self._check_children()
+            if time.perf_counter() > deadline:
+                raise RunFailed(f"the emulated CPUs did not reach the start barrier in {STARTUP_TIMEOUT_S:.0f} s")
+            time.sleep(0.001)
+
+    def _events(self) -> np.ndarray:
+        w = self.seg.words
+        st, ss = int(w[L.H_CPUSTAT]), int(w[L.H_CPUSTAT_STRIDE])
+        return np.array([w[st + c * ss + L.S_EVENTS] for c in range(len(self.cpus))], dtype=np.int64)
+
+    def _go_and_sample(self) -> None:
+        w = self.seg.words
+        w[self._ctrl(L.C_STATE)] = L.STATE_RUNNING
+        t0 = time.perf_counter()
+        w[self._ctrl(L.C_GO)] = 1
+        self.samples.append(Sample(0.0, self._events()))
+        sentinels = [p.sentinel for p in self.cpus] + ([self.reader.sentinel] if self.reader else [])
+        end = t0 + self.p.duration
+        next_sample = t0 + 1.0
+        while True:
+            now = time.perf_counter()
+            if now >= end:
+                break
+            mp.connection.wait(sentinels, timeout=max(0.0, min(next_sample, end) - now))
+            self._check_children()
+            now = time.perf_counter()
+            if now >= next_sample or now >= end:
+                self.samples.append(Sample(now - t0, self._events()))
+                w[self._ctrl(L.C_PARENT_BEAT)] = time.monotonic_ns()
+                self._check_pinning()
+                next_sample += 1.0
+                if self.progress:
+                    self.progress(self, now - t0)
+        if self.samples[-1].t < self.p.duration - 0.05:
+            self.samples.append(Sample(time.perf_counter() - t0, self._events()))
+
+    def _check_pinning(self) -> None:
+        for cpu, (proc, host) in enumerate(zip(self.cpus, self.p.placement.cpus)):
+            if cpu in self.moved:
+                continue
+            try:
+                now_on = psutil.Process(proc.pid).cpu_num()
+            except psutil.Error:
+                continue
+            if now_on != host:
+                self.moved.add(cpu)
+                self.warnings.append(f"emulated CPU {cpu} was seen on host CPU {now_on}, not its pinned {host}")
+
+    def _stop(self) -> None:
+        w = self.seg.words
+        w[self._ctrl(L.C_STOP)] = 1
+        w[self._ctrl(L.C_STATE)] = L.STATE_STOP
+        deadline = time.perf_counter() + STOP_TIMEOUT_S
+        for cpu, proc in enumerate(self.cpus):
+            proc.join(max(0.0, deadline - time.perf_counter()))
+            if proc.exitcode is None:
+                raise RunFailed(f"emulated CPU {cpu} did not stop within {STOP_TIMEOUT_S:.0f} s")
+            if proc.exitcode != 0:
+                raise RunFailed(f"emulated CPU {cpu} (pid {proc.pid}) failed: {_exit_text(proc.exitcode)}")
+        if self.reader is not None:
+            self.reader.join(max(1.0, deadline - time.perf_counter()))
+            if self.reader.exitcode not in (0, None) and not self.reader_died:
+                self.reader_died = True
+                self.warnings.append(f"the reader failed: {_exit_text(self.reader.exitcode)}")
+        w[self._ctrl(L.C_STATE)] = L.STATE_DONE
+
+    def _kill_children(self) -> None:
+        for proc in self.cpus + ([self.reader] if self.reader else []):
+            if proc.is_alive():
+                proc.kill()
+                proc.join(2.0)
+
+    # ---- measurements
+    def _collect(self, eng, tsc_per_ns: float, startup_s: float) -> dict:
+        w = self.seg.words
+        n = len(self.cpus)
+        st, ss = int(w[L.H_CPUSTAT]), int(w[L.H_CPUSTAT_STRIDE])
+        per_cpu = []
+        for c in range(n):
+            b = st + c * ss
+            events = int(w[b + L.S_EVENTS])
+            span_ns = (int(w[b + L.S_TSC_END]) - int(w[b + L.S_TSC_START])) / tsc_per_ns
+            per_cpu.append({
+                "cpu": c, "host_cpu": int(w[b + L.S_HOSTCPU]), "pid": int(w[b + L.S_PID]),
+                "events": events, "seconds": span_ns / 1e9,
+                "events_per_s": events / span_ns * 1e9 if span_ns > 0 else 0.0,
+                "ns_per_event": span_ns / events if events else None,
+                "switches": int(w[b + L.S_SWITCHES]), "slow_paths": int(w[b + L.S_SLOW]),
+                "lock_spins": int(w[b + L.S_SPINS]), "var": int(w[b + L.S_VAR]), "commit": int(w[b + L.S_COMMIT]),
+            })
+        nmm = int(w[L.H_NMM])
+        check = np.zeros((nmm * L.NMEMBERS, 5), dtype=np.int64)
+        eng.quiescent_check(w, check)
+        r = int(w[L.H_READER])
+        ring = int(w[L.H_RING])
+        reader = {key: int(w[r + slot]) for key, slot in (
+            ("approx_reads", L.R_NAPPROX), ("precise_reads", L.R_NPRECISE), ("approx_max_err", L.R_APPROX_MAXERR),
+            ("approx_violations", L.R_APPROX_VIOL), ("precise_max_err", L.R_PRECISE_MAXERR),
+            ("precise_violations", L.R_PRECISE_VIOL), ("max_bound", L.R_MAX_BOUND), ("err_ppm", L.R_ERR_PPM),
+            ("min_ratio_ppm", L.R_MIN_RATIO_PPM), ("passes", L.R_PASSES), ("viol_kind", L.R_VIOL_KIND),
+            ("viol_mm", L.R_VIOL_MM), ("viol_member", L.R_VIOL_MEMBER), ("viol_value", L.R_VIOL_VALUE),
+            ("viol_lo", L.R_VIOL_LO), ("viol_hi", L.R_VIOL_HI))}
+        ring_a = r + L.R_HEAD_WORDS
+        lat_a = np.array(w[ring_a: ring_a + min(reader["approx_reads"], ring)]) / tsc_per_ns
+        lat_p = np.array(w[ring_a + ring: ring_a + ring + min(reader["precise_reads"], ring)]) / tsc_per_ns
+        bad = eng.teardown(w, 0)
+        return {
+            "per_cpu": per_cpu, "check": check, "reader": reader, "lat_approx_ns": lat_a, "lat_precise_ns": lat_p,
+            "teardown_bad": bad, "samples": self.samples, "tsc_per_ns": tsc_per_ns, "startup_s": startup_s,
+            "warnings": self.warnings, "partial": self.partial, "reader_died": self.reader_died,
+        }
+
+
+def _exit_text(code: int) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

@@ -1,0 +1,169 @@
+"""Turns a run's raw measurements into the result object (JSON schema in the README) and the comparison table."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+from rich.table import Table
+
+from shmrss import __version__, designs, layout as L
+
+
+def host_info(topo, line: int) -> dict:
+    import numba
+
+    return {
+        "topology": topo.to_dict(),
+        "cache_line": line,
+        "cache_line_host": topo.cache_line,
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "shmrss": __version__,
+    }
+
+
+def _spread(values: list[float]) -> dict | None:
+    if not values:
+        return None
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
+
+
+def _pct(a: np.ndarray, q: float) -> float | None:
+    return float(np.percentile(a, q)) if a.size else None
+
+
+def interval_rates(samples) -> list[float]:
+    """Total events/s in each sampling interval, the first (warm-up) interval dropped."""
+    rates = []
+    for prev, cur in zip(samples, samples[1:]):
+        dt = cur.t - prev.t
+        if dt > 0.2:
+            rates.append(float((cur.events - prev.events).sum() / dt))
+    return rates[1:] if len(rates) > 1 else rates
+
+
+def build(params, raw: dict, calibration: dict | None) -> dict:
+    """The result object of one design's run."""
+    per_cpu = raw["per_cpu"]
+    check = raw["check"]
+    rd = raw["reader"]
+    truth, precise, approx, under, over = (check[:, i] for i in range(5))
+    precise_ok = bool(np.all(precise == truth))
+    approx_end_ok = bool(np.all((approx >= truth - under) & (approx <= truth + over)))
+    end_err = int(np.max(np.abs(approx - truth))) if len(truth) else 0
+    ns = [c["ns_per_event"] for c in per_cpu if c["ns_per_event"]]
+    total_eps = sum(c["events_per_s"] for c in per_cpu)
+    rates = interval_rates(raw["samples"])
+    bound = max(int(rd["max_bound"]), int(np.max(np.maximum(under, over))) if len(under) else 0)
+    approx_max_err = max(int(rd["approx_max_err"]), end_err)
+    reads_ran = rd["approx_reads"] > 0
+    invariants = {
+        "precise_equals_truth": precise_ok,
+        "approx_within_bound_at_end": approx_end_ok,
+        "approx_within_bound_throughout": reads_ran and rd["approx_violations"] == 0,
+        "precise_within_truth_throughout": reads_ran and rd["precise_violations"] == 0,
+        "zero_at_teardown": bool(np.all(raw["teardown_bad"] == 0)),
+        "no_update_in_flight_at_end": all(c["var"] == c["commit"] for c in per_cpu),
+    }
+    warnings = list(raw["warnings"])
+    if not reads_ran:
+        warnings.append("the reader made no read: read latency and mid-run bounds were not checked")
+    if len(rates) < 2:
+        warnings.append("fewer than 2 one-second samples after warm-up: min/median/max are not meaningful")
+    violation = None
+    if rd["viol_kind"]:
+        violation = {"kind": "approximate" if rd["viol_kind"] == 1 else "precise", "mm": rd["viol_mm"],
+                     "member": L.MEMBER_NAMES[rd["viol_member"]], "value": rd["viol_value"],
+                     "allowed": [rd["viol_lo"], rd["viol_hi"]]}
+    mod = designs.get(params.design)
+    ratio = rd["min_ratio_ppm"] / 1e6 if rd["min_ratio_ppm"] < (1 << 62) else None
+    return {
+        "design": params.design,
+        "workload": params.workload.name,
+        "partial": raw["partial"],
+        "params": {
+            **params.options,
+            "design": params.design, "workload": params.workload.name, "cpus": params.ncpu,
+            "host_cpus": list(params.placement.cpus), "reader_cpu": params.placement.reader_cpu,
+            "duration_s": params.duration, "read_interval_s": params.read_interval, "line": params.line,
+            "pack": params.pack, "slice": params.slice, "possible_cpus": params.possible or params.ncpu,
+            "mms": params.workload.nmm, "tasks": len(params.workload.tasks),
+            "oversubscribed": params.placement.oversubscribed,
+            "design_params": {"summary": mod.SUMMARY, "bound": mod.BOUND},
+        },
+        "host": host_info(params.topo, params.line),
+        "throughput": {
+            "events_per_s": total_eps,
+            "ns_per_event": statistics.median(ns) if ns else None,
+            "events_per_s_per_cpu": total_eps / len(per_cpu) if per_cpu else 0.0,
+            "events_per_s_intervals": _spread(rates),
+            "events": sum(c["events"] for c in per_cpu),
+            "per_cpu": per_cpu,
+            "startup_s": raw["startup_s"],
+            "switches_per_s": sum(c["switches"] / c["seconds"] for c in per_cpu if c["seconds"] > 0),
+            "slow_paths_per_s": sum(c["slow_paths"] / c["seconds"] for c in per_cpu if c["seconds"] > 0),
+        },
+        "accuracy": {
+            "approx_max_abs_error": approx_max_err,
+            "approx_bound": bound,
+            "error_to_bound": approx_max_err / bound if bound else (0.0 if approx_max_err == 0 else None),
+            "approx_min_ratio_to_truth": ratio,
+            "precise_equals_truth": precise_ok,
+            "precise_max_abs_error_live": int(rd["precise_max_err"]),
+            "final": [{"mm": i // L.NMEMBERS, "member": L.MEMBER_NAMES[i % L.NMEMBERS], "truth": int(truth[i]),
+                       "precise": int(precise[i]), "approx": int(approx[i])}
+                      for i in range(len(truth)) if truth[i] or precise[i] or approx[i]][:64],
+        },
+        "reads": {
+            "approx_count": rd["approx_reads"], "precise_count": rd["precise_reads"],
+            "approx_latency_ns": {"median": _pct(raw["lat_approx_ns"], 50), "p99": _pct(raw["lat_approx_ns"], 99)},
+            "precise_latency_ns": {"median": _pct(raw["lat_precise_ns"], 50),
+                                   "p99": _pct(raw["lat_precise_ns"], 99)},
+            "approx_violations": rd["approx_violations"], "precise_violations": rd["precise_violations"],
+            "first_violation": violation, "reader_died": raw["reader_died"],
+        },
+        "invariants": invariants,
+        "warnings": warnings,
+        "calibration": calibration,
+        "tsc_per_ns": raw["tsc_per_ns"],
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _fmt(v, spec: str = ",.0f", none: str = "-") -> str:
+    return none if v is None else format(v, spec)
+
+
+def table(results: list[dict]) -> Table:
+    """One comparison row per result."""
+    t = Table(title="shmrss results", title_justify="left")
+    for col, just in (("design", "left"), ("workload", "left"), ("cpus", "right"), ("events/s", "right"),
+                      ("per CPU", "right"), ("ns/event", "right"), ("events/s (1 s samples)\nmin / med / max", "right"),
+                      ("approx err\nmax / bound", "right"), ("precise\n= truth", "center"),
+                      ("approx read ns\nmed / p99", "right"), ("precise read ns\nmed / p99", "right"),
+                      ("invariants", "center")):
+        t.add_column(col, justify=just)
+    for r in results:
+        th, acc, rd = r["throughput"], r["accuracy"], r["reads"]
+        iv = th["events_per_s_intervals"]
+        spread = "-" if iv is None else f"{iv['min'] / 1e6:,.1f} / {iv['median'] / 1e6:,.1f} / {iv['max'] / 1e6:,.1f} M"
+        bad = [k for k, ok in r["invariants"].items() if not ok]
+        mode = r["params"].get("mode")
+        t.add_row(
+            r["design"], r["workload"] + (f" ({mode})" if mode else "") + (" PARTIAL" if r["partial"] else ""),
+            str(r["params"]["cpus"]), _fmt(th["events_per_s"]), _fmt(th["events_per_s_per_cpu"]),
+            _fmt(th["ns_per_event"], ".2f"), spread,
+            f"{acc['approx_max_abs_error']:,} / {acc['approx_bound']:,}",
+            "yes" if acc["precise_equals_truth"] else "NO",
+            f"{_fmt(rd['approx_latency_ns']['median'])} / {_fmt(rd['approx_latency_ns']['p99'])}",
+            f"{_fmt(rd['precise_latency_ns']['median'])} / {_fmt(rd['precise_latency_ns']['p99'])}",
+            "all hold" if not bad else "FAILED: " + ", ".join(bad),
+        )
+    return t
