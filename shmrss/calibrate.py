@@ -64,6 +64,8 @@ _VERSION = 1
 # Each private word sits on its own line followed by two padding lines, so the
 # adjacent-line prefetcher (which fetches 128-byte pairs) never couples two CPUs.
 _SLOT_LINES = 3
+# Below this, a repetition's CPUs mostly did not run at the same time.
+_MIN_OVERLAP = 0.9
 
 
 class CalibrationError(RuntimeError):
@@ -112,6 +114,11 @@ def _k_spinlock(a, lock, i, bar, target, iters):
     return rdtsc() - t0
 
 
+@njit(cache=True)
+def _now():
+    return rdtsc()
+
+
 _compiled = False
 
 
@@ -128,6 +135,7 @@ def _compile() -> None:
     _k_xadd(a, 1, 0, 1, 1)
     a[0] = 0
     _k_spinlock(a, 2, 1, 0, 1, 1)
+    _now()
     _compiled = True
     logger.debug("calibration kernels ready in {:.2f} s", time.perf_counter() - t0)
 
@@ -174,6 +182,7 @@ class ScenarioRun:
     words: np.ndarray  # copy of the whole mapping after the run
     data: list[int]  # data word of each CPU
     lock: int | None  # lock word (spinlock scenarios)
+    overlap: np.ndarray  # (reps,) share of the shortest CPU's run during which all CPUs ran
 
 
 def _words_per_line(cache_line: int) -> int:
@@ -198,8 +207,12 @@ def _child(a, conn, kernel: str, cpu: int, k: int, n: int, data: int, lock: int,
                 ticks = _k_xadd(a, data, 0, target, iters)
             else:
                 ticks = _k_spinlock(a, lock, data, 0, target, iters)
+            end = _now()
             if r:
-                a[res + (r - 1) * n + k] = ticks
+                slot = res + (r - 1) * n + k
+                a[slot] = ticks
+                a[slot + reps * n] = end - ticks
+                a[slot + 2 * reps * n] = end
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, then exit
         try:
             conn.send(f"{type(exc).__name__}: {exc}")
@@ -238,11 +251,12 @@ def run_scenario(name: str, cpus: list[int], reps: int, iters: int, cache_line: 
     # The data word shares the lock's line, as in a percpu_counter.
     lock = base if sc.kernel == "spinlock" else None
     res = base + n * _SLOT_LINES * wpl
-    nwords = res + reps * n
+    nwords = res + 3 * reps * n  # ticks, start and end stamps of each repetition and CPU
     nbytes = -(-nwords * 8 // mmap.PAGESIZE) * mmap.PAGESIZE
 
     ctx = multiprocessing.get_context("fork")
     mapping = mmap.mmap(-1, nbytes)  # anonymous and MAP_SHARED: seen by forked children
+    a = None
     try:
         a = np.frombuffer(mapping, dtype=np.int64)
         procs, conns = [], []
@@ -266,12 +280,24 @@ def run_scenario(name: str, cpus: list[int], reps: int, iters: int, cache_line: 
             _kill_all(procs)
             for c in conns:
                 c.close()
-        ticks = a[res:res + reps * n].reshape(reps, n).copy()
+        ticks, start, end = a[res:res + 3 * reps * n].reshape(3, reps, n).copy()
         words = a.copy()
-        del a
     finally:
-        mapping.close()
-    return ScenarioRun(name, list(cpus), iters, reps, ticks, words, data, lock)
+        # A traceback may still hold this frame: drop the view so the mapping can close.
+        a = None
+        try:
+            mapping.close()
+        except BufferError:
+            logger.debug("calibration mapping still referenced; unmapped when released")
+    # The TSC is synchronised across CPUs, so stamps from different children compare.
+    overlap = np.clip((end.min(axis=1) - start.max(axis=1)) / np.maximum(ticks.min(axis=1), 1), 0.0, 1.0)
+    if n > 1 and overlap.min() < _MIN_OVERLAP:
+        logger.warning(
+            "calibration {}: the CPUs ran together for only {:.0%} of a repetition; "
+            "the host may be time-sharing them, so contended figures are too low",
+            name, overlap.min(),
+        )
+    return ScenarioRun(name, list(cpus), iters, reps, ticks, words, data, lock, overlap)
 
 
 def _timeout(reps: int, iters: int, n: int) -> float:

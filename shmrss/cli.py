@@ -123,7 +123,7 @@ def cmd_topology(args, err: Console) -> int:
         topo = read_topology()
     except TopologyError as e:
         raise UsageError(str(e)) from None
-    Console().print(render_table(topo))
+    _out_console().print(render_table(topo))
     return EXIT_OK
 
 
@@ -155,11 +155,16 @@ def cmd_calibrate(args, err: Console) -> int:
     logger.info("calibrating on host CPUs {} ...", ",".join(map(str, placement.cpus)))
     result = calibrate.measure(list(placement.cpus), calibrate_tsc(0.1), cache_line=topo.cache_line)
     path = calibrate.save(result, topo)
-    Console().print(calibrate.render(result))
+    _out_console().print(calibrate.render(result))
     logger.info("saved to {} (embedded in the JSON of later runs on this host)", path)
     if args.json:
         _write_json(args.json, result)
     return EXIT_OK
+
+
+def _out_console() -> Console:
+    """stdout; piped output gets a wide page so tables are not folded to 80 columns."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _write_json(path: str, obj) -> None:
@@ -265,7 +270,7 @@ def cmd_run(args, err: Console) -> int:
                 code = raw["interrupt_code"]
                 break
     if results:
-        Console().print(result.table(results))
+        _out_console().print(result.table(results))
         shown = set()
         for res in results:
             for w in res["warnings"]:

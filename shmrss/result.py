@@ -144,26 +144,24 @@ def _fmt(v, spec: str = ",.0f", none: str = "-") -> str:
 def table(results: list[dict]) -> Table:
     """One comparison row per result."""
     t = Table(title="shmrss results", title_justify="left")
-    for col, just in (("design", "left"), ("workload", "left"), ("cpus", "right"), ("events/s", "right"),
-                      ("per CPU", "right"), ("ns/event", "right"), ("events/s (1 s samples)\nmin / med / max", "right"),
-                      ("approx err\nmax / bound", "right"), ("precise\n= truth", "center"),
-                      ("approx read ns\nmed / p99", "right"), ("precise read ns\nmed / p99", "right"),
-                      ("invariants", "center")):
-        t.add_column(col, justify=just)
+    for col in ("design", "workload", "CPUs", "M events/s", "M ev/s/CPU", "ns/event", "M ev/s (1 s)\nmin/med/max",
+                "approx err\nmax/bound", "precise\n= truth", "approx read\nns med/p99", "precise read\nns med/p99",
+                "invariants"):
+        t.add_column(col, justify="left" if col in ("design", "workload", "invariants") else "right")
     for r in results:
         th, acc, rd = r["throughput"], r["accuracy"], r["reads"]
         iv = th["events_per_s_intervals"]
-        spread = "-" if iv is None else f"{iv['min'] / 1e6:,.1f} / {iv['median'] / 1e6:,.1f} / {iv['max'] / 1e6:,.1f} M"
+        spread = "-" if iv is None else f"{iv['min'] / 1e6:.1f}/{iv['median'] / 1e6:.1f}/{iv['max'] / 1e6:.1f}"
         bad = [k for k, ok in r["invariants"].items() if not ok]
         mode = r["params"].get("mode")
         t.add_row(
             r["design"], r["workload"] + (f" ({mode})" if mode else "") + (" PARTIAL" if r["partial"] else ""),
-            str(r["params"]["cpus"]), _fmt(th["events_per_s"]), _fmt(th["events_per_s_per_cpu"]),
+            str(r["params"]["cpus"]), f"{th['events_per_s'] / 1e6:.1f}", f"{th['events_per_s_per_cpu'] / 1e6:.1f}",
             _fmt(th["ns_per_event"], ".2f"), spread,
-            f"{acc['approx_max_abs_error']:,} / {acc['approx_bound']:,}",
+            f"{acc['approx_max_abs_error']:,}/{acc['approx_bound']:,}",
             "yes" if acc["precise_equals_truth"] else "NO",
-            f"{_fmt(rd['approx_latency_ns']['median'])} / {_fmt(rd['approx_latency_ns']['p99'])}",
-            f"{_fmt(rd['precise_latency_ns']['median'])} / {_fmt(rd['precise_latency_ns']['p99'])}",
+            f"{_fmt(rd['approx_latency_ns']['median'])}/{_fmt(rd['approx_latency_ns']['p99'])}",
+            f"{_fmt(rd['precise_latency_ns']['median'])}/{_fmt(rd['precise_latency_ns']['p99'])}",
             "all hold" if not bad else "FAILED: " + ", ".join(bad),
         )
     return t
