@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _setup_logging(verbose: bool, console: Console) -> None:
     logger.remove()
-    logger.add(lambda m: console.print(m, end="", markup=False, highlight=False),
+    logger.add(lambda m: console.print(m, end="", markup=False, highlight=False, soft_wrap=True),
                level="DEBUG" if verbose else "INFO", format="{level}: {message}")
 
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except UsageError as e:
-        err.print(f"shmrss: error: {e}", markup=False, highlight=False)
+        err.print(f"shmrss: error: {e}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
     _setup_logging(args.verbose, err)
     if sys.platform != "linux":
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _COMMANDS[args.cmd](args, err)
     except UsageError as e:
-        err.print(f"shmrss: error: {e}", markup=False, highlight=False)
+        err.print(f"shmrss: error: {e}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
 
 
@@ -213,7 +213,9 @@ def cmd_run(args, err: Console) -> int:
     except _usage_errors() as e:
         raise UsageError(str(e)) from None
     line = args.line or (topo.cache_line if topo.cache_line in (64, 128) else 64)
+    shown: set[str] = set()
     for w in placement.warnings:
+        shown.add(w)
         logger.warning(w)
 
     calibration = None
@@ -271,7 +273,6 @@ def cmd_run(args, err: Console) -> int:
                 break
     if results:
         _out_console().print(result.table(results))
-        shown = set()
         for res in results:
             for w in res["warnings"]:
                 if w not in shown:

@@ -19,7 +19,7 @@ import psutil
 from loguru import logger
 
 from shmrss import designs, layout as L
-from shmrss.atomics import calibrate_tsc
+from shmrss.atomics import calibrate_tsc, tsc_overhead_ticks
 from shmrss.engine import cpu_process, engine_for, reader_process
 from shmrss.segment import Geometry, Segment
 from shmrss.topology import Placement, Topology
@@ -288,12 +288,15 @@ class Run:
             ("viol_mm", L.R_VIOL_MM), ("viol_member", L.R_VIOL_MEMBER), ("viol_value", L.R_VIOL_VALUE),
             ("viol_lo", L.R_VIOL_LO), ("viol_hi", L.R_VIOL_HI))}
         ring_a = r + L.R_HEAD_WORDS
-        lat_a = np.array(w[ring_a: ring_a + min(reader["approx_reads"], ring)]) / tsc_per_ns
-        lat_p = np.array(w[ring_a + ring: ring_a + ring + min(reader["precise_reads"], ring)]) / tsc_per_ns
+        timer = tsc_overhead_ticks()  # each latency sample includes one rdtsc pair
+        lat_a = np.maximum(np.array(w[ring_a: ring_a + min(reader["approx_reads"], ring)]) - timer, 0) / tsc_per_ns
+        lat_p = np.maximum(np.array(w[ring_a + ring: ring_a + ring + min(reader["precise_reads"], ring)]) - timer,
+                           0) / tsc_per_ns
         bad = eng.teardown(w, 0)
         return {
             "per_cpu": per_cpu, "check": check, "reader": reader, "lat_approx_ns": lat_a, "lat_precise_ns": lat_p,
-            "teardown_bad": bad, "samples": self.samples, "tsc_per_ns": tsc_per_ns, "startup_s": startup_s,
+            "teardown_bad": bad, "samples": self.samples, "tsc_per_ns": tsc_per_ns,
+            "timer_overhead_ns": timer / tsc_per_ns, "startup_s": startup_s,
             "warnings": self.warnings, "partial": self.partial, "reader_died": self.reader_died,
         }
 

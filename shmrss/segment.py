@@ -219,6 +219,8 @@ class Segment:
 
 def validate_header(words: np.ndarray, size_bytes: int) -> None:
     """Refuse anything that is not a complete segment of this layout version."""
+    if len(words) < L.H_WORDS or size_bytes < L.H_WORDS * 8:
+        raise SegmentError(f"segment is truncated ({size_bytes} bytes): not a shmrss run")
     if int(words[L.H_MAGIC]) != L.MAGIC:
         raise SegmentError("segment has no shmrss magic: not a shmrss run")
     if int(words[L.H_VERSION]) != L.VERSION:
@@ -231,9 +233,31 @@ def validate_header(words: np.ndarray, size_bytes: int) -> None:
     for slot in (L.H_NCPU, L.H_POSSIBLE, L.H_NMM):
         if not 0 < int(words[slot]) <= 1 << 20:
             raise SegmentError("segment header holds impossible sizes")
-    for slot in (L.H_CTRL, L.H_CPUSTAT, L.H_TRUTH, L.H_PCPU, L.H_MM, L.H_TASK, L.H_TAPE, L.H_RQ, L.H_READER):
-        if not L.H_WORDS <= int(words[slot]) < total:
+    ncpu, possible, nmm = int(words[L.H_NCPU]), int(words[L.H_POSSIBLE]), int(words[L.H_NMM])
+    ntask, ring = int(words[L.H_NTASK]), int(words[L.H_RING])
+    if possible < ncpu or not 0 <= ntask <= 1 << 20 or not 0 < ring <= 1 << 24:
+        raise SegmentError("segment header holds impossible sizes")
+    kwords = nmm * int(words[L.H_PCPU_KWORDS])
+    cstride, kstride = int(words[L.H_PCPU_CSTRIDE]), int(words[L.H_PCPU_KSTRIDE])
+    # (base slot, words the compiled code may index from it)
+    extents = (
+        (L.H_CTRL, L.CTRL_LINES * int(words[L.H_LINE])),
+        (L.H_CPUSTAT, ncpu * int(words[L.H_CPUSTAT_STRIDE])),
+        (L.H_TRUTH, ncpu * int(words[L.H_TRUTH_STRIDE])),
+        (L.H_PCPU, (possible - 1) * cstride + max(kwords - 1, 0) * kstride + 1),
+        (L.H_MM, nmm * int(words[L.H_MM_STRIDE])),
+        (L.H_TASK, ntask * int(words[L.H_TASK_STRIDE])),
+        (L.H_TAPE, int(words[L.H_TAPE_STEPS]) * L.STEP_WORDS),
+        (L.H_RQ, ncpu * int(words[L.H_RQ_STRIDE])),
+        (L.H_READER, L.R_HEAD_WORDS + 2 * ring),
+        (L.H_GLOBAL, int(words[L.H_GLOBAL_WORDS])),
+    )
+    for slot, extent in extents:
+        base = int(words[slot])
+        if extent < 0 or not L.H_WORDS <= base <= total or base + extent > total:
             raise SegmentError("segment header points outside the segment")
+    if min(cstride, kstride, int(words[L.H_CPUSTAT_STRIDE]), int(words[L.H_TRUTH_STRIDE])) < 0:
+        raise SegmentError("segment header holds impossible strides")
 
 
 def check_room(nbytes: int) -> None:
@@ -271,6 +295,16 @@ def owner_pid(name: str) -> int | None:
         seg.close()
 
 
+YOUNG_S = 10.0
+
+
+def _age_s(name: str) -> float:
+    try:
+        return time.time() - os.stat(os.path.join(SHM_DIR, name)).st_mtime
+    except OSError:
+        return float("inf")
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -288,6 +322,9 @@ def cleanup_stale() -> tuple[list[str], list[str]]:
         pid = owner_pid(name)
         if pid is not None and pid > 0 and _pid_alive(pid):
             kept.append(name)
+            continue
+        if (pid is None or pid <= 0) and _age_s(name) < YOUNG_S:
+            kept.append(name)  # maybe a run between creating its segment and writing the header
             continue
         try:
             posix_ipc.unlink_shared_memory("/" + name)

@@ -58,6 +58,7 @@ def _int(v, what: str, lo: int, hi: int) -> int:
 
 def compile_workload(spec: dict, ncpu: int) -> CompiledWorkload:
     """Validate ``spec`` and lay it out for ``ncpu`` emulated CPUs."""
+    _need(ncpu >= 1, "a workload needs at least one CPU")
     _need(isinstance(spec, dict), "a workload is a JSON object")
     name = spec.get("name", "custom")
     _need(isinstance(name, str) and name != "", "workload name must be a non-empty string")
@@ -73,7 +74,8 @@ def compile_workload(spec: dict, ncpu: int) -> CompiledWorkload:
             _need(isinstance(step, list | tuple) and len(step) == 3,
                   f"tape {tname!r} step {i}: a step is [op, member, count], got {step!r}")
             op, member, arg = step
-            _need(op in L.OP_NAMES, f"tape {tname!r} step {i}: unknown op {op!r} (ops: {', '.join(L.OP_NAMES)})")
+            _need(isinstance(op, str) and op in L.OP_NAMES,
+                  f"tape {tname!r} step {i}: unknown op {op!r} (ops: {', '.join(L.OP_NAMES)})")
             _need(member in L.MEMBER_NAMES,
                   f"tape {tname!r} step {i}: unknown member {member!r} (members: {', '.join(L.MEMBER_NAMES)})")
             arg = _int(arg, f"tape {tname!r} step {i} count", 1, MAX_ARG)
@@ -89,7 +91,7 @@ def compile_workload(spec: dict, ncpu: int) -> CompiledWorkload:
         _need(isinstance(task, dict), f"task {t} must be an object")
         mm = _int(task.get("mm"), f"task {t} mm", 0, nmm - 1)
         tname = task.get("tape")
-        _need(tname in where, f"task {t} names unknown tape {tname!r}")
+        _need(isinstance(tname, str) and tname in where, f"task {t} names unknown tape {tname!r}")
         cpu = task.get("cpu", t % ncpu)
         cpu = _int(cpu, f"task {t} cpu", 0, 1 << 20)
         _need(cpu < ncpu, f"task {t} is placed on cpu {cpu} but the run has {ncpu} CPUs")
