@@ -33,7 +33,7 @@ import numpy as np
 from loguru import logger
 from numba import njit
 
-from shmrss.atomics import load, local_add, pause, rdtsc, spin_lock, spin_unlock, xadd
+from shmrss.atomics import load, local_add, local_cmpxchg, pause, rdtsc, spin_lock, spin_unlock, xadd
 from shmrss.engine import cache_dir, die_with_parent
 from shmrss.topology import pin_self
 
@@ -103,6 +103,21 @@ def _k_xadd(a, i, bar, target, iters):
 
 
 @njit(cache=True)
+def _k_cmpxchg(a, i, bar, target, iters):
+    """iters of percpu's fast path on word i: load, then lock-less cmpxchg of c -> c + 1."""
+    _barrier(a, bar, target)
+    t0 = rdtsc()
+    for _ in range(iters):
+        c = load(a, i)
+        while True:
+            seen = local_cmpxchg(a, i, c, c + 1)
+            if seen == c:
+                break
+            c = seen
+    return rdtsc() - t0
+
+
+@njit(cache=True)
 def _k_spinlock(a, lock, i, bar, target, iters):
     """iters lock / plain add to word i / unlock; rdtsc ticks elapsed after the barrier."""
     _barrier(a, bar, target)
@@ -135,6 +150,8 @@ def _compile() -> None:
     _k_xadd(a, 1, 0, 1, 1)
     a[0] = 0
     _k_spinlock(a, 2, 1, 0, 1, 1)
+    a[0] = 0
+    _k_cmpxchg(a, 1, 0, 1, 1)
     _now()
     _compiled = True
     logger.debug("calibration kernels ready in {:.2f} s", time.perf_counter() - t0)
@@ -145,7 +162,7 @@ def _compile() -> None:
 
 @dataclass(frozen=True)
 class _Scenario:
-    kernel: str  # "add", "xadd" or "spinlock"
+    kernel: str  # "add", "xadd", "cmpxchg" or "spinlock"
     multi: bool  # runs on every CPU (needs 2+) rather than on the first only
     word: str  # "private": a line per CPU; "shared": one word; "packed": one word per CPU, one line
     what: str
@@ -160,6 +177,10 @@ SCENARIOS: dict[str, _Scenario] = {
     ),
     "separate_lines_add": _Scenario(
         "add", True, "private", "plain add, every CPU on its own line"
+    ),
+    "local_cmpxchg": _Scenario("cmpxchg", False, "private", "load + cmpxchg (no lock), one CPU: percpu's fast path"),
+    "false_sharing_cmpxchg": _Scenario(
+        "cmpxchg", True, "packed", "load + cmpxchg (no lock), every CPU on its own word of one line"
     ),
     "spinlock_uncontended": _Scenario(
         "spinlock", False, "shared", "spin_lock + add + spin_unlock, one CPU"
@@ -205,6 +226,8 @@ def _child(a, conn, kernel: str, cpu: int, k: int, n: int, data: int, lock: int,
                 ticks = _k_add(a, data, 0, target, iters)
             elif kernel == "xadd":
                 ticks = _k_xadd(a, data, 0, target, iters)
+            elif kernel == "cmpxchg":
+                ticks = _k_cmpxchg(a, data, 0, target, iters)
             else:
                 ticks = _k_spinlock(a, lock, data, 0, target, iters)
             end = _now()

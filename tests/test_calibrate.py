@@ -15,7 +15,7 @@ from shmrss import calibrate
 from shmrss.atomics import calibrate_tsc
 from shmrss.topology import plan, read_topology
 
-MULTI = ("shared_xadd", "false_sharing_add", "separate_lines_add", "spinlock_contended")
+MULTI = tuple(name for name, sc in calibrate.SCENARIOS.items() if sc.multi)
 
 
 def _shm_entries() -> set[str]:
@@ -144,9 +144,9 @@ def test_kernels_perform_the_operations(name, cpus, topo):
     else:
         for d in run.data:
             assert run.words[d] == ITERS * runs
-    if name == "false_sharing_add":
+    if name in ("false_sharing_add", "false_sharing_cmpxchg"):
         assert len(lines) == 1 and len(set(run.data)) == n
-    elif name in ("local_add", "local_xadd", "separate_lines_add"):
+    elif name in ("local_add", "local_xadd", "local_cmpxchg", "separate_lines_add"):
         # own lines with two lines of padding, none next to the barrier line
         assert min(run.data) // wpl >= 3
         ordered = sorted(lines)
