@@ -277,3 +277,13 @@ def _tsc_overhead(n):
 def tsc_overhead_ticks(samples: int = 10_000) -> int:
     """Smallest cost of a back-to-back ``rdtsc`` pair: subtracted from timed reads."""
     return int(_tsc_overhead(samples))
+
+
+def tsc_granularity_ticks(samples: int = 2000) -> int:
+    """The step in which the TSC advances (1 on bare metal; larger on some virtualised hosts)."""
+    import numpy as np
+
+    x = np.array([_rdtsc_now() for _ in range(samples)], dtype=np.int64)
+    d = np.diff(x)
+    d = d[d > 0]
+    return int(np.gcd.reduce(d)) if d.size else 1

@@ -19,7 +19,7 @@ import psutil
 from loguru import logger
 
 from shmrss import designs, layout as L
-from shmrss.atomics import calibrate_tsc, tsc_overhead_ticks
+from shmrss.atomics import calibrate_tsc, tsc_granularity_ticks, tsc_overhead_ticks
 from shmrss.engine import cpu_process, engine_for, reader_process
 from shmrss.segment import Geometry, Segment
 from shmrss.topology import Placement, Topology
@@ -289,6 +289,10 @@ class Run:
             ("viol_lo", L.R_VIOL_LO), ("viol_hi", L.R_VIOL_HI))}
         ring_a = r + L.R_HEAD_WORDS
         timer = tsc_overhead_ticks()  # each latency sample includes one rdtsc pair
+        step_ns = tsc_granularity_ticks() / tsc_per_ns
+        if step_ns > 2:
+            self.warnings.append(f"the TSC advances in steps of {step_ns:.0f} ns on this host: read latencies "
+                                 f"are quantised to that")
         lat_a = np.maximum(np.array(w[ring_a: ring_a + min(reader["approx_reads"], ring)]) - timer, 0) / tsc_per_ns
         lat_p = np.maximum(np.array(w[ring_a + ring: ring_a + ring + min(reader["precise_reads"], ring)]) - timer,
                            0) / tsc_per_ns
@@ -296,7 +300,7 @@ class Run:
         return {
             "per_cpu": per_cpu, "check": check, "reader": reader, "lat_approx_ns": lat_a, "lat_precise_ns": lat_p,
             "teardown_bad": bad, "samples": self.samples, "tsc_per_ns": tsc_per_ns,
-            "timer_overhead_ns": timer / tsc_per_ns, "startup_s": startup_s,
+            "timer_overhead_ns": timer / tsc_per_ns, "tsc_step_ns": step_ns, "startup_s": startup_s,
             "warnings": self.warnings, "partial": self.partial, "reader_died": self.reader_died,
         }
 

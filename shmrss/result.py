@@ -130,6 +130,7 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "approx_violations": rd["approx_violations"], "precise_violations": rd["precise_violations"],
             "first_violation": violation, "reader_died": raw["reader_died"],
             "timer_overhead_ns_subtracted": raw["timer_overhead_ns"],
+            "timer_step_ns": raw["tsc_step_ns"],
         },
         "invariants": invariants,
         "warnings": warnings,
