@@ -75,7 +75,10 @@ def engine_for(design: str) -> ModuleType:
     mod = importlib.util.module_from_spec(spec)
     sys.modules[modname] = mod
     spec.loader.exec_module(mod)
-    logger.debug("engine for {} ready in {:.2f} s ({})", design, time.perf_counter() - t0, path)
+    took = time.perf_counter() - t0
+    if took > 1.0:
+        logger.info("compiled the {} engine in {:.1f} s (cached for later runs)", design, took)
+    logger.debug("engine for {} ready in {:.2f} s ({})", design, took, path)
     _loaded[design] = mod
     return mod
 
