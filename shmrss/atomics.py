@@ -8,6 +8,7 @@ kernel primitive       intrinsic             x86-64 instruction
 =====================  ====================  ==================================
 this_cpu_add           ``local_add``         ``add  reg, (mem)`` (no lock)
 this_cpu_cmpxchg       ``local_cmpxchg``     ``cmpxchg reg, (mem)`` (no lock)
+this_cpu_add_return    ``local_xadd``        ``xadd reg, (mem)`` (no lock)
 atomic_add_return      ``xadd``              ``lock xadd``
 atomic_cmpxchg         ``cmpxchg``           ``lock cmpxchg``
 xchg                   ``xchg``              ``xchg`` (implicitly locked)
@@ -160,6 +161,19 @@ def local_cmpxchg(typingctx, arr, idx, old, new):
         )
 
     return types.int64(arr, types.intp, types.int64, types.int64), codegen
+
+
+@intrinsic
+def local_xadd(typingctx, arr, idx, val):
+    """this_cpu_add_return's instruction: ``xadd`` without the lock prefix; returns the old value."""
+    _check_array(arr)
+
+    def codegen(context, builder, sig, args):
+        ptr = _word_ptr(context, builder, sig.args[0], args[0], args[1])
+        fnty = ir.FunctionType(_I64, [ptr.type, _I64])
+        return builder.asm(fnty, "xaddq $0, ($1)", "=r,r,0,~{memory},~{cc}", [ptr, args[2]], True)
+
+    return types.int64(arr, types.intp, types.int64), codegen
 
 
 @intrinsic

@@ -50,6 +50,16 @@ def _int_at_least(lo: int, hi: int = 1 << 31):
     return parse
 
 
+def _orders(text: str) -> tuple[int, ...]:
+    try:
+        orders = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of integers: {text!r}") from None
+    if not orders or min(orders) < 1:
+        raise argparse.ArgumentTypeError(f"orders must be positive, got {text}")
+    return orders
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="shmrss", description="Compare Linux mm->rss_stat counter designs on this host.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -72,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--slice", type=_int_at_least(1), default=100_000, help="scheduler time slice in events")
     r.add_argument("--possible-cpus", type=_int_at_least(1, 4096), help="possible CPUs P >= cpus (default cpus)")
     r.add_argument("--no-reader", action="store_true", help="run without the reader process")
+    r.add_argument("--reclaimer", action="store_true",
+                   help="add a kswapd-like reclaimer CPU moving pages of random mms to swap and back")
+    r.add_argument("--nodes", type=_int_at_least(1, 64), help="pernode: emulate this many NUMA nodes")
+    r.add_argument("--tree-orders", type=_orders, metavar="O1,O2,...",
+                   help="tree: arity orders (log2 of children) of levels 1..L, summing to ceil(log2 P)")
     r.add_argument("--no-calibrate", action="store_true", help="do not embed a hardware calibration")
     r.add_argument("--json", metavar="PATH", help="write the result(s) as JSON")
 
@@ -206,6 +221,14 @@ def cmd_run(args, err: Console) -> int:
         else:
             spec = workloads.build(args.workload, ncpu, tasks=args.tasks, mode=args.mode)
         wl = compile_workload(spec, ncpu)
+        reclaimer = args.reclaimer or bool(spec.get("reclaimer"))
+        if args.tree_orders and "tree" in names:
+            from shmrss.designs.tree import orders_for
+
+            try:
+                orders_for(max(args.possible_cpus or 0, ncpu + int(reclaimer)), args.tree_orders)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
         if args.json:
             parent = Path(args.json).resolve().parent
             if not parent.is_dir():
@@ -225,7 +248,8 @@ def cmd_run(args, err: Console) -> int:
 
         calibration = calibrate.load_or_measure(topo, list(placement.cpus), calibrate_tsc())
 
-    options = {"mode": spec.get("mode"), "tasks_option": args.tasks, "smt": args.smt}
+    options = {"mode": spec.get("mode"), "tasks_option": args.tasks, "smt": args.smt, "reclaimer": reclaimer,
+               "nodes_option": args.nodes, "tree_orders": list(args.tree_orders) if args.tree_orders else None}
     results: list[dict] = []
     code = EXIT_OK
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -246,7 +270,8 @@ def cmd_run(args, err: Console) -> int:
             params = RunParams(design=name, workload=wl, placement=placement, topo=topo, duration=args.duration,
                                read_interval=args.read_interval / 1000.0, line=line, pack=args.pack,
                                slice=args.slice, possible=args.possible_cpus, reader=not args.no_reader,
-                               options=options)
+                               reclaimer=reclaimer, nodes=args.nodes,
+                               design_options={"tree_orders": args.tree_orders}, options=options)
             try:
                 raw = Run(params, progress=on_sample).execute()
             except RunFailed as e:

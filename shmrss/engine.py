@@ -140,3 +140,23 @@ def reader_process(seg_name: str, design: str, interval: float, host_cpu: int | 
             time.sleep(delay)
         else:
             next_t = time.perf_counter()
+
+
+RECLAIM_BATCH = 4  # pages per swap-out; small enough that a victim's anon count never dips far below 0
+RECLAIM_PAUSES = 2000  # pause instructions between moves (kswapd's pace)
+
+
+def reclaimer_process(seg_name: str, design: str, cpu: int, host_cpu: int | None, parent_pid: int) -> None:
+    """Body of the reclaimer ("kswapd"): emulated CPU ``cpu`` moving pages of random mms to swap and back."""
+    from shmrss.topology import pin_self
+
+    _child_setup(parent_pid)
+    seg = Segment.attach(seg_name)
+    w = seg.words
+    st = int(w[L.H_CPUSTAT]) + cpu * int(w[L.H_CPUSTAT_STRIDE])
+    w[st + L.S_PID] = os.getpid()
+    w[st + L.S_HOSTCPU] = -1 if host_cpu is None else host_cpu
+    if host_cpu is not None:
+        pin_self(host_cpu)
+    seed = int.from_bytes(os.urandom(8), "little") & ((1 << 62) - 1)
+    engine_for(design).reclaimer_main(w, cpu, seed, RECLAIM_BATCH, RECLAIM_PAUSES)

@@ -20,12 +20,12 @@ import numpy as np
 from numba import njit
 
 from shmrss import layout as L
-from shmrss.atomics import compiler_barrier, load, local_add, pause, raw, rdtsc, store, xadd
+from shmrss.atomics import compiler_barrier, load, local_add, pause, raw, rdtsc, spin_lock, spin_unlock, store, xadd
 from shmrss.designs.atomic import (  # DESIGN-IMPORT
     add, approx_bound, cpu_offline, mm_destroy, mm_init, read_approx, read_precise, switch_mm, task_exit, thread_created,
 )
 
-_ = (cpu_offline, thread_created)  # part of the interface; driven by later workloads
+_ = cpu_offline  # part of the interface; driven by the fault-injection work
 
 
 @njit(inline="always")
@@ -39,12 +39,68 @@ def _task(seg, t):
 
 
 @njit(inline="always")
+def _rq(seg, cpu):
+    return seg[L.H_RQ] + cpu * seg[L.H_RQ_STRIDE]
+
+
+@njit(inline="always")
 def _step_remain(seg, tape_start, step):
-    """Events a step holds: a fault step one per page, an unmap step one."""
+    """Events a step holds: a fault step one per page, any other step one."""
     b = seg[L.H_TAPE] + (tape_start + step) * L.STEP_WORDS
     if seg[b] == L.OP_FAULT:
         return seg[b + 2]
     return 1
+
+
+@njit(inline="always")
+def _apply(seg, st, truth, var, cpu, t, mm, k, d, fault):
+    """One counter update with the ground-truth protocol; returns the new VAR."""
+    var += abs(d)
+    store(seg, st + L.S_VAR, var)
+    compiler_barrier()
+    local_add(seg, truth + mm * L.NMEMBERS + k, d)
+    add(seg, cpu, t, mm, k, d, fault)
+    store(seg, st + L.S_COMMIT, var)
+    return var
+
+
+@njit(inline="always")
+def _rq_remove(seg, rq, t):
+    spin_lock(seg, rq + L.Q_LOCK)
+    n = load(seg, rq + L.Q_N)
+    for i in range(n):
+        if seg[rq + L.Q_IDS + i] == t:
+            seg[rq + L.Q_IDS + i] = seg[rq + L.Q_IDS + n - 1]
+            break
+    store(seg, rq + L.Q_N, n - 1)
+    spin_unlock(seg, rq + L.Q_LOCK)
+
+
+@njit(inline="always")
+def _rq_append(seg, rq, t):
+    spin_lock(seg, rq + L.Q_LOCK)
+    n = load(seg, rq + L.Q_N)
+    store(seg, rq + L.Q_IDS + n, t)
+    store(seg, rq + L.Q_N, n + 1)  # release: the id and the task's saved state are visible first
+    spin_unlock(seg, rq + L.Q_LOCK)
+
+
+@njit(inline="always")
+def _pick(seg, rq, after):
+    """Index of the next runnable task after position ``after`` (round robin), or -1.
+
+    Every sleeping task passed over loses one pass of its sleep.
+    """
+    n = load(seg, rq + L.Q_N)
+    for i in range(n):
+        j = (after + 1 + i) % n
+        tb = _task(seg, load(seg, rq + L.Q_IDS + j))
+        s = seg[tb + L.T_SLEEP]
+        if s == 0:
+            return j
+        if s > 0:
+            seg[tb + L.T_SLEEP] = s - 1
+    return -1
 
 
 @njit("int64(int64[::1], int64)", cache=True)
@@ -55,9 +111,11 @@ def cpu_main(words, cpu):
     ctrl = seg[L.H_CTRL]
     line = seg[L.H_LINE]
     truth = seg[L.H_TRUTH] + cpu * seg[L.H_TRUTH_STRIDE]
-    rq = seg[L.H_RQ] + cpu * seg[L.H_RQ_STRIDE]
+    rq = _rq(seg, cpu)
     every = seg[L.H_STAT_EVERY]
     slice_len = seg[L.H_SLICE]
+    nwork = seg[L.H_NWORK]
+    nmm = seg[L.H_NMM]
 
     store(seg, st + L.S_STATUS, L.CPU_BARRIER)
     xadd(seg, ctrl + line + L.C_BARRIER, 1)
@@ -69,96 +127,207 @@ def cpu_main(words, cpu):
     store(seg, st + L.S_STATUS, L.CPU_RUNNING)
     store(seg, st + L.S_TSC_START, rdtsc())
 
-    ntasks = load(seg, rq)
     events = 0
+    steps = 0  # events plus scheduler steps: paces the stop check even on a tape of yields
     switches = 0
+    migrations = 0
+    idle = 0
+    target = 0
     var = load(seg, st + L.S_VAR)
-    if ntasks == 0:
-        while load(seg, ctrl + L.C_STOP) == 0:
-            pause()
-        store(seg, st + L.S_TSC_END, rdtsc())
-        store(seg, st + L.S_STATUS, L.CPU_DONE)
-        return 0
-
-    qi = 0
-    t = load(seg, rq + 1)
-    tb = _task(seg, t)
-    mm = seg[tb + L.T_MM]
-    tape_start = seg[tb + L.T_TAPE_START]
-    tape_len = seg[tb + L.T_TAPE_LEN]
-    step = seg[tb + L.T_STEP]
-    remain = seg[tb + L.T_REMAIN]
-    cur_mm = mm
-    switch_mm(seg, cpu, -1, mm)
-    store(seg, st + L.S_CUR_MM, mm)
-    left = slice_len
+    cur_mm = -1
+    qi = -1
+    t = -1
+    tb = 0
+    mm = 0
+    tape_start = 0
+    tape_len = 0
+    step = 0
+    remain = 0
+    left = 0
     check_at = every
+    need_pick = True
 
     while True:
+        if need_pick:
+            # scheduler: the next runnable task of this CPU's queue, idling while there is none
+            if t >= 0:
+                seg[tb + L.T_STEP] = step
+                seg[tb + L.T_REMAIN] = remain
+            j = _pick(seg, rq, qi)
+            while j < 0:
+                idle += 1
+                for _ in range(L.IDLE_PAUSES):
+                    pause()
+                if load(seg, ctrl + L.C_STOP) != 0:
+                    break
+                j = _pick(seg, rq, -1)
+            if j < 0:
+                t = -1
+                break
+            qi = j
+            t = load(seg, rq + L.Q_IDS + j)
+            tb = _task(seg, t)
+            mm = seg[tb + L.T_MM]
+            tape_start = seg[tb + L.T_TAPE_START]
+            tape_len = seg[tb + L.T_TAPE_LEN]
+            step = seg[tb + L.T_STEP]
+            remain = seg[tb + L.T_REMAIN]
+            if mm != cur_mm:
+                switch_mm(seg, cpu, cur_mm, mm)
+                if cur_mm >= 0:
+                    switches += 1
+                cur_mm = mm
+                store(seg, st + L.S_CUR_MM, mm)
+            left = slice_len
+            need_pick = False
+
         sb = seg[L.H_TAPE] + (tape_start + step) * L.STEP_WORDS
         op = seg[sb]
         k = seg[sb + 1]
         if op == L.OP_FAULT:
-            d = 1
+            # a run of faults: as many as the step, the slice and the next stop check allow,
+            # in a loop that keeps only the fault's own state in registers
+            n = remain
+            if left < n:
+                n = left
+            if check_at - steps < n:
+                n = check_at - steps
+            for _ in range(n):
+                var = _apply(seg, st, truth, var, cpu, t, mm, k, 1, 1)
+            events += n
         else:
-            d = -seg[sb + 2]
+            n = 1
+            if op == L.OP_UNMAP:
+                var = _apply(seg, st, truth, var, cpu, t, mm, k, -seg[sb + 2], 0)
+                events += 1
+            elif op == L.OP_REMOTE:
+                var = _apply(seg, st, truth, var, cpu, t, (mm + seg[sb + 3]) % nmm, k, seg[sb + 2], 0)
+                events += 1
+            elif op == L.OP_CLONE:
+                thread_created(seg, cpu, mm)
+            elif op == L.OP_EXIT:
+                task_exit(seg, cpu, t, mm)  # the slot carries on as the thread an earlier clone made
+            elif op == L.OP_YIELD:
+                need_pick = True
+            elif op == L.OP_SLEEP:
+                seg[tb + L.T_SLEEP] = -1 if seg[sb + 2] == 0 else seg[sb + 2]
+                need_pick = True
+            elif op == L.OP_MIGRATE:
+                target = (cpu + seg[sb + 2]) % nwork
+                if target != cpu:
+                    need_pick = True
+        steps += n
+        left -= n
 
-        var += abs(d)
-        store(seg, st + L.S_VAR, var)
-        compiler_barrier()
-        local_add(seg, truth + mm * L.NMEMBERS + k, d)
-        add(seg, cpu, t, mm, k, d)
-        store(seg, st + L.S_COMMIT, var)
-        events += 1
-
-        remain -= 1
+        remain -= n
         if remain == 0:
             step += 1
             if step == tape_len:
                 step = 0
             remain = _step_remain(seg, tape_start, step)
 
-        left -= 1
-        if left == 0:
-            left = slice_len
-            if ntasks > 1:
-                seg[tb + L.T_STEP] = step
-                seg[tb + L.T_REMAIN] = remain
-                qi += 1
-                if qi == ntasks:
-                    qi = 0
-                t = load(seg, rq + 1 + qi)
-                tb = _task(seg, t)
-                mm = seg[tb + L.T_MM]
-                tape_start = seg[tb + L.T_TAPE_START]
-                tape_len = seg[tb + L.T_TAPE_LEN]
-                step = seg[tb + L.T_STEP]
-                remain = seg[tb + L.T_REMAIN]
-                if mm != cur_mm:
-                    switch_mm(seg, cpu, cur_mm, mm)
-                    cur_mm = mm
-                    switches += 1
-                    store(seg, st + L.S_CUR_MM, mm)
+        if op == L.OP_MIGRATE and need_pick:
+            # hand the task over: its saved state first, then the target's queue
+            seg[tb + L.T_STEP] = step
+            seg[tb + L.T_REMAIN] = remain
+            _rq_remove(seg, rq, t)
+            seg[tb + L.T_CPU] = target
+            _rq_append(seg, _rq(seg, target), t)
+            migrations += 1
+            t = -1
+            qi -= 1
 
-        if events >= check_at:
+        if left == 0 and not need_pick:
+            if load(seg, rq + L.Q_N) > 1:
+                need_pick = True
+            left = slice_len
+
+        if steps >= check_at:
             check_at += every
             store(seg, st + L.S_EVENTS, events)
             store(seg, st + L.S_SWITCHES, switches)
+            store(seg, st + L.S_OPS, steps - events)
+            store(seg, st + L.S_MIGRATIONS, migrations)
+            store(seg, st + L.S_IDLE, idle)
             store(seg, st + L.S_BEAT, rdtsc())
             if load(seg, ctrl + L.C_STOP) != 0:
                 break
 
     store(seg, st + L.S_TSC_END, rdtsc())
-    seg[tb + L.T_STEP] = step
-    seg[tb + L.T_REMAIN] = remain
+    if t >= 0:
+        seg[tb + L.T_STEP] = step
+        seg[tb + L.T_REMAIN] = remain
     store(seg, st + L.S_EVENTS, events)
     store(seg, st + L.S_SWITCHES, switches)
-    # the tasks leave the CPU: per-task state is folded where the design keeps any
-    for i in range(ntasks):
-        tt = load(seg, rq + 1 + i)
-        task_exit(seg, cpu, tt, seg[_task(seg, tt) + L.T_MM])
+    store(seg, st + L.S_OPS, steps - events)
+    store(seg, st + L.S_MIGRATIONS, migrations)
+    store(seg, st + L.S_IDLE, idle)
     store(seg, st + L.S_STATUS, L.CPU_DONE)
     return events
+
+
+@njit("void(int64[::1])", cache=True)
+def exit_all(words):
+    """After the run (every CPU stopped): every task exits on its CPU, then every CPU leaves its mm.
+
+    Done by the parent on the CPUs' behalf, so that a task migrating at the
+    moment of the stop is not missed.
+    """
+    seg = raw(words)
+    for cpu in range(seg[L.H_NWORK]):
+        rq = _rq(seg, cpu)
+        for i in range(load(seg, rq + L.Q_N)):
+            t = load(seg, rq + L.Q_IDS + i)
+            task_exit(seg, cpu, t, seg[_task(seg, t) + L.T_MM])
+    for cpu in range(seg[L.H_NCPU]):
+        st = _stat(seg, cpu)
+        switch_mm(seg, cpu, seg[st + L.S_CUR_MM], -1)
+        seg[st + L.S_CUR_MM] = -1
+
+
+@njit("void(int64[::1], int64, int64, int64, int64)", cache=True)
+def reclaimer_main(words, cpu, seed, batch, pause_n):
+    """kswapd: swap ``batch`` pages of a random mm out (anon -> swap) and, 8 moves later, back in.
+
+    Runs as emulated CPU ``cpu`` (its own per-CPU words and truth line), so its
+    updates are remote updates to mms that CPU does not run.
+    """
+    seg = raw(words)
+    st = _stat(seg, cpu)
+    ctrl = seg[L.H_CTRL]
+    truth = seg[L.H_TRUTH] + cpu * seg[L.H_TRUTH_STRIDE]
+    nmm = seg[L.H_NMM]
+    xadd(seg, ctrl + seg[L.H_LINE] + L.C_BARRIER, 1)
+    while load(seg, ctrl + L.C_GO) == 0 and load(seg, ctrl + L.C_STOP) == 0:
+        pause()
+    store(seg, st + L.S_TSC_START, rdtsc())
+    pending = np.full(8, -1, dtype=np.int64)  # swapped-out mms; each comes back in 8 moves later
+    x = seed | 1
+    var = load(seg, st + L.S_VAR)
+    moves = 0
+    while load(seg, ctrl + L.C_STOP) == 0:
+        slot = moves & 7
+        back = pending[slot]
+        if back >= 0:
+            var = _apply(seg, st, truth, var, cpu, -1, back, L.SWAP, -batch, 0)
+            var = _apply(seg, st, truth, var, cpu, -1, back, L.ANON, batch, 0)
+        x ^= x << 13
+        x ^= (x >> 7) & ((1 << 57) - 1)
+        x ^= x << 17
+        victim = (x & 0x7FFFFFFF) % nmm
+        var = _apply(seg, st, truth, var, cpu, -1, victim, L.ANON, -batch, 0)
+        var = _apply(seg, st, truth, var, cpu, -1, victim, L.SWAP, batch, 0)
+        pending[slot] = victim
+        moves += 1
+        store(seg, st + L.S_EVENTS, 4 * moves)
+        for _ in range(pause_n):
+            pause()
+    for slot in range(8):  # swap everything back in before leaving
+        if pending[slot] >= 0:
+            var = _apply(seg, st, truth, var, cpu, -1, pending[slot], L.SWAP, -batch, 0)
+            var = _apply(seg, st, truth, var, cpu, -1, pending[slot], L.ANON, batch, 0)
+    store(seg, st + L.S_TSC_END, rdtsc())
+    store(seg, st + L.S_STATUS, L.CPU_DONE)
 
 
 @njit(inline="always")
@@ -225,7 +394,8 @@ def reader_pass(words):
             if bound > 0 and err * 1_000_000 // bound > seg[r + L.R_ERR_PPM]:
                 seg[r + L.R_ERR_PPM] = err * 1_000_000 // bound
             if lo >= L.RATIO_FLOOR:
-                ppm = v * 1_000_000 // hi
+                # the ratio the read must have had: against the nearest truth it could have seen
+                ppm = v * 1_000_000 // lo if v < lo else (v * 1_000_000 // hi if v > hi else 1_000_000)
                 if ppm < seg[r + L.R_MIN_RATIO_PPM]:
                     seg[r + L.R_MIN_RATIO_PPM] = ppm
             if v < lo - under or v > hi + over:
@@ -270,9 +440,12 @@ def quiescent_check(words, out):
 
 @njit("void(int64[::1])", cache=True)
 def init_mms(words):
+    """mm_init every mm, then create its threads: one per task placed in it."""
     seg = raw(words)
     for mm in range(seg[L.H_NMM]):
         mm_init(seg, mm)
+    for t in range(seg[L.H_NTASK]):
+        thread_created(seg, -1, seg[_task(seg, t) + L.T_MM])
 
 
 @njit("int64[::1](int64[::1], int64)", cache=True)
@@ -286,6 +459,6 @@ def teardown(words, cpu):
             for c in range(seg[L.H_NCPU]):
                 s += seg[seg[L.H_TRUTH] + c * seg[L.H_TRUTH_STRIDE] + mm * L.NMEMBERS + k]
             if s != 0:
-                add(seg, cpu, -1, mm, k, -s)
+                add(seg, cpu, -1, mm, k, -s, 0)
         bad[mm] = mm_destroy(seg, mm)
     return bad

@@ -48,8 +48,10 @@ H_GLOBAL_WORDS = 32
 H_STAT_EVERY = 33  # events between publishing tallies / checking the stop flag
 H_CREATED_NS = 34
 H_RUN_ID = 35  # low 63 bits of the random run id
-H_DPARAM = 40  # design parameters D0..D7 (e.g. the percpu batch)
-H_WORDS = 48
+H_NWORK = 36  # CPUs that run tapes (0..NWORK-1); a reclaimer, if any, is CPU NWORK
+H_RECLAIMER = 37  # 1 when CPU NWORK is the reclaimer
+H_DPARAM = 40  # design parameters D0..D15 (e.g. the percpu batch)
+H_WORDS = 56
 
 # --- control lines (parent writes line 0; CPUs add themselves to the barrier on line 1)
 C_STATE = 0
@@ -79,7 +81,10 @@ S_HITS = 11
 S_MISSES = 12
 S_SPINS = 13  # failed lock attempts
 S_CUR_MM = 14
-S_WORDS = 16
+S_OPS = 15  # scheduler steps (clone, exit, yield, sleep, migrate) taken
+S_MIGRATIONS = 16
+S_IDLE = 17  # idle scheduler passes
+S_WORDS = 24
 
 CPU_INIT, CPU_BARRIER, CPU_RUNNING, CPU_DONE, CPU_FAILED = range(5)
 
@@ -91,14 +96,28 @@ T_TAPE_LEN = 3  # steps
 T_STEP = 4
 T_REMAIN = 5
 T_DEAD = 6
+T_SLEEP = 7  # scheduler passes left to sleep; -1: until the run stops
 T_DESIGN = 8  # first design word
 T_WORDS = 8
 
-# --- tape steps: (op, member, arg)
-STEP_WORDS = 3
-OP_FAULT = 1  # arg events of +1 on member
-OP_UNMAP = 2  # one event of -arg on member
-OP_NAMES = {"fault": OP_FAULT, "unmap": OP_UNMAP}
+# --- per-CPU run queue: a lock (taken to remove or append), the count, the task ids
+Q_LOCK = 0
+Q_N = 1
+Q_IDS = 2
+
+# --- tape steps: (op, member, arg, arg2)
+STEP_WORDS = 4
+OP_FAULT = 1  # arg events of +1 on member (the page-fault path)
+OP_UNMAP = 2  # one event of -arg on member (zap: a batched update)
+OP_CLONE = 3  # a new thread of the task's mm
+OP_EXIT = 4  # the running thread exits; the task carries on as the thread an earlier clone made
+OP_YIELD = 5  # end the time slice now
+OP_SLEEP = 6  # sleep arg scheduler passes (0: until the run stops)
+OP_MIGRATE = 7  # move to CPU (cpu + arg) mod the CPUs that run tapes
+OP_REMOTE = 8  # one event of arg (signed) on member of mm (mm + arg2) mod mms, an mm this task does not run
+OP_NAMES = {"fault": OP_FAULT, "unmap": OP_UNMAP, "clone": OP_CLONE, "exit": OP_EXIT, "yield": OP_YIELD,
+            "sleep": OP_SLEEP, "migrate": OP_MIGRATE, "remote": OP_REMOTE}
+IDLE_PAUSES = 256  # pause instructions between scheduler passes of an idle CPU
 
 # --- reader record
 R_NAPPROX = 0

@@ -20,7 +20,7 @@ from loguru import logger
 
 from shmrss import designs, layout as L
 from shmrss.atomics import calibrate_tsc, tsc_granularity_ticks, tsc_overhead_ticks
-from shmrss.engine import cpu_process, engine_for, reader_process
+from shmrss.engine import cpu_process, engine_for, reader_process, reclaimer_process
 from shmrss.segment import Geometry, Segment
 from shmrss.topology import Placement, Topology
 from shmrss.workload import CompiledWorkload
@@ -54,11 +54,31 @@ class RunParams:
     slice: int = 100_000
     possible: int | None = None
     reader: bool = True
+    reclaimer: bool = False
+    nodes: int | None = None  # emulate this many NUMA nodes (pernode); None: the host's
+    design_options: dict = field(default_factory=dict)  # e.g. tree_orders
     options: dict = field(default_factory=dict)  # the user's options, for the result
 
     @property
-    def ncpu(self) -> int:
+    def nwork(self) -> int:
+        """Emulated CPUs that run tapes."""
         return len(self.placement.cpus)
+
+    @property
+    def ncpu(self) -> int:
+        """Emulated CPUs the design sees: the tape CPUs and the reclaimer's."""
+        return self.nwork + int(self.reclaimer)
+
+    def node_of(self) -> tuple[int, ...]:
+        """The emulated NUMA node of each emulated CPU."""
+        n = self.ncpu
+        if self.nodes:
+            return tuple(c * self.nodes // n for c in range(n))
+        hosts = list(self.placement.cpus) + ([self.placement.reader_cpu] if self.reclaimer else [])
+        ids = [self.topo.node_of(h) if h is not None and h in self.topo.usable else self.topo.node_ids[0]
+               for h in hosts]
+        dense = {nid: i for i, nid in enumerate(sorted(set(ids)))}
+        return tuple(dense[i] for i in ids)
 
 
 @dataclass
@@ -69,12 +89,14 @@ class Sample:
 
 def _geometry(p: RunParams) -> Geometry:
     mod = designs.get(p.design)
-    possible = p.possible or p.ncpu
+    possible = max(p.possible or 0, p.ncpu)
     wl = p.workload
+    shape = mod.shape(p.ncpu, possible, wl.nmm, line_words=p.line // 8, nodes=p.node_of(),
+                      options=p.design_options)
     return Geometry(
         ncpu=p.ncpu, possible=possible, nmm=wl.nmm, ntask=len(wl.tasks), line_words=p.line // 8,
-        pack=p.pack, slice=p.slice, design_id=mod.ID, shape=mod.shape(p.ncpu, possible, wl.nmm),
-        tape_steps=len(wl.tape),
+        pack=p.pack, slice=p.slice, design_id=mod.ID, shape=shape, tape_steps=len(wl.tape),
+        nwork=p.nwork, reclaimer=p.reclaimer,
     )
 
 
@@ -88,15 +110,22 @@ def _populate(seg: Segment, p: RunParams) -> None:
     for t, (mm, first, nsteps) in enumerate(wl.tasks):
         b = tb + t * ts
         w[b + L.T_MM], w[b + L.T_TAPE_START], w[b + L.T_TAPE_LEN] = mm, first, nsteps
-        op, _, arg = wl.tape[first]
+        op, _, arg, _ = wl.tape[first]
         w[b + L.T_STEP], w[b + L.T_REMAIN] = 0, (arg if op == L.OP_FAULT else 1)
     rq, rs = int(w[L.H_RQ]), int(w[L.H_RQ_STRIDE])
     for cpu, tasks in enumerate(wl.runqueues):
-        w[rq + cpu * rs] = len(tasks)
-        w[rq + cpu * rs + 1: rq + cpu * rs + 1 + len(tasks)] = tasks
+        q = rq + cpu * rs
+        w[q + L.Q_N] = len(tasks)
+        w[q + L.Q_IDS: q + L.Q_IDS + len(tasks)] = tasks
         for t in tasks:
             w[tb + t * ts + L.T_CPU] = cpu
+    st, ss = int(w[L.H_CPUSTAT]), int(w[L.H_CPUSTAT_STRIDE])
+    for cpu in range(p.ncpu):
+        w[st + cpu * ss + L.S_CUR_MM] = -1
     w[int(w[L.H_READER]) + L.R_MIN_RATIO_PPM] = 1 << 62
+    mod = designs.get(p.design)
+    if hasattr(mod, "setup"):
+        mod.setup(w, p.ncpu, p.node_of())
     engine_for(p.design).init_mms(w)
 
 
@@ -113,6 +142,8 @@ class Run:
         self.seg: Segment | None = None
         self.cpus: list[mp.Process] = []
         self.reader: mp.Process | None = None
+        self.reclaimer: mp.Process | None = None
+        self.reclaimer_died = False
         self.samples: list[Sample] = []
         self.warnings: list[str] = list(p.placement.warnings)
         self.partial = False
@@ -160,6 +191,11 @@ class Run:
                                name=f"shmrss-cpu{cpu}", daemon=True)
             proc.start()
             self.cpus.append(proc)
+        if p.reclaimer:
+            self.reclaimer = ctx.Process(target=reclaimer_process,
+                                         args=(name, p.design, p.nwork, p.placement.reader_cpu, parent),
+                                         name="shmrss-reclaimer", daemon=True)
+            self.reclaimer.start()
         if p.reader:
             self.reader = ctx.Process(target=reader_process,
                                       args=(name, p.design, p.read_interval, p.placement.reader_cpu, parent),
@@ -174,6 +210,11 @@ class Run:
         for cpu, proc in enumerate(self.cpus):
             if proc.exitcode is not None:
                 raise RunFailed(f"emulated CPU {cpu} (pid {proc.pid}) died: {_exit_text(proc.exitcode)}")
+        if self.reclaimer is not None and not self.reclaimer_died and self.reclaimer.exitcode is not None:
+            self.reclaimer_died = True
+            msg = f"the reclaimer (pid {self.reclaimer.pid}) died ({_exit_text(self.reclaimer.exitcode)})"
+            logger.warning(msg)
+            self.warnings.append(msg)
         if self.reader is not None and not self.reader_died and self.reader.exitcode is not None:
             self.reader_died = True
             msg = f"the reader (pid {self.reader.pid}) died ({_exit_text(self.reader.exitcode)}): reads stop there"
@@ -182,7 +223,7 @@ class Run:
 
     def _wait_barrier(self) -> None:
         w = self.seg.words
-        need = len(self.cpus)
+        need = len(self.cpus) + int(self.reclaimer is not None)
         deadline = time.perf_counter() + STARTUP_TIMEOUT_S
         while int(w[self._ctrl(L.C_BARRIER, 1)]) < need:
             self._check_children()
@@ -201,7 +242,7 @@ class Run:
         t0 = time.perf_counter()
         w[self._ctrl(L.C_GO)] = 1
         self.samples.append(Sample(0.0, self._events()))
-        sentinels = [p.sentinel for p in self.cpus] + ([self.reader.sentinel] if self.reader else [])
+        sentinels = [p.sentinel for p in self._children()]
         end = t0 + self.p.duration
         next_sample = t0 + 1.0
         while True:
@@ -244,6 +285,10 @@ class Run:
                 raise RunFailed(f"emulated CPU {cpu} did not stop within {STOP_TIMEOUT_S:.0f} s")
             if proc.exitcode != 0:
                 raise RunFailed(f"emulated CPU {cpu} (pid {proc.pid}) failed: {_exit_text(proc.exitcode)}")
+        if self.reclaimer is not None:
+            self.reclaimer.join(max(1.0, deadline - time.perf_counter()))
+            if self.reclaimer.exitcode is None:
+                raise RunFailed(f"the reclaimer did not stop within {STOP_TIMEOUT_S:.0f} s")
         if self.reader is not None:
             self.reader.join(max(1.0, deadline - time.perf_counter()))
             if self.reader.exitcode not in (0, None) and not self.reader_died:
@@ -251,8 +296,11 @@ class Run:
                 self.warnings.append(f"the reader failed: {_exit_text(self.reader.exitcode)}")
         w[self._ctrl(L.C_STATE)] = L.STATE_DONE
 
+    def _children(self) -> list[mp.Process]:
+        return self.cpus + [c for c in (self.reclaimer, self.reader) if c is not None]
+
     def _kill_children(self) -> None:
-        for proc in self.cpus + ([self.reader] if self.reader else []):
+        for proc in self._children():
             if proc.is_alive():
                 proc.kill()
                 proc.join(2.0)
@@ -274,7 +322,18 @@ class Run:
                 "ns_per_event": span_ns / events if events else None,
                 "switches": int(w[b + L.S_SWITCHES]), "slow_paths": int(w[b + L.S_SLOW]),
                 "lock_spins": int(w[b + L.S_SPINS]), "var": int(w[b + L.S_VAR]), "commit": int(w[b + L.S_COMMIT]),
+                "hits": int(w[b + L.S_HITS]), "misses": int(w[b + L.S_MISSES]),
+                "sched_steps": int(w[b + L.S_OPS]), "migrations": int(w[b + L.S_MIGRATIONS]),
+                "idle_passes": int(w[b + L.S_IDLE]),
             })
+        reclaimer = None
+        if self.p.reclaimer:
+            b = st + n * ss
+            span_ns = (int(w[b + L.S_TSC_END]) - int(w[b + L.S_TSC_START])) / tsc_per_ns
+            moves = int(w[b + L.S_EVENTS]) // 4
+            reclaimer = {"moves": moves, "moves_per_s": moves / span_ns * 1e9 if span_ns > 0 else 0.0,
+                         "misses": int(w[b + L.S_MISSES]), "var": int(w[b + L.S_VAR]),
+                         "commit": int(w[b + L.S_COMMIT]), "died": self.reclaimer_died}
         nmm = int(w[L.H_NMM])
         check = np.zeros((nmm * L.NMEMBERS, 5), dtype=np.int64)
         eng.quiescent_check(w, check)
@@ -296,12 +355,14 @@ class Run:
         lat_a = np.maximum(np.array(w[ring_a: ring_a + min(reader["approx_reads"], ring)]) - timer, 0) / tsc_per_ns
         lat_p = np.maximum(np.array(w[ring_a + ring: ring_a + ring + min(reader["precise_reads"], ring)]) - timer,
                            0) / tsc_per_ns
+        eng.exit_all(w)  # every task exits, every CPU leaves its mm
         bad = eng.teardown(w, 0)
         return {
             "per_cpu": per_cpu, "check": check, "reader": reader, "lat_approx_ns": lat_a, "lat_precise_ns": lat_p,
             "teardown_bad": bad, "samples": self.samples, "tsc_per_ns": tsc_per_ns,
             "timer_overhead_ns": timer / tsc_per_ns, "tsc_step_ns": step_ns, "startup_s": startup_s,
             "warnings": self.warnings, "partial": self.partial, "reader_died": self.reader_died,
+            "reclaimer": reclaimer,
         }
 
 

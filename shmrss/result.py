@@ -84,6 +84,8 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
                      "member": L.MEMBER_NAMES[rd["viol_member"]], "value": rd["viol_value"],
                      "allowed": [rd["viol_lo"], rd["viol_hi"]]}
     mod = designs.get(params.design)
+    hits = sum(c["hits"] for c in per_cpu)
+    misses = sum(c["misses"] for c in per_cpu) + ((raw.get("reclaimer") or {}).get("misses") or 0)
     ratio = rd["min_ratio_ppm"] / 1e6 if rd["min_ratio_ppm"] < (1 << 62) else None
     return {
         "design": params.design,
@@ -110,6 +112,10 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "startup_s": raw["startup_s"],
             "switches_per_s": sum(c["switches"] / c["seconds"] for c in per_cpu if c["seconds"] > 0),
             "slow_paths_per_s": sum(c["slow_paths"] / c["seconds"] for c in per_cpu if c["seconds"] > 0),
+            "migrations": sum(c["migrations"] for c in per_cpu),
+            "hits": hits, "misses": misses,
+            "hit_rate": hits / (hits + misses) if hits + misses else None,
+            "reclaimer": raw.get("reclaimer"),
         },
         "accuracy": {
             "approx_max_abs_error": approx_max_err,
@@ -148,8 +154,8 @@ def table(results: list[dict]) -> Table:
     """One comparison row per result."""
     t = Table(title="shmrss results", title_justify="left")
     for col in ("design", "workload", "CPUs", "M events/s", "M ev/s/CPU", "ns/event", "M ev/s (1 s)\nmin/med/max",
-                "approx err\nmax/bound", "precise\n= truth", "approx read\nns med/p99", "precise read\nns med/p99",
-                "invariants"):
+                "approx err\nmax/bound", "min approx\n/ truth", "precise\n= truth", "approx read\nns med/p99",
+                "precise read\nns med/p99", "switches/s", "hit\nrate", "invariants"):
         t.add_column(col, justify="left" if col in ("design", "workload", "invariants") else "right")
     for r in results:
         th, acc, rd = r["throughput"], r["accuracy"], r["reads"]
@@ -162,9 +168,11 @@ def table(results: list[dict]) -> Table:
             str(r["params"]["cpus"]), f"{th['events_per_s'] / 1e6:.1f}", f"{th['events_per_s_per_cpu'] / 1e6:.1f}",
             _fmt(th["ns_per_event"], ".2f"), spread,
             f"{acc['approx_max_abs_error']:,}/{acc['approx_bound']:,}",
+            _fmt(acc["approx_min_ratio_to_truth"], ".3f"),
             "yes" if acc["precise_equals_truth"] else "NO",
             f"{_fmt(rd['approx_latency_ns']['median'])}/{_fmt(rd['approx_latency_ns']['p99'])}",
             f"{_fmt(rd['precise_latency_ns']['median'])}/{_fmt(rd['precise_latency_ns']['p99'])}",
+            _fmt(th["switches_per_s"]), _fmt(th["hit_rate"], ".4f"),
             "all hold" if not bad else "FAILED: " + ", ".join(bad),
         )
     return t

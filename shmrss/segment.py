@@ -53,6 +53,8 @@ class Geometry:
     tape_steps: int
     ring: int = 1 << 14
     stat_every: int = 1024
+    nwork: int | None = None  # CPUs that run tapes; default all
+    reclaimer: bool = False  # CPU nwork is the reclaimer
 
 
 def _round(n: int, line: int) -> int:
@@ -68,8 +70,8 @@ class Layout:
 
 def compute_layout(g: Geometry) -> Layout:
     """Place every region on its own cache line; return the header and the size."""
-    if len(g.shape.params) > 8:
-        raise ValueError("a design has at most 8 parameters")
+    if len(g.shape.params) > L.H_WORDS - L.H_DPARAM:
+        raise ValueError(f"a design has at most {L.H_WORDS - L.H_DPARAM} parameters")
     lw = g.line_words
     h = np.zeros(L.H_WORDS, dtype=np.int64)
     regions: dict[str, tuple[int, int]] = {}
@@ -100,7 +102,7 @@ def compute_layout(g: Geometry) -> Layout:
     h[L.H_TASK] = place("task", g.ntask * int(h[L.H_TASK_STRIDE]))
     h[L.H_TAPE] = place("tape", g.tape_steps * L.STEP_WORDS)
     h[L.H_TAPE_STEPS] = g.tape_steps
-    h[L.H_RQ_STRIDE] = _round(1 + g.ntask, lw)
+    h[L.H_RQ_STRIDE] = _round(L.Q_IDS + g.ntask, lw)
     h[L.H_RQ] = place("runqueue", g.ncpu * int(h[L.H_RQ_STRIDE]))
     h[L.H_RING] = g.ring
     h[L.H_READER] = place("reader", L.R_HEAD_WORDS + 2 * g.ring)
@@ -112,6 +114,8 @@ def compute_layout(g: Geometry) -> Layout:
     h[L.H_NCPU], h[L.H_POSSIBLE], h[L.H_NMM], h[L.H_NTASK] = g.ncpu, g.possible, g.nmm, g.ntask
     h[L.H_DESIGN], h[L.H_PACK], h[L.H_SLICE] = g.design_id, int(g.pack), g.slice
     h[L.H_STAT_EVERY] = g.stat_every
+    h[L.H_NWORK] = g.ncpu if g.nwork is None else g.nwork
+    h[L.H_RECLAIMER] = int(g.reclaimer)
     for i, p in enumerate(g.shape.params):
         h[L.H_DPARAM + i] = p
     return Layout(h, cursor, regions)

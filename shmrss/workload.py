@@ -10,9 +10,19 @@ A workload is JSON-able data::
                {"mm": 1, "tape": "pf", "cpu": 1}]}
 
 Each task repeats its tape forever; ``cpu`` (optional, default task index mod
-the CPU count) is the emulated CPU whose run queue holds it. Steps: ``fault``
-(arg events of +1 on the member), ``unmap`` (one event of -arg). Members:
-file, anon, swap, shmem.
+the CPU count) is the emulated CPU whose run queue holds it. Steps:
+
+    ["fault", member, n]        n events of +1 (the page-fault path)
+    ["unmap", member, n]        one event of -n (zap's batched update)
+    ["remote", member, d, off]  one event of d on mm (own mm + off) mod mms (off default 1)
+    ["clone"]                   a new thread of the task's mm
+    ["exit"]                    the running thread exits; the task carries on as the thread
+                                an earlier clone made (a tape has as many exits as clones)
+    ["yield"]                   end the time slice
+    ["sleep", n]                skip the next n scheduler passes (0: until the run stops)
+    ["migrate", off]            move to CPU (cpu + off) mod CPUs (off default 1)
+
+Members: file, anon, swap, shmem.
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ class WorkloadError(ValueError):
 class CompiledWorkload:
     name: str
     nmm: int
-    tape: np.ndarray  # (steps, 3) int64
+    tape: np.ndarray  # (steps, 4) int64: op, member, arg, arg2
     tasks: np.ndarray  # (ntask, 3): mm, first step, steps
     runqueues: list[list[int]]  # per emulated CPU: task ids
     spec: dict
@@ -56,6 +66,39 @@ def _int(v, what: str, lo: int, hi: int) -> int:
     return v
 
 
+def _member(v, where: str) -> int:
+    _need(isinstance(v, str) and v in L.MEMBER_NAMES,
+          f"{where}: unknown member {v!r} (members: {', '.join(L.MEMBER_NAMES)})")
+    return L.MEMBER_NAMES.index(v)
+
+
+def _parse_step(step, where: str) -> tuple[int, int, int, int]:
+    """One tape step -> (op, member, arg, arg2)."""
+    _need(isinstance(step, list | tuple) and step, f"{where}: a step is a list like [op, ...], got {step!r}")
+    op = step[0]
+    _need(isinstance(op, str) and op in L.OP_NAMES, f"{where}: unknown op {op!r} (ops: {', '.join(L.OP_NAMES)})")
+    code = L.OP_NAMES[op]
+    args = list(step[1:])
+    if code in (L.OP_FAULT, L.OP_UNMAP):
+        _need(len(args) == 2, f"{where}: {op} takes [\"{op}\", member, count], got {step!r}")
+        return code, _member(args[0], where), _int(args[1], f"{where} count", 1, MAX_ARG), 0
+    if code in (L.OP_CLONE, L.OP_EXIT, L.OP_YIELD):
+        _need(not args, f"{where}: {op} takes no arguments, got {step!r}")
+        return code, 0, 0, 0
+    if code == L.OP_SLEEP:
+        _need(len(args) == 1, f"{where}: sleep takes [\"sleep\", passes] (0: until the run stops), got {step!r}")
+        return code, 0, _int(args[0], f"{where} passes", 0, MAX_ARG), 0
+    if code == L.OP_MIGRATE:
+        _need(len(args) <= 1, f"{where}: migrate takes [\"migrate\"] or [\"migrate\", cpu offset], got {step!r}")
+        return code, 0, _int(args[0] if args else 1, f"{where} cpu offset", 1, 1 << 20), 0
+    # remote
+    _need(len(args) in (2, 3), f"{where}: remote takes [\"remote\", member, delta, mm offset], got {step!r}")
+    delta = _int(args[1], f"{where} delta", -MAX_ARG, MAX_ARG)
+    _need(delta != 0, f"{where}: remote delta must not be 0")
+    return code, _member(args[0], where), delta, _int(args[2] if len(args) == 3 else 1, f"{where} mm offset",
+                                                      0, MAX_MMS)
+
+
 def compile_workload(spec: dict, ncpu: int) -> CompiledWorkload:
     """Validate ``spec`` and lay it out for ``ncpu`` emulated CPUs."""
     _need(ncpu >= 1, "a workload needs at least one CPU")
@@ -65,22 +108,20 @@ def compile_workload(spec: dict, ncpu: int) -> CompiledWorkload:
     nmm = _int(spec.get("mms"), "mms", 1, MAX_MMS)
     tapes = spec.get("tapes")
     _need(isinstance(tapes, dict) and tapes, "tapes must be a non-empty object of name -> list of steps")
-    steps: list[tuple[int, int, int]] = []
+    steps: list[tuple[int, int, int, int]] = []
     where: dict[str, tuple[int, int]] = {}
     for tname, tape in tapes.items():
         _need(isinstance(tape, list) and tape, f"tape {tname!r} must be a non-empty list of steps")
         first = len(steps)
         for i, step in enumerate(tape):
-            _need(isinstance(step, list | tuple) and len(step) == 3,
-                  f"tape {tname!r} step {i}: a step is [op, member, count], got {step!r}")
-            op, member, arg = step
-            _need(isinstance(op, str) and op in L.OP_NAMES,
-                  f"tape {tname!r} step {i}: unknown op {op!r} (ops: {', '.join(L.OP_NAMES)})")
-            _need(member in L.MEMBER_NAMES,
-                  f"tape {tname!r} step {i}: unknown member {member!r} (members: {', '.join(L.MEMBER_NAMES)})")
-            arg = _int(arg, f"tape {tname!r} step {i} count", 1, MAX_ARG)
-            steps.append((L.OP_NAMES[op], L.MEMBER_NAMES.index(member), arg))
+            steps.append(_parse_step(step, f"tape {tname!r} step {i}"))
             _need(len(steps) <= MAX_STEPS, f"tapes hold more than {MAX_STEPS} steps")
+        ops = [st[0] for st in steps[first:]]
+        _need(ops.count(L.OP_CLONE) == ops.count(L.OP_EXIT),
+              f"tape {tname!r} has {ops.count(L.OP_CLONE)} clones and {ops.count(L.OP_EXIT)} exits: "
+              f"each exit ends a thread that a clone made, so they must match")
+        _need(any(o in (L.OP_FAULT, L.OP_UNMAP, L.OP_REMOTE) for o in ops) or L.OP_SLEEP in ops,
+              f"tape {tname!r} never updates a counter nor sleeps: its task would spin on scheduler steps")
         where[tname] = (first, len(steps) - first)
     tasks = spec.get("tasks")
     _need(isinstance(tasks, list) and tasks, "tasks must be a non-empty list")
@@ -97,7 +138,7 @@ def compile_workload(spec: dict, ncpu: int) -> CompiledWorkload:
         _need(cpu < ncpu, f"task {t} is placed on cpu {cpu} but the run has {ncpu} CPUs")
         table[t] = (mm, *where[tname])
         runqueues[cpu].append(t)
-    return CompiledWorkload(name, nmm, np.array(steps, dtype=np.int64).reshape(-1, 3), table, runqueues, spec)
+    return CompiledWorkload(name, nmm, np.array(steps, dtype=np.int64).reshape(-1, L.STEP_WORDS), table, runqueues, spec)
 
 
 def load_file(path: str) -> dict:

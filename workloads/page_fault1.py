@@ -8,13 +8,13 @@ Run on its own: ``python workloads/page_fault1.py --design all --duration 2``
 (any ``shmrss run`` option works), or print the data: ``--dump``.
 """
 
-import json
 import sys
 
 PAGES = (128 << 20) // 4096  # 32768
 
 
-def build(ncpu: int, tasks: int | None = None, mode: str = "processes") -> dict:
+def per_task(name: str, member: str, ncpu: int, tasks: int | None, mode: str) -> dict:
+    """The will-it-scale page_fault shape: every task faults PAGES pages of ``member`` and unmaps them."""
     from shmrss.workload import WorkloadError
 
     if mode not in ("processes", "threads"):
@@ -22,20 +22,21 @@ def build(ncpu: int, tasks: int | None = None, mode: str = "processes") -> dict:
     n = ncpu if tasks is None else tasks
     if n < 1:
         raise WorkloadError(f"--tasks must be at least 1, got {n}")
+    tape = f"fault_unmap_128M_{member}"
     return {
-        "name": "page_fault1",
+        "name": name,
         "mode": mode,
         "mms": n if mode == "processes" else 1,
-        "tapes": {"fault_unmap_128M": [["fault", "anon", PAGES], ["unmap", "anon", PAGES]]},
-        "tasks": [{"mm": t if mode == "processes" else 0, "tape": "fault_unmap_128M", "cpu": t % ncpu}
-                  for t in range(n)],
+        "tapes": {tape: [["fault", member, PAGES], ["unmap", member, PAGES]]},
+        "tasks": [{"mm": t if mode == "processes" else 0, "tape": tape, "cpu": t % ncpu} for t in range(n)],
     }
 
 
-if __name__ == "__main__":
-    if "--dump" in sys.argv:
-        print(json.dumps(build(2), indent=1))
-        sys.exit(0)
-    from shmrss.cli import main
+def build(ncpu: int, tasks: int | None = None, mode: str = "processes") -> dict:
+    return per_task("page_fault1", "anon", ncpu, tasks, mode)
 
-    sys.exit(main(["run", "--workload", "page_fault1", *sys.argv[1:]]))
+
+if __name__ == "__main__":
+    from workloads import run_standalone
+
+    sys.exit(run_standalone("page_fault1"))

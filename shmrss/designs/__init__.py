@@ -1,10 +1,13 @@
 """The counter designs, one module each, all with the same compiled interface.
 
 A design module provides NAME, ID, SUMMARY, BOUND, ``shape(ncpu, possible,
-nmm) -> DesignShape`` and these compiled (numba) functions over the segment
-words ``seg``::
+nmm, line_words, nodes, options) -> DesignShape``, optionally ``setup(words,
+ncpu, nodes)`` to fill its global words, and these compiled (numba) functions
+over the segment words ``seg`` (a raw int64 pointer in the hot loops)::
 
-    add(seg, cpu, task, mm, k, d)          apply delta d to member k of mm
+    add(seg, cpu, task, mm, k, d, fault)   apply delta d to member k of mm; task -1 for
+                                           no task (reclaimer, teardown); fault 1 on the
+                                           page-fault path, 0 for batched or remote updates
     switch_mm(seg, cpu, old_mm, new_mm)    the CPU changes the mm it serves
     read_approx(seg, mm, k) -> v           the cheap read
     approx_bound(seg, mm, k) -> (u, o)     truth - u <= approx <= truth + o
@@ -20,7 +23,7 @@ Adding a design is adding a module here and its name to DESIGNS.
 
 from importlib import import_module
 
-DESIGNS = ("atomic", "percpu")
+DESIGNS = ("atomic", "split", "percpu", "pcpcache", "single", "pernode", "tree")
 
 
 class UnknownDesign(ValueError):

@@ -18,12 +18,12 @@ SUMMARY = "one shared atomic per counter; lock xadd on every update"
 BOUND = "0: the value is exact"
 
 
-def shape(ncpu: int, possible: int, nmm: int) -> DesignShape:
+def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
     return DesignShape(pcpu_words_per_mm=0, mm_words=L.NMEMBERS)
 
 
 @njit(inline="always")
-def add(seg, cpu, task, mm, k, d):
+def add(seg, cpu, task, mm, k, d, fault):
     xadd(seg, mm_word(seg, mm, k), d)
 
 

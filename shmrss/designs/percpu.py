@@ -35,7 +35,7 @@ def batch_for(ncpu: int) -> int:
     return max(32, 2 * ncpu)
 
 
-def shape(ncpu: int, possible: int, nmm: int) -> DesignShape:
+def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
     return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=2 * L.NMEMBERS, params=(batch_for(ncpu),))
 
 
@@ -50,7 +50,7 @@ def _count(seg, mm, k):
 
 
 @njit(inline="always")
-def add(seg, cpu, task, mm, k, d):
+def add(seg, cpu, task, mm, k, d, fault):
     batch = dparam(seg, 0)
     w = pcpu_word(seg, cpu, mm, k)
     c = load(seg, w)

@@ -1,0 +1,129 @@
+"""Design 6, ``pernode``: one atomic counter per NUMA node.
+
+Update: ``lock xadd`` on the counter of the updating CPU's node (contention
+only among that node's CPUs). A global approximate value is kept in batches
+of 32 per node: when a node's counter has moved 32 or more from what the node
+last reported, the updater folds the difference into the global value under
+the node's fold lock (global first, then the reported mark, so the global
+never lags behind a mark). Approximate read: the global value, within
+``31 * nodes`` either way. Precise read: the sum of the node counters.
+
+Nodes: from the host topology (the node of each emulated CPU's host CPU), or
+``--nodes K`` to emulate K nodes on a one-node host (CPUs split in contiguous
+blocks). The node of each emulated CPU is kept in the design's global words.
+"""
+
+from numba import njit
+
+from shmrss import layout as L
+from shmrss.atomics import load, spin_lock, spin_unlock, store, xadd
+from shmrss.designs._common import dparam, mm_word, tally
+from shmrss.segment import DesignShape
+
+NAME = "pernode"
+ID = 6
+SUMMARY = "one atomic per NUMA node; global approximation folded in batches of 32 per node"
+BOUND = "|approx - truth| <= 31 * nodes"
+
+BATCH = 32
+# node line: count[4], reported[4]; then one line for the global value and the nodes' fold locks
+_COUNT, _REPORTED = 0, L.NMEMBERS
+
+
+def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
+    nnodes = (max(nodes) + 1) if nodes else 1
+    return DesignShape(pcpu_words_per_mm=0, mm_words=(nnodes + 1) * line_words + nnodes,
+                       global_words=ncpu, params=(nnodes,))
+
+
+def setup(words, ncpu: int, nodes) -> None:
+    """Write each emulated CPU's node into the global words."""
+    base = int(words[L.H_GLOBAL])
+    for cpu in range(ncpu):
+        words[base + cpu] = nodes[cpu] if nodes else 0
+
+
+@njit(inline="always")
+def _node_line(seg, mm, node):
+    return mm_word(seg, mm, node * seg[L.H_LINE])
+
+
+@njit(inline="always")
+def _global(seg, mm, k):
+    return mm_word(seg, mm, dparam(seg, 0) * seg[L.H_LINE] + k)
+
+
+@njit(inline="always")
+def _fold_lock(seg, mm, node):
+    return mm_word(seg, mm, (dparam(seg, 0) + 1) * seg[L.H_LINE] + node)
+
+
+@njit(inline="always")
+def add(seg, cpu, task, mm, k, d, fault):
+    node = seg[seg[L.H_GLOBAL] + cpu] if cpu >= 0 else 0
+    nl = _node_line(seg, mm, node)
+    c = xadd(seg, nl + _COUNT + k, d) + d
+    if abs(c - load(seg, nl + _REPORTED + k)) >= BATCH:
+        lk = _fold_lock(seg, mm, node)
+        spin_lock(seg, lk)
+        c = load(seg, nl + _COUNT + k)
+        r = load(seg, nl + _REPORTED + k)
+        if abs(c - r) >= BATCH:
+            xadd(seg, _global(seg, mm, k), c - r)
+            store(seg, nl + _REPORTED + k, c)
+        spin_unlock(seg, lk)
+        tally(seg, cpu, L.S_SLOW, 1)
+
+
+@njit(inline="always")
+def switch_mm(seg, cpu, old_mm, new_mm):
+    pass
+
+
+@njit(inline="always")
+def read_approx(seg, mm, k):
+    return load(seg, _global(seg, mm, k))
+
+
+@njit(inline="always")
+def approx_bound(seg, mm, k):
+    e = (BATCH - 1) * dparam(seg, 0)
+    return e, e
+
+
+@njit(inline="always")
+def read_precise(seg, mm, k):
+    s = 0
+    for node in range(dparam(seg, 0)):
+        s += load(seg, _node_line(seg, mm, node) + _COUNT + k)
+    return s
+
+
+@njit(inline="always")
+def thread_created(seg, cpu, mm):
+    pass
+
+
+@njit(inline="always")
+def task_exit(seg, cpu, task, mm):
+    pass
+
+
+@njit(inline="always")
+def cpu_offline(seg, cpu):
+    pass  # nothing is per CPU
+
+
+@njit(inline="always")
+def mm_init(seg, mm):
+    for j in range((dparam(seg, 0) + 1) * seg[L.H_LINE] + dparam(seg, 0)):
+        store(seg, mm_word(seg, mm, j), 0)
+
+
+@njit(inline="always")
+def mm_destroy(seg, mm):
+    bad = 0
+    for k in range(L.NMEMBERS):
+        if read_precise(seg, mm, k) != 0:
+            bad += 1
+    return bad

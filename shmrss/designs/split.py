@@ -1,0 +1,163 @@
+"""Design 2, ``split``: the per-task cache of kernels up to 6.1 (SPLIT_RSS_COUNTING).
+
+Each task keeps ``events`` and ``count[4]`` in its task record (so they move
+with the task when it migrates). A page fault by a task of the mm adds to the
+task's cache with a plain add; before each fault ``events++ > 64`` folds the
+cache into the mm's atomics (sync_mm_rss). Everything else (unmap's batched
+update, remote updates) goes to the mm's atomics. Exit folds the cache.
+
+Approximate read: the mm's atomic, clamped at 0. Each thread can hold up to
+65 faults' worth per member, so the bound is ``65 * threads`` either way:
+unbounded in the thread count (the rss_steal demo).
+
+Precise read (not in the kernel; ours, to check the invariants): the atomic
+plus every task's cache, each cache read inside a per-task sequence count so
+that a concurrent fold is neither lost nor counted twice.
+"""
+
+from numba import njit
+
+from shmrss import layout as L
+from shmrss.atomics import load, local_add, pause, store, xadd
+from shmrss.designs._common import mm_word, tally, task_word
+from shmrss.segment import DesignShape
+
+NAME = "split"
+ID = 2
+SUMMARY = "per-task cache folded every 64 faults and at exit (kernel <= 6.1)"
+BOUND = "|approx - truth| <= 65 * threads of the mm (unbounded in the thread count)"
+
+THRESH = 64
+PER_THREAD = THRESH + 1
+MAX_RETRIES = 1000  # a precise read racing folds this often gives up (and the reader would flag it)
+# mm words: the atomics, then the thread count
+_NTHREADS = L.NMEMBERS
+# task words: events, sequence count, count[4]
+_EVENTS, _SEQ, _CACHE = 0, 1, 2
+
+
+def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
+    return DesignShape(pcpu_words_per_mm=0, mm_words=L.NMEMBERS + 1, task_words=2 + L.NMEMBERS)
+
+
+@njit(inline="always")
+def _own(seg, task, mm):
+    return task >= 0 and seg[seg[L.H_TASK] + task * seg[L.H_TASK_STRIDE] + L.T_MM] == mm
+
+
+@njit(inline="always")
+def _sync(seg, task, mm):
+    """sync_mm_rss: fold the task's cache into the mm's atomics."""
+    tw = task_word(seg, task, 0)
+    seq = seg[tw + _SEQ]
+    store(seg, tw + _SEQ, seq + 1)
+    for k in range(L.NMEMBERS):
+        c = seg[tw + _CACHE + k]
+        if c != 0:
+            xadd(seg, mm_word(seg, mm, k), c)
+            store(seg, tw + _CACHE + k, 0)
+    store(seg, tw + _EVENTS, 0)
+    store(seg, tw + _SEQ, seq + 2)
+
+
+@njit(inline="always")
+def add(seg, cpu, task, mm, k, d, fault):
+    if fault and _own(seg, task, mm):
+        tw = task_word(seg, task, 0)
+        ev = seg[tw + _EVENTS]
+        store(seg, tw + _EVENTS, ev + 1)
+        if ev > THRESH:  # check_sync_rss_stat, before the fault's own update
+            _sync(seg, task, mm)
+            tally(seg, cpu, L.S_SLOW, 1)
+        local_add(seg, tw + _CACHE + k, d)
+    else:
+        xadd(seg, mm_word(seg, mm, k), d)
+
+
+@njit(inline="always")
+def switch_mm(seg, cpu, old_mm, new_mm):
+    pass
+
+
+@njit(inline="always")
+def read_approx(seg, mm, k):
+    v = load(seg, mm_word(seg, mm, k))
+    return v if v > 0 else 0
+
+
+@njit(inline="always")
+def approx_bound(seg, mm, k):
+    n = load(seg, mm_word(seg, mm, _NTHREADS))
+    e = PER_THREAD * (n if n > 0 else 0)
+    return e, e
+
+
+@njit(inline="always")
+def _seq_sum(seg, mm):
+    n = 0
+    for t in range(seg[L.H_NTASK]):
+        if _own(seg, t, mm):
+            n += load(seg, task_word(seg, t, _SEQ))
+    return n
+
+
+@njit(inline="always")
+def read_precise(seg, mm, k):
+    # Sequence counts only grow, so an unchanged sum means no fold ran between reading the
+    # caches and reading the atomic: nothing folded was missed or counted twice.
+    for _ in range(MAX_RETRIES):
+        seqs = 0
+        s = 0
+        for t in range(seg[L.H_NTASK]):
+            if not _own(seg, t, mm):
+                continue
+            tw = task_word(seg, t, 0)
+            while True:
+                s0 = load(seg, tw + _SEQ)
+                if s0 & 1:
+                    pause()
+                    continue
+                c = load(seg, tw + _CACHE + k)
+                if load(seg, tw + _SEQ) == s0:
+                    break
+            seqs += s0
+            s += c
+        a = load(seg, mm_word(seg, mm, k))
+        if _seq_sum(seg, mm) == seqs:
+            return s + a
+    return s + a
+
+
+@njit(inline="always")
+def thread_created(seg, cpu, mm):
+    xadd(seg, mm_word(seg, mm, _NTHREADS), 1)
+
+
+@njit(inline="always")
+def task_exit(seg, cpu, task, mm):
+    _sync(seg, task, mm)
+    xadd(seg, mm_word(seg, mm, _NTHREADS), -1)
+
+
+@njit(inline="always")
+def cpu_offline(seg, cpu):
+    pass
+
+
+@njit(inline="always")
+def mm_init(seg, mm):
+    for j in range(L.NMEMBERS + 1):
+        store(seg, mm_word(seg, mm, j), 0)
+    for t in range(seg[L.H_NTASK]):
+        if _own(seg, t, mm):
+            for j in range(2 + L.NMEMBERS):
+                store(seg, task_word(seg, t, j), 0)
+
+
+@njit(inline="always")
+def mm_destroy(seg, mm):
+    bad = 0
+    for k in range(L.NMEMBERS):
+        if read_precise(seg, mm, k) != 0:
+            bad += 1
+    return bad

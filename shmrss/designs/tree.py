@@ -1,0 +1,215 @@
+"""Design 7, ``tree``: hierarchical per-CPU counters (HPCC, 2025-2026).
+
+Level 0 is one counter per possible CPU holding that CPU's whole running value
+(never reset), in the CPU's per-CPU unit. Levels 1..L are shared items, each on
+its own cache line in the mm; the single item of level L is the root, the
+approximate sum. The arity order of each level comes from a fixed table by
+``k = ceil(log2(possible CPUs))`` (overridable with ``--tree-orders``); a CPU's
+item at a level is ``cpu & (items_at_level - 1)``.
+
+Fast path: ``old = this_cpu_add_return(level0, d) - d`` (an ``xadd`` without
+lock). The carry into the next level is the change of the value's part at or
+above the level's batch: ``hi(new) - hi(old)`` with ``hi(x) = x & ~(batch - 1)``
+(the part of d above the batch bit, plus one batch when the low part wrapped;
+negative d borrows). No carry (the common case): done. Otherwise ``lock xadd``
+the carry into the level-1 item and compute that item's carry with its own
+batch (the previous batch times the level's arity), and so on up to the root.
+
+64-bit words stand in for the kernel's 32-bit counters: the arithmetic is the
+same modular arithmetic with no wrap in reach.
+
+Reads: approximate = the root, with the accuracy range of ALGORITHMS.md,
+``under = B * M``, ``over = (B - 1) * M``, ``M = sum over levels 0..L-1 of
+(the level's batch at B = 1) * (counters at that level)``. Precise = sum of the
+level-0 counters of all possible CPUs (+ a bias, 0 here). ``compare_value``
+decides from the root when the value lies outside the range, else sums.
+"""
+
+import math
+
+from numba import njit
+
+from shmrss import layout as L
+from shmrss.atomics import load, local_xadd, store, xadd
+from shmrss.designs._common import dparam, mm_word, pcpu_word, tally
+from shmrss.segment import DesignShape
+
+NAME = "tree"
+ID = 7
+SUMMARY = "hierarchical per-CPU counter tree (HPCC): carries up levels of items, root = approximation"
+BOUND = "truth - B*M <= root <= truth + (B-1)*M (ALGORITHMS.md); M from the tree's shape"
+
+LOG2_BATCH = 5  # B = 32, as for RSS
+# arity orders of levels 1..L by k = ceil(log2(nr_cpu_ids))
+ORDERS = {
+    0: (), 1: (1,), 2: (1, 1), 3: (1, 1, 1), 4: (2, 1, 1), 5: (2, 2, 1), 6: (2, 2, 2), 7: (3, 2, 2),
+    8: (3, 3, 2), 9: (3, 3, 3), 10: (3, 3, 2, 2), 11: (3, 3, 3, 2), 12: (3, 3, 3, 3), 13: (3, 3, 3, 2, 2),
+    14: (3, 3, 3, 3, 2), 15: (3, 3, 3, 3, 3), 16: (4, 3, 3, 3, 3), 17: (4, 4, 3, 3, 3), 18: (4, 4, 4, 3, 3),
+    19: (4, 4, 4, 4, 3), 20: (4, 4, 4, 4, 4),
+}
+MAX_LEVELS = 5
+_BIAS = 0  # mm word 0: the bias; items follow on their own lines
+
+
+def orders_for(possible: int, override: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    k = math.ceil(math.log2(possible)) if possible > 1 else 0
+    if override:
+        if sum(override) != k or len(override) > MAX_LEVELS or min(override) < 1:
+            raise ValueError(f"--tree-orders must be up to {MAX_LEVELS} positive orders summing to "
+                             f"ceil(log2({possible})) = {k}, got {','.join(map(str, override))}")
+        return tuple(override)
+    if k not in ORDERS:
+        raise ValueError(f"tree supports up to 2^20 possible CPUs, got {possible}")
+    return ORDERS[k]
+
+
+def levels(possible: int, orders: tuple[int, ...]) -> list[tuple[int, int, int]]:
+    """(items, first item index, log2 of the level's batch) for levels 1..L."""
+    k = sum(orders)
+    out, first, shift = [], 0, 0
+    for o in orders:
+        shift += o
+        items = 1 << (k - shift)
+        out.append((items, first, LOG2_BATCH + shift))
+        first += items
+    return out
+
+
+def accuracy(possible: int, orders: tuple[int, ...]) -> tuple[int, int, int]:
+    """(M, under, over) of ALGORITHMS.md for this shape."""
+    m = possible  # level 0: batch 1 at B = 1, one counter per possible CPU
+    for items, _, log2b in levels(possible, orders)[:-1]:  # every level below the root
+        m += (1 << (log2b - LOG2_BATCH)) * items
+    b = 1 << LOG2_BATCH
+    return m, b * m, (b - 1) * m
+
+
+def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
+    orders = orders_for(possible, (options or {}).get("tree_orders"))
+    nitems = sum(items for items, _, _ in levels(possible, orders)) if orders else 1
+    _, under, over = accuracy(possible, orders)
+    return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=(1 + L.NMEMBERS * nitems) * line_words,
+                       params=(LOG2_BATCH, len(orders), nitems, under, over, *orders))
+
+
+@njit(inline="always")
+def _item(seg, mm, k, index):
+    """First word of item ``index`` of member k: every item on its own line."""
+    return mm_word(seg, mm, (1 + k * dparam(seg, 2) + index) * seg[L.H_LINE])
+
+
+@njit(inline="always")
+def _hi(x, log2b):
+    return (x >> log2b) << log2b
+
+
+@njit(inline="always")
+def add(seg, cpu, task, mm, k, d, fault):
+    old = local_xadd(seg, pcpu_word(seg, cpu, mm, k), d)
+    log2b = dparam(seg, 0)
+    carry = _hi(old + d, log2b) - _hi(old, log2b)
+    if carry == 0:
+        return
+    tally(seg, cpu, L.S_SLOW, 1)
+    nlev = dparam(seg, 1)
+    shift = 0
+    first = 0
+    for lev in range(nlev):
+        shift += dparam(seg, 5 + lev)
+        items = 1 << (_k(seg) - shift)
+        w = _item(seg, mm, k, first + (cpu & (items - 1)))
+        old = xadd(seg, w, carry)
+        if lev == nlev - 1:
+            return  # the root keeps everything
+        log2b = dparam(seg, 0) + shift
+        carry = _hi(old + carry, log2b) - _hi(old, log2b)
+        if carry == 0:
+            return
+        first += items
+
+
+@njit(inline="always")
+def _k(seg):
+    s = 0
+    for lev in range(dparam(seg, 1)):
+        s += dparam(seg, 5 + lev)
+    return s
+
+
+@njit(inline="always")
+def _root(seg, mm, k):
+    return _item(seg, mm, k, dparam(seg, 2) - 1)
+
+
+@njit(inline="always")
+def switch_mm(seg, cpu, old_mm, new_mm):
+    pass
+
+
+@njit(inline="always")
+def read_approx(seg, mm, k):
+    if dparam(seg, 1) == 0:  # one possible CPU: no levels, the counter is its own root
+        return read_precise(seg, mm, k)
+    return load(seg, _root(seg, mm, k)) + load(seg, mm_word(seg, mm, _BIAS))
+
+
+@njit(inline="always")
+def approx_bound(seg, mm, k):
+    if dparam(seg, 1) == 0:
+        return 0, 0
+    return dparam(seg, 3), dparam(seg, 4)
+
+
+@njit(inline="always")
+def read_precise(seg, mm, k):
+    s = load(seg, mm_word(seg, mm, _BIAS))
+    for cpu in range(seg[L.H_POSSIBLE]):
+        s += load(seg, pcpu_word(seg, cpu, mm, k))
+    return s
+
+
+@njit(inline="always")
+def compare_value(seg, mm, k, v):
+    """Sign of (counter - v): from the root when v is outside its accuracy range, else summed."""
+    a = read_approx(seg, mm, k)
+    under, over = approx_bound(seg, mm, k)
+    if v < a - over:
+        return 1
+    if v > a + under:
+        return -1
+    p = read_precise(seg, mm, k)
+    return (p > v) - (p < v)
+
+
+@njit(inline="always")
+def thread_created(seg, cpu, mm):
+    pass
+
+
+@njit(inline="always")
+def task_exit(seg, cpu, task, mm):
+    pass
+
+
+@njit(inline="always")
+def cpu_offline(seg, cpu):
+    pass  # a level-0 counter keeps the CPU's whole value: still summed, nothing to fold
+
+
+@njit(inline="always")
+def mm_init(seg, mm):
+    # the items live in the mm and are zeroed with it; level 0 is one per-CPU allocation
+    for j in range((1 + L.NMEMBERS * dparam(seg, 2)) * seg[L.H_LINE]):
+        store(seg, mm_word(seg, mm, j), 0)
+    for cpu in range(seg[L.H_POSSIBLE]):
+        for k in range(L.NMEMBERS):
+            store(seg, pcpu_word(seg, cpu, mm, k), 0)
+
+
+@njit(inline="always")
+def mm_destroy(seg, mm):
+    bad = 0
+    for k in range(L.NMEMBERS):
+        if read_precise(seg, mm, k) != 0:
+            bad += 1
+    return bad
