@@ -93,7 +93,8 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
         "partial": raw["partial"],
         "params": {
             **params.options,
-            "design": params.design, "workload": params.workload.name, "cpus": params.ncpu,
+            "design": params.design, "workload": params.workload.name, "cpus": params.nwork,
+            "design_cpus": params.ncpu, "reclaimer": params.reclaimer,
             "host_cpus": list(params.placement.cpus), "reader_cpu": params.placement.reader_cpu,
             "duration_s": params.duration, "read_interval_s": params.read_interval, "line": params.line,
             "pack": params.pack, "slice": params.slice, "possible_cpus": params.possible or params.ncpu,
