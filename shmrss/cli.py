@@ -50,6 +50,18 @@ def _int_at_least(lo: int, hi: int = 1 << 31):
     return parse
 
 
+def _int_list(lo: int, hi: int):
+    one = _int_at_least(lo, hi)
+
+    def parse(text: str) -> list[int]:
+        values = [one(x) for x in text.split(",") if x.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError("empty list")
+        return list(dict.fromkeys(values))
+
+    return parse
+
+
 def _orders(text: str) -> tuple[int, ...]:
     try:
         orders = tuple(int(x) for x in text.split(","))
@@ -67,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run designs on a workload and compare them")
     r.add_argument("--design", default="percpu,atomic", help="comma list of designs, or 'all' (default percpu,atomic)")
-    r.add_argument("--workload", default="page_fault1", help="a built-in workload name or a workload .json file")
+    r.add_argument("--workload", default="page_fault1",
+                   help="page_fault1/2/3, rss_steal, mixed, oom_select, fork_exit, or a workload .json file")
     r.add_argument("--mode", default="processes", choices=("processes", "threads"),
                    help="built-in workloads: one mm per task (processes) or one shared mm (threads)")
     r.add_argument("--tasks", type=_int_at_least(1, 100_000), help="tasks (default one per CPU)")
@@ -80,7 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--smt", action="store_true", help="also use SMT siblings as CPUs")
     r.add_argument("--oversubscribe", action="store_true", help="allow more CPUs than cores (timings invalid)")
     r.add_argument("--slice", type=_int_at_least(1), default=100_000, help="scheduler time slice in events")
-    r.add_argument("--possible-cpus", type=_int_at_least(1, 4096), help="possible CPUs P >= cpus (default cpus)")
+    r.add_argument("--possible-cpus", type=_int_list(1, 4096), metavar="P[,P...]",
+                   help="possible CPUs P >= cpus (default cpus); a comma list runs each in turn")
+    r.add_argument("--lifecycle", metavar="VARIANTS",
+                   help="fork_exit: upstream, merged, fused-check, ctor-cache, lazy, inline (comma list) or all")
+    r.add_argument("--pages", type=_int_at_least(1, 1 << 20), default=256,
+                   help="fork_exit: pages each short-lived process faults (default 256)")
+    r.add_argument("--clones", type=_int_at_least(0, 64), default=0,
+                   help="fork_exit: threads each process clones (default 0)")
+    r.add_argument("--plot", metavar="DIR", help="draw PNG plots of the results into DIR")
+    r.add_argument("--oom", action="store_true",
+                   help="the reader also selects OOM victims, 2-pass and all-precise (on for oom_select)")
     r.add_argument("--no-reader", action="store_true", help="run without the reader process")
     r.add_argument("--reclaimer", action="store_true",
                    help="add a kswapd-like reclaimer CPU moving pages of random mms to swap and back")
@@ -202,38 +225,49 @@ def _json_default(o):
 
 
 def cmd_run(args, err: Console) -> int:
-    from shmrss import designs, result
+    from shmrss import designs, lifecycle, result
     from shmrss.orchestrator import Interrupted, Run, RunFailed, RunParams
     from shmrss.topology import plan, read_topology
     from shmrss.workload import compile_workload, load_file
 
     import workloads
 
+    fork_exit = args.workload == "fork_exit"
     try:
         names = designs.parse_list(args.design)
+        variants = lifecycle.parse_variants(args.lifecycle or ("all" if fork_exit else "upstream"))
+        if args.lifecycle and not fork_exit:
+            raise UsageError("--lifecycle goes with --workload fork_exit")
         topo = read_topology()
         ncpu = args.cpus or len(topo.physical_cpus())
         placement = plan(topo, ncpu, smt=args.smt, oversubscribe=args.oversubscribe)
-        if args.possible_cpus is not None and args.possible_cpus < ncpu:
-            raise UsageError(f"--possible-cpus {args.possible_cpus} is below --cpus {ncpu}")
-        if args.workload.endswith(".json") or os.sep in args.workload:
+        possibles = args.possible_cpus or [None]
+        for pc in possibles:
+            if pc is not None and pc < ncpu:
+                raise UsageError(f"--possible-cpus {pc} is below --cpus {ncpu}")
+        if fork_exit:
+            spec = workloads.build("page_fault1", ncpu)  # placeholder tapes: fork_exit runs its own loop
+            spec["name"], spec["mode"] = "fork_exit", "processes"
+        elif args.workload.endswith(".json") or os.sep in args.workload:
             spec = load_file(args.workload)
         else:
             spec = workloads.build(args.workload, ncpu, tasks=args.tasks, mode=args.mode)
         wl = compile_workload(spec, ncpu)
-        reclaimer = args.reclaimer or bool(spec.get("reclaimer"))
-        if args.tree_orders and "tree" in names:
+        reclaimer = (args.reclaimer or bool(spec.get("reclaimer"))) and not fork_exit
+        if args.tree_orders and ("tree" in names or fork_exit):
             from shmrss.designs.tree import orders_for
 
             try:
-                orders_for(max(args.possible_cpus or 0, ncpu + int(reclaimer)), args.tree_orders)
+                for pc in possibles:
+                    orders_for(max(pc or 0, ncpu + int(reclaimer)), args.tree_orders)
             except ValueError as e:
                 raise UsageError(str(e)) from None
-        if args.json:
-            parent = Path(args.json).resolve().parent
-            if not parent.is_dir():
-                raise UsageError(f"--json: directory {parent} does not exist")
-    except _usage_errors() as e:
+        for path in (args.json, args.plot):
+            if path:
+                parent = Path(path).resolve().parent
+                if not parent.is_dir():
+                    raise UsageError(f"directory {parent} does not exist")
+    except (_usage_errors() + (lifecycle.UnknownVariant,)) as e:
         raise UsageError(str(e)) from None
     line = args.line or (topo.cache_line if topo.cache_line in (64, 128) else 64)
     shown: set[str] = set()
@@ -250,54 +284,77 @@ def cmd_run(args, err: Console) -> int:
 
     options = {"mode": spec.get("mode"), "tasks_option": args.tasks, "smt": args.smt, "reclaimer": reclaimer,
                "nodes_option": args.nodes, "tree_orders": list(args.tree_orders) if args.tree_orders else None}
+
+    def params_for(design: str, possible: int | None) -> RunParams:
+        return RunParams(design=design, workload=wl, placement=placement, topo=topo, duration=args.duration,
+                         read_interval=args.read_interval / 1000.0, line=line, pack=args.pack, slice=args.slice,
+                         possible=possible, reader=not args.no_reader, reclaimer=reclaimer, nodes=args.nodes,
+                         oom=args.oom or bool(spec.get("oom")),
+                         design_options={"tree_orders": args.tree_orders}, options=options)
+
+    # one job per (design or lifecycle variant) x possible CPUs: (label, run -> raw, raw -> result)
+    jobs = []
+    for pc in possibles:
+        suffix = f" P={pc}" if len(possibles) > 1 else ""
+        if fork_exit:
+            for v in variants:
+                prm = params_for(lifecycle.VARIANT_DESIGN[v], pc)
+                jobs.append((f"{v}{suffix}",
+                             lambda on, prm=prm, v=v: lifecycle.LifecycleRun(prm, v, args.pages, args.clones,
+                                                                             progress=on).execute(),
+                             lambda raw, prm=prm, v=v: lifecycle.build(prm, v, args.pages, args.clones, raw,
+                                                                       calibration)))
+        else:
+            for name in names:
+                prm = params_for(name, pc)
+                jobs.append((f"{name}{suffix}", lambda on, prm=prm: Run(prm, progress=on).execute(),
+                             lambda raw, prm=prm: result.build(prm, raw, calibration)))
+
     results: list[dict] = []
     code = EXIT_OK
+    unit = "mm/s" if fork_exit else "M ev/s"
+    scale = 1.0 if fork_exit else 1e6
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rate]}"),
                   TimeElapsedColumn(), console=err, transient=True) as progress:
-        for name in names:
-            task = progress.add_task(f"{name:8s} {wl.name}", total=args.duration, rate="starting")
+        for label, execute, build in jobs:
+            task = progress.add_task(f"{label:14s} {wl.name}", total=args.duration, rate="starting")
 
             def on_sample(run, elapsed, task=task):
                 s = run.samples
                 dt = s[-1].t - s[-2].t
                 per = (s[-1].events - s[-2].events) / dt if dt > 0 else s[-1].events * 0
                 progress.update(task, completed=min(elapsed, args.duration),
-                                rate=f"{per.sum() / 1e6:8.1f} M ev/s  [" +
-                                     " ".join(f"{x / 1e6:.1f}" for x in per[:16]) + "]")
+                                rate=f"{per.sum() / scale:10,.1f} {unit}  [" +
+                                     " ".join(f"{x / scale:,.1f}" for x in per[:16]) + "]")
 
-            params = RunParams(design=name, workload=wl, placement=placement, topo=topo, duration=args.duration,
-                               read_interval=args.read_interval / 1000.0, line=line, pack=args.pack,
-                               slice=args.slice, possible=args.possible_cpus, reader=not args.no_reader,
-                               reclaimer=reclaimer, nodes=args.nodes,
-                               design_options={"tree_orders": args.tree_orders}, options=options)
             try:
-                raw = Run(params, progress=on_sample).execute()
+                raw = execute(on_sample)
             except RunFailed as e:
-                logger.error("{}: run failed: {}", name, e)
+                logger.error("{}: run failed: {}", label, e)
                 code = EXIT_FAILED
                 break
             except (KeyboardInterrupt, Interrupted) as e:
                 code = e.code if isinstance(e, Interrupted) else 130
-                logger.error("interrupted before {} started measuring; nothing measured for it", name)
+                logger.error("interrupted before {} started measuring; nothing measured for it", label)
                 break
             except _usage_errors() as e:
                 raise UsageError(str(e)) from None
-            res = result.build(params, raw, calibration)
+            res = build(raw)
             results.append(res)
             progress.update(task, completed=args.duration, visible=False)
             if args.json:
-                _write_json(args.json, results if len(names) > 1 else res)
+                _write_json(args.json, results if len(jobs) > 1 else res)
             if not all(res["invariants"].values()):
                 code = max(code, EXIT_FAILED)
-                logger.error("{}: invariant failed: {}", name,
+                logger.error("{}: invariant failed: {}", label,
                              ", ".join(k for k, ok in res["invariants"].items() if not ok))
             if "interrupt_code" in raw:
                 code = raw["interrupt_code"]
                 break
     if results:
-        _out_console().print(result.table(results))
+        _out_console().print(lifecycle.table(results) if fork_exit else result.table(results))
         for res in results:
             for w in res["warnings"]:
                 if w not in shown:
@@ -305,6 +362,11 @@ def cmd_run(args, err: Console) -> int:
                     logger.warning(w)
         if args.json:
             logger.info("wrote {}", args.json)
+        if args.plot:
+            from shmrss import plots
+
+            for path in plots.draw(results, args.plot):
+                logger.info("wrote {}", path)
     return code
 
 

@@ -48,9 +48,10 @@ def cache_dir() -> Path:
 
 
 def _source_hash(design: str) -> str:
-    h = hashlib.sha256()
-    for f in (_TEMPLATE, _PKG / "atomics.py", _PKG / "layout.py", _PKG / "designs" / "_common.py",
-              _PKG / "designs" / f"{design}.py"):
+    """Of every source the generated module compiles in: a design may inline another's functions
+    (single inlines percpu's), and numba's cache only notices edits to the generated file itself."""
+    h = hashlib.sha256(design.encode())
+    for f in (_TEMPLATE, _PKG / "atomics.py", _PKG / "layout.py", *sorted((_PKG / "designs").glob("*.py"))):
         h.update(f.read_bytes())
     return h.hexdigest()[:12]
 
@@ -132,8 +133,11 @@ def reader_process(seg_name: str, design: str, interval: float, host_cpu: int | 
     while w[ctrl + L.C_GO] == 0 and w[ctrl + L.C_STOP] == 0:
         time.sleep(0.001)
     next_t = time.perf_counter()
+    oom = int(w[L.H_OOM]) != 0
     while w[ctrl + L.C_STOP] == 0:
         eng.reader_pass(w)
+        if oom:
+            eng.oom_pass(w)
         next_t += interval
         delay = next_t - time.perf_counter()
         if delay > 0:

@@ -462,3 +462,116 @@ def teardown(words, cpu):
                 add(seg, cpu, -1, mm, k, -s, 0)
         bad[mm] = mm_destroy(seg, mm)
     return bad
+
+
+@njit(inline="always")
+def _badness_approx(seg, mm):
+    """(approximate rss + swap, under, over): the sum of the four members and of their ranges."""
+    a = 0
+    u = 0
+    o = 0
+    for k in range(L.NMEMBERS):
+        a += read_approx(seg, mm, k)
+        uk, ok = approx_bound(seg, mm, k)
+        u += uk
+        o += ok
+    return a, u, o
+
+
+@njit(inline="always")
+def _badness_precise(seg, mm):
+    s = 0
+    for k in range(L.NMEMBERS):
+        s += read_precise(seg, mm, k)
+    return s
+
+
+@njit(inline="always")
+def _var_sum(seg):
+    s = 0
+    for cpu in range(seg[L.H_NCPU]):
+        s += load(seg, _stat(seg, cpu) + L.S_VAR)
+    return s
+
+
+@njit(inline="always")
+def _two_pass(seg):
+    """OOM victim, 2-pass (HPCC v16 3/3): (victim, precise sums done, capped)."""
+    nmm = seg[L.H_NMM]
+    best = 0
+    best_a = -(1 << 62)
+    for mm in range(nmm):  # pass 1: the largest approximate badness
+        a, u, o = _badness_approx(seg, mm)
+        if a > best_a:
+            best = mm
+            best_a = a
+    cur = best
+    cur_val, u, cur_over = _badness_approx(seg, best)
+    exact = False
+    sums = 0
+    capped = False
+    for mm in range(nmm):  # pass 2: only the mms whose range reaches the current maximum's
+        if mm == cur:
+            continue
+        a, u, o = _badness_approx(seg, mm)
+        floor = cur_val if exact else cur_val - cur_over
+        if a + u < floor:
+            continue  # cannot be larger: dropped without a sum
+        if sums + (1 if exact else 2) <= L.OOM_CAP:
+            if not exact:
+                cur_val = _badness_precise(seg, cur)
+                exact = True
+                sums += 1
+            p = _badness_precise(seg, mm)
+            sums += 1
+            if p > cur_val or (p == cur_val and mm < cur):
+                cur = mm
+                cur_val = p
+        else:
+            capped = True  # out of precise sums: compare the approximations
+            if a > cur_val:
+                cur = mm
+                cur_val = a
+                cur_over = o
+                exact = False
+    return cur, sums, capped
+
+
+@njit(inline="always")
+def _precise_scan(seg):
+    best = 0
+    best_p = -(1 << 62)
+    for mm in range(seg[L.H_NMM]):
+        p = _badness_precise(seg, mm)
+        if p > best_p:
+            best = mm
+            best_p = p
+    return best
+
+
+@njit("void(int64[::1])", cache=True)
+def oom_pass(words):
+    """One OOM victim selection both ways, timed; judged when no counter moved meanwhile."""
+    seg = raw(words)
+    o = seg[L.H_OOM]
+    ring = seg[L.H_RING]
+    v0 = _var_sum(seg)
+    t0 = rdtsc()
+    victim, sums, capped = _two_pass(seg)
+    t1 = rdtsc()
+    scan = _precise_scan(seg)
+    t2 = rdtsc()
+    v1 = _var_sum(seg)
+    i = seg[o + L.O_SELECTIONS]
+    seg[o + L.O_HEAD_WORDS + i % ring] = t1 - t0
+    seg[o + L.O_HEAD_WORDS + ring + i % ring] = t2 - t1
+    seg[o + L.O_SELECTIONS] = i + 1
+    seg[o + L.O_PRECISE_SUMS] += sums
+    if capped:
+        seg[o + L.O_CAP_HITS] += 1
+    seg[o + L.O_LAST_2P] = victim
+    seg[o + L.O_LAST_PRECISE] = scan
+    if v0 == v1:
+        seg[o + L.O_JUDGED] += 1
+        if victim != scan and _badness_precise(seg, victim) != _badness_precise(seg, scan):
+            seg[o + L.O_DISAGREE] += 1

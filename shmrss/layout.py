@@ -50,6 +50,7 @@ H_CREATED_NS = 34
 H_RUN_ID = 35  # low 63 bits of the random run id
 H_NWORK = 36  # CPUs that run tapes (0..NWORK-1); a reclaimer, if any, is CPU NWORK
 H_RECLAIMER = 37  # 1 when CPU NWORK is the reclaimer
+H_OOM = 38  # base of the OOM record (0: no OOM selection in this run)
 H_DPARAM = 40  # design parameters D0..D15 (e.g. the percpu batch)
 H_WORDS = 56
 
@@ -84,7 +85,18 @@ S_CUR_MM = 14
 S_OPS = 15  # scheduler steps (clone, exit, yield, sleep, migrate) taken
 S_MIGRATIONS = 16
 S_IDLE = 17  # idle scheduler passes
-S_WORDS = 24
+# fork/exit runs (lifecycle_loop): mm lifecycles and ticks spent in each phase
+S_LC_COUNT = 18
+S_LC_ALLOC = 19
+S_LC_INIT = 20
+S_LC_RUN = 21
+S_LC_TEARDOWN = 22
+S_LC_FREE = 23
+S_LC_MUTEX_WAIT = 24
+S_LC_BAD = 25  # destroyed mms whose counters did not sum to 0
+S_LC_REUSE_BAD = 26  # created or reused mms that did not read 0
+S_LC_REUSED = 27
+S_WORDS = 32
 
 CPU_INIT, CPU_BARRIER, CPU_RUNNING, CPU_DONE, CPU_FAILED = range(5)
 
@@ -139,3 +151,14 @@ R_VIOL_KIND = 15
 R_BEAT = 16
 R_HEAD_WORDS = 24  # then two rings of H_RING latency samples (TSC ticks): approximate, precise
 RATIO_FLOOR = 256  # pages: below this the approximate/truth ratio is not meaningful
+
+# --- OOM record (the reader's victim selections), then two rings of latency samples: 2-pass, all-precise
+O_SELECTIONS = 0
+O_JUDGED = 1  # selections during which no counter moved: their victims must agree
+O_DISAGREE = 2
+O_PRECISE_SUMS = 3  # precise badness sums the 2-pass selections needed
+O_CAP_HITS = 4  # selections that reached the cap of precise sums
+O_LAST_2P = 5  # the last victims, for the result
+O_LAST_PRECISE = 6
+O_HEAD_WORDS = 8
+OOM_CAP = 16  # precise sums a 2-pass selection may do

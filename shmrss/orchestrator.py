@@ -55,6 +55,7 @@ class RunParams:
     possible: int | None = None
     reader: bool = True
     reclaimer: bool = False
+    oom: bool = False  # the reader also selects OOM victims, 2-pass and all-precise
     nodes: int | None = None  # emulate this many NUMA nodes (pernode); None: the host's
     design_options: dict = field(default_factory=dict)  # e.g. tree_orders
     options: dict = field(default_factory=dict)  # the user's options, for the result
@@ -96,7 +97,7 @@ def _geometry(p: RunParams) -> Geometry:
     return Geometry(
         ncpu=p.ncpu, possible=possible, nmm=wl.nmm, ntask=len(wl.tasks), line_words=p.line // 8,
         pack=p.pack, slice=p.slice, design_id=mod.ID, shape=shape, tape_steps=len(wl.tape),
-        nwork=p.nwork, reclaimer=p.reclaimer,
+        nwork=p.nwork, reclaimer=p.reclaimer, oom=p.oom and p.reader,
     )
 
 
@@ -151,14 +152,27 @@ class Run:
         self.moved: set[int] = set()
 
     # ---- life cycle
+    # what a kind of run changes (fork/exit runs override these)
+    def _engine(self):
+        return engine_for(self.p.design)
+
+    def _make_geometry(self) -> Geometry:
+        return _geometry(self.p)
+
+    def _fill(self) -> None:
+        _populate(self.seg, self.p)
+
+    def _cpu_target(self):
+        return cpu_process
+
     def execute(self) -> dict:
         p = self.p
-        eng = engine_for(p.design)  # compile before forking: children inherit it
+        eng = self._engine()  # compile before forking: children inherit it
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
-            self.seg = Segment.create(_geometry(p))
+            self.seg = Segment.create(self._make_geometry())
             logger.debug("segment /{} ({} words)", self.seg.name, self.seg.h(L.H_TOTAL))
-            _populate(self.seg, p)
+            self._fill()
             tsc_per_ns = calibrate_tsc()
             t_fork = time.perf_counter()
             self._fork()
@@ -187,7 +201,7 @@ class Run:
         ctx = mp.get_context("fork")
         p, name, parent = self.p, self.seg.name, os.getpid()
         for cpu, host in enumerate(p.placement.cpus):
-            proc = ctx.Process(target=cpu_process, args=(name, p.design, cpu, host, parent),
+            proc = ctx.Process(target=self._cpu_target(), args=(name, p.design, cpu, host, parent),
                                name=f"shmrss-cpu{cpu}", daemon=True)
             proc.start()
             self.cpus.append(proc)
@@ -355,6 +369,17 @@ class Run:
         lat_a = np.maximum(np.array(w[ring_a: ring_a + min(reader["approx_reads"], ring)]) - timer, 0) / tsc_per_ns
         lat_p = np.maximum(np.array(w[ring_a + ring: ring_a + ring + min(reader["precise_reads"], ring)]) - timer,
                            0) / tsc_per_ns
+        oom = None
+        if int(w[L.H_OOM]):
+            o = int(w[L.H_OOM])
+            n_sel = int(w[o + L.O_SELECTIONS])
+            keep = min(n_sel, ring)
+            oom = {key: int(w[o + slot]) for key, slot in (
+                ("selections", L.O_SELECTIONS), ("judged", L.O_JUDGED), ("disagreements", L.O_DISAGREE),
+                ("precise_sums", L.O_PRECISE_SUMS), ("cap_hits", L.O_CAP_HITS),
+                ("last_two_pass_victim", L.O_LAST_2P), ("last_precise_victim", L.O_LAST_PRECISE))}
+            oom["lat_two_pass_ns"] = np.array(w[o + L.O_HEAD_WORDS: o + L.O_HEAD_WORDS + keep]) / tsc_per_ns
+            oom["lat_precise_ns"] = np.array(w[o + L.O_HEAD_WORDS + ring: o + L.O_HEAD_WORDS + ring + keep]) / tsc_per_ns
         eng.exit_all(w)  # every task exits, every CPU leaves its mm
         bad = eng.teardown(w, 0)
         return {
@@ -362,7 +387,7 @@ class Run:
             "teardown_bad": bad, "samples": self.samples, "tsc_per_ns": tsc_per_ns,
             "timer_overhead_ns": timer / tsc_per_ns, "tsc_step_ns": step_ns, "startup_s": startup_s,
             "warnings": self.warnings, "partial": self.partial, "reader_died": self.reader_died,
-            "reclaimer": reclaimer,
+            "reclaimer": reclaimer, "oom": oom,
         }
 
 

@@ -83,6 +83,21 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
         violation = {"kind": "approximate" if rd["viol_kind"] == 1 else "precise", "mm": rd["viol_mm"],
                      "member": L.MEMBER_NAMES[rd["viol_member"]], "value": rd["viol_value"],
                      "allowed": [rd["viol_lo"], rd["viol_hi"]]}
+    oom = raw.get("oom")
+    if oom is not None:
+        n = oom["selections"]
+        oom = {
+            "selections": n, "judged": oom["judged"], "disagreements": oom["disagreements"],
+            "precise_sums_mean": oom["precise_sums"] / n if n else None, "cap_hits": oom["cap_hits"],
+            "cap": L.OOM_CAP,
+            "two_pass_latency_ns": {"median": _pct(oom["lat_two_pass_ns"], 50), "p99": _pct(oom["lat_two_pass_ns"], 99)},
+            "precise_latency_ns": {"median": _pct(oom["lat_precise_ns"], 50), "p99": _pct(oom["lat_precise_ns"], 99)},
+            "last_victims": {"two_pass": oom["last_two_pass_victim"], "precise": oom["last_precise_victim"]},
+        }
+        if oom["judged"]:
+            invariants["oom_two_pass_agrees_with_precise"] = oom["disagreements"] == 0
+        else:
+            warnings.append("no OOM selection ran while the counters were still: none could be judged")
     mod = designs.get(params.design)
     hits = sum(c["hits"] for c in per_cpu)
     misses = sum(c["misses"] for c in per_cpu) + ((raw.get("reclaimer") or {}).get("misses") or 0)
@@ -139,6 +154,7 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "timer_overhead_ns_subtracted": raw["timer_overhead_ns"],
             "timer_step_ns": raw["tsc_step_ns"],
         },
+        "oom": oom,
         "invariants": invariants,
         "warnings": warnings,
         "calibration": calibration,

@@ -55,6 +55,7 @@ class Geometry:
     stat_every: int = 1024
     nwork: int | None = None  # CPUs that run tapes; default all
     reclaimer: bool = False  # CPU nwork is the reclaimer
+    oom: bool = False  # the reader also runs OOM victim selections
 
 
 def _round(n: int, line: int) -> int:
@@ -108,6 +109,8 @@ def compute_layout(g: Geometry) -> Layout:
     h[L.H_READER] = place("reader", L.R_HEAD_WORDS + 2 * g.ring)
     h[L.H_GLOBAL_WORDS] = g.shape.global_words
     h[L.H_GLOBAL] = place("global", g.shape.global_words)
+    if g.oom:
+        h[L.H_OOM] = place("oom", L.O_HEAD_WORDS + 2 * g.ring)
 
     h[L.H_MAGIC], h[L.H_VERSION], h[L.H_LINE] = L.MAGIC, L.VERSION, lw
     h[L.H_TOTAL] = cursor
@@ -255,7 +258,7 @@ def validate_header(words: np.ndarray, size_bytes: int) -> None:
         (L.H_RQ, ncpu * int(words[L.H_RQ_STRIDE])),
         (L.H_READER, L.R_HEAD_WORDS + 2 * ring),
         (L.H_GLOBAL, int(words[L.H_GLOBAL_WORDS])),
-    )
+    ) + (((L.H_OOM, L.O_HEAD_WORDS + 2 * ring),) if int(words[L.H_OOM]) else ())
     for slot, extent in extents:
         base = int(words[slot])
         if extent < 0 or not L.H_WORDS <= base <= total or base + extent > total:

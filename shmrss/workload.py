@@ -120,6 +120,11 @@ def compile_workload(spec: dict, ncpu: int) -> CompiledWorkload:
         _need(ops.count(L.OP_CLONE) == ops.count(L.OP_EXIT),
               f"tape {tname!r} has {ops.count(L.OP_CLONE)} clones and {ops.count(L.OP_EXIT)} exits: "
               f"each exit ends a thread that a clone made, so they must match")
+        alive = 0
+        for i, o in enumerate(ops):
+            alive += (o == L.OP_CLONE) - (o == L.OP_EXIT)
+            _need(alive >= 0, f"tape {tname!r} step {i}: an exit before its clone would end a thread "
+                              f"that no clone made")
         _need(any(o in (L.OP_FAULT, L.OP_UNMAP, L.OP_REMOTE) for o in ops) or L.OP_SLEEP in ops,
               f"tape {tname!r} never updates a counter nor sleeps: its task would spin on scheduler steps")
         where[tname] = (first, len(steps) - first)

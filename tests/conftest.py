@@ -67,12 +67,14 @@ def run_cli():
 
 
 def make_geometry(design: str, ncpu: int, possible: int | None = None, nmm: int = 1, ntask: int = 1,
-                  line_words: int = 8, pack: bool = False, ring: int = 16, tape_steps: int = 2) -> Geometry:
+                  line_words: int = 8, pack: bool = False, ring: int = 16, tape_steps: int = 2, nodes=None,
+                  options=None) -> Geometry:
+    """The design's shape is computed for the same line size (pcpcache and single place words by line)."""
     mod = designs.get(design)
     possible = possible or ncpu
+    shape = mod.shape(ncpu, possible, nmm, line_words=line_words, nodes=nodes, options=options)
     return Geometry(ncpu=ncpu, possible=possible, nmm=nmm, ntask=ntask, line_words=line_words, pack=pack,
-                    slice=100, design_id=mod.ID, shape=mod.shape(ncpu, possible, nmm), tape_steps=tape_steps,
-                    ring=ring)
+                    slice=100, design_id=mod.ID, shape=shape, tape_steps=tape_steps, ring=ring)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shmrss import layout as L
+from shmrss.designs import DESIGNS
 from shmrss.segment import (
     PREFIX,
     SHM_DIR,
@@ -99,7 +100,10 @@ def _check_layout(g):
     assert h[L.H_TRUTH_STRIDE] >= g.nmm * L.NMEMBERS
     assert h[L.H_MM_STRIDE] >= g.shape.mm_words
     assert h[L.H_TASK_STRIDE] >= L.T_WORDS + g.shape.task_words
-    assert h[L.H_RQ_STRIDE] >= 1 + g.ntask
+    assert h[L.H_RQ_STRIDE] >= L.Q_IDS + g.ntask  # lock, count, then the task ids
+    assert lay.regions["runqueue"][1] == g.ncpu * h[L.H_RQ_STRIDE]
+    assert lay.regions["global"][1] == g.shape.global_words == h[L.H_GLOBAL_WORDS]
+    assert lay.regions["mm"][1] == g.nmm * h[L.H_MM_STRIDE]
     assert lay.regions["cpustat"][1] == g.ncpu * h[L.H_CPUSTAT_STRIDE]
     assert lay.regions["truth"][1] == g.ncpu * h[L.H_TRUTH_STRIDE]
     assert lay.regions["reader"][1] == L.R_HEAD_WORDS + 2 * g.ring
@@ -132,7 +136,7 @@ def _check_layout(g):
 
 
 @relaxed
-@given(design=st.sampled_from(["atomic", "percpu"]), ncpu=st.integers(1, 64), extra=st.integers(0, 40),
+@given(design=st.sampled_from(DESIGNS), ncpu=st.integers(1, 64), extra=st.integers(0, 40),
        nmm=st.integers(1, 40), ntask=st.integers(1, 40), line=st.sampled_from([64, 128]), pack=st.booleans(),
        ring=st.sampled_from([1, 16, 1000, 1 << 14]), steps=st.integers(1, 50))
 def test_layout_regions_aligned_disjoint_and_inside(design, ncpu, extra, nmm, ntask, line, pack, ring, steps, geometry):
@@ -143,7 +147,7 @@ def test_layout_regions_aligned_disjoint_and_inside(design, ncpu, extra, nmm, nt
 
 @pytest.mark.parametrize("line", [64, 128])
 @pytest.mark.parametrize("pack", [False, True])
-@pytest.mark.parametrize("design", ["atomic", "percpu"])
+@pytest.mark.parametrize("design", DESIGNS)
 def test_created_segment_matches_layout(design, line, pack, geometry, new_segment):
     g = geometry(design, ncpu=3, possible=5, nmm=2, ntask=3, line_words=line // 8, pack=pack)
     lay = _check_layout(g)
@@ -167,9 +171,13 @@ def test_layout_refuses_too_many_params(geometry):
 
     from shmrss.segment import DesignShape
 
+    room = L.H_WORDS - L.H_DPARAM
+    assert room == 16
     g = geometry("atomic", 1)
-    g = replace(g, shape=DesignShape(pcpu_words_per_mm=0, mm_words=4, params=tuple(range(9))))
-    with pytest.raises(ValueError):
+    ok = compute_layout(replace(g, shape=DesignShape(pcpu_words_per_mm=0, mm_words=4, params=tuple(range(1, 17)))))
+    assert ok.header[L.H_DPARAM: L.H_WORDS].tolist() == list(range(1, 17))  # all 16 stored
+    g = replace(g, shape=DesignShape(pcpu_words_per_mm=0, mm_words=4, params=tuple(range(17))))
+    with pytest.raises(ValueError, match="16 parameters"):
         compute_layout(g)
 
 

@@ -5,14 +5,16 @@ import json
 import sys
 from importlib import import_module
 
-WORKLOADS = ("page_fault1", "page_fault2", "page_fault3", "rss_steal", "mixed")
+WORKLOADS = ("page_fault1", "page_fault2", "page_fault3", "rss_steal", "mixed", "oom_select")
+# fork_exit is not a tape workload: shmrss runs its own create/use/destroy loop (shmrss.lifecycle)
 
 
 def build(name: str, ncpu: int, tasks: int | None = None, mode: str = "processes") -> dict:
     from shmrss.workload import WorkloadError
 
     if name not in WORKLOADS:
-        raise WorkloadError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)} or a .json file")
+        raise WorkloadError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}, fork_exit "
+                            f"or a .json file")
     return import_module(f"workloads.{name}").build(ncpu, tasks=tasks, mode=mode)
 
 

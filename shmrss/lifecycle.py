@@ -1,0 +1,205 @@
+"""fork/exit runs: lay out the per-CPU allocator, run ``lifecycle_loop`` on every CPU, build the result.
+
+``shmrss run --workload fork_exit --lifecycle all --possible-cpus 2,64,512,4096``
+runs every variant at every P; each gives one result object with a
+``lifecycle`` key (mm lifecycles per second and the time per mm in alloc /
+init / run / teardown / free, and the allocator mutex wait).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import replace
+
+from rich.table import Table
+
+from shmrss import designs, layout as L
+from shmrss.orchestrator import Run, RunParams, _exit_text  # noqa: F401  (re-exported for callers)
+from shmrss.segment import Geometry, Segment
+
+VARIANT_DESIGN = {"upstream": "percpu", "merged": "percpu", "fused-check": "percpu", "ctor-cache": "percpu",
+                  "lazy": "single", "inline": "tree"}
+VARIANTS = tuple(VARIANT_DESIGN)
+CACHE_DEPTH = 8  # retired mm objects a CPU keeps (ctor-cache)
+DEFAULT_PAGES = 256
+
+
+class UnknownVariant(ValueError):
+    pass
+
+
+def parse_variants(text: str) -> list[str]:
+    names = list(VARIANTS) if text.strip() == "all" else [v.strip() for v in text.split(",") if v.strip()]
+    for v in names:
+        if v not in VARIANT_DESIGN:
+            raise UnknownVariant(f"unknown lifecycle variant {v!r}; choose from {', '.join(VARIANTS)} or all")
+    return list(dict.fromkeys(names))
+
+
+def _round(n: int, lw: int) -> int:
+    return -(-n // lw) * lw
+
+
+def lifecycle_area(ncpu: int, lw: int) -> tuple[int, int, int, int]:
+    """(slots, bitmap words, cache base offset, cache stride) of the lifecycle area."""
+    slots = ncpu * (CACHE_DEPTH + 2)
+    bitmap_words = -(-slots // 64)
+    bitmap_lines = -(-bitmap_words // lw)
+    cache_base = (2 + 2 * bitmap_lines) * lw
+    cache_stride = _round(1 + CACHE_DEPTH, lw)
+    return slots, bitmap_words, cache_base, cache_stride
+
+
+class LifecycleRun(Run):
+    """fork/exit of one variant at one P: every CPU creates, uses and destroys mms."""
+
+    def __init__(self, p: RunParams, variant: str, pages: int, clones: int, progress=None):
+        p = replace(p, design=VARIANT_DESIGN[variant], reader=False, reclaimer=False)
+        super().__init__(p, progress)
+        self.warnings = [w for w in self.warnings if "reader" not in w]  # a fork/exit run has none
+        self.variant = variant
+        self.pages = pages
+        self.clones = clones
+
+    def _engine(self):
+        from shmrss import lifecycle_loop
+
+        return lifecycle_loop
+
+    def _make_geometry(self) -> Geometry:
+        p = self.p
+        lw = p.line // 8
+        possible = max(p.possible or 0, p.ncpu)
+        slots, _, cache_base, cache_stride = lifecycle_area(p.ncpu, lw)
+        mod = designs.get(p.design)
+        shape = mod.shape(p.ncpu, possible, slots, line_words=lw, options=p.design_options)
+        # two lines per slot in each CPU's unit: the counters, then upstream's separate mm_cid line
+        shape = replace(shape, pcpu_words_per_mm=2 * lw, global_words=cache_base + p.ncpu * cache_stride)
+        return Geometry(ncpu=p.ncpu, possible=possible, nmm=slots, ntask=p.ncpu, line_words=lw, pack=p.pack,
+                        slice=p.slice, design_id=mod.ID, shape=shape, tape_steps=1, nwork=p.ncpu)
+
+    def _fill(self) -> None:
+        from shmrss import lifecycle_loop as LL
+
+        w = self.seg.words
+        lw = int(w[L.H_LINE])
+        slots, bitmap_words, cache_base, cache_stride = lifecycle_area(self.p.ncpu, lw)
+        g = int(w[L.H_GLOBAL])
+        w[g + LL.P_VARIANT] = VARIANTS.index(self.variant)
+        w[g + LL.P_SLOTS] = slots
+        w[g + LL.P_PAGES] = self.pages
+        w[g + LL.P_CLONES] = self.clones
+        w[g + LL.P_DEPTH] = CACHE_DEPTH
+        w[g + LL.P_CACHE] = g + cache_base
+        w[g + LL.P_CACHE_STRIDE] = cache_stride
+        w[g + LL.P_BITMAP_WORDS] = bitmap_words
+        tb, ts = int(w[L.H_TASK]), int(w[L.H_TASK_STRIDE])
+        for cpu in range(self.p.ncpu):
+            w[tb + cpu * ts + L.T_MM] = -1
+            w[tb + cpu * ts + L.T_CPU] = cpu
+
+    def _cpu_target(self):
+        return lifecycle_process
+
+    def _collect(self, eng, tsc_per_ns: float, startup_s: float) -> dict:
+        w = self.seg.words
+        st, ss = int(w[L.H_CPUSTAT]), int(w[L.H_CPUSTAT_STRIDE])
+        per_cpu = []
+        for c in range(len(self.cpus)):
+            b = st + c * ss
+            n = int(w[b + L.S_LC_COUNT])
+            span = (int(w[b + L.S_TSC_END]) - int(w[b + L.S_TSC_START])) / tsc_per_ns
+            per = {"cpu": c, "host_cpu": int(w[b + L.S_HOSTCPU]), "mms": n, "seconds": span / 1e9,
+                   "mm_per_s": n / span * 1e9 if span > 0 else 0.0, "bad": int(w[b + L.S_LC_BAD]),
+                   "reuse_bad": int(w[b + L.S_LC_REUSE_BAD]), "reused": int(w[b + L.S_LC_REUSED])}
+            for key, slot in (("alloc", L.S_LC_ALLOC), ("init", L.S_LC_INIT), ("run", L.S_LC_RUN),
+                              ("teardown", L.S_LC_TEARDOWN), ("free", L.S_LC_FREE),
+                              ("mutex_wait", L.S_LC_MUTEX_WAIT)):
+                per[f"{key}_ns"] = int(w[b + slot]) / tsc_per_ns
+            per_cpu.append(per)
+        return {"per_cpu": per_cpu, "samples": self.samples, "tsc_per_ns": tsc_per_ns, "startup_s": startup_s,
+                "warnings": self.warnings, "partial": self.partial}
+
+
+def lifecycle_process(seg_name: str, design: str, cpu: int, host_cpu: int | None, parent_pid: int) -> None:
+    """Body of a fork/exit CPU: attach, pin, run the compiled lifecycle loop."""
+    from shmrss.engine import _child_setup
+    from shmrss.lifecycle_loop import lifecycle_main
+    from shmrss.topology import pin_self
+
+    _child_setup(parent_pid)
+    seg = Segment.attach(seg_name)
+    w = seg.words
+    st = int(w[L.H_CPUSTAT]) + cpu * int(w[L.H_CPUSTAT_STRIDE])
+    w[st + L.S_PID] = os.getpid()
+    w[st + L.S_HOSTCPU] = -1 if host_cpu is None else host_cpu
+    if host_cpu is not None:
+        pin_self(host_cpu)
+    lifecycle_main(w, cpu)
+
+
+def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, calibration) -> dict:
+    """The result object of one variant at one P (``params`` as given to LifecycleRun)."""
+    params = replace(params, design=VARIANT_DESIGN[variant], reader=False, reclaimer=False)
+    from shmrss.result import host_info, interval_rates
+
+    per_cpu = raw["per_cpu"]
+    total = sum(c["mms"] for c in per_cpu)
+    phases = {}
+    for key in ("alloc", "init", "run", "teardown", "free", "mutex_wait"):
+        phases[f"{key}_ns_per_mm"] = sum(c[f"{key}_ns"] for c in per_cpu) / total if total else None
+    rates = interval_rates(raw["samples"])
+    warnings = list(raw["warnings"])
+    warnings.append("fork's other global serialisation (page tables, LRU lists, the mm's own allocation) is "
+                    "outside this model: only the counters' per-CPU memory and its allocator are emulated")
+    possible = max(params.possible or 0, params.ncpu)
+    return {
+        "design": params.design,
+        "workload": "fork_exit",
+        "partial": raw["partial"],
+        "params": {**params.options, "lifecycle": variant, "possible_cpus": possible, "cpus": params.ncpu,
+                   "host_cpus": list(params.placement.cpus), "duration_s": params.duration, "pages": pages,
+                   "clones": clones, "line": params.line, "cache_depth": CACHE_DEPTH},
+        "host": host_info(params.topo, params.line),
+        "lifecycle": {
+            "mm_per_s": sum(c["mm_per_s"] for c in per_cpu),
+            "mm_per_s_per_cpu": [c["mm_per_s"] for c in per_cpu],
+            "mm_per_s_intervals": ({"min": min(rates), "median": statistics.median(rates), "max": max(rates)}
+                                   if rates else None),
+            "mms": total,
+            "reused_fraction": sum(c["reused"] for c in per_cpu) / total if total else 0.0,
+            **phases,
+            "per_cpu": per_cpu,
+        },
+        "invariants": {
+            "reads_zero_at_creation_and_reuse": all(c["reuse_bad"] == 0 for c in per_cpu),
+            "zero_at_teardown": all(c["bad"] == 0 for c in per_cpu),
+            "made_progress": total > 0,
+        },
+        "warnings": warnings,
+        "calibration": calibration,
+        "tsc_per_ns": raw["tsc_per_ns"],
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def table(results: list[dict]) -> Table:
+    t = Table(title="shmrss fork/exit", title_justify="left")
+    for col in ("variant", "design", "P", "CPUs", "mm/s", "mm/s/CPU", "alloc ns", "init ns", "run ns",
+                "teardown ns", "free ns", "mutex wait ns", "reused", "invariants"):
+        t.add_column(col, justify="left" if col in ("variant", "design", "invariants") else "right")
+    for r in results:
+        lc, pa = r["lifecycle"], r["params"]
+        bad = [k for k, ok in r["invariants"].items() if not ok]
+
+        def ns(key):
+            v = lc[f"{key}_ns_per_mm"]
+            return "-" if v is None else f"{v:,.0f}"
+
+        t.add_row(pa["lifecycle"], r["design"], str(pa["possible_cpus"]), str(pa["cpus"]), f"{lc['mm_per_s']:,.0f}",
+                  f"{lc['mm_per_s'] / max(1, pa['cpus']):,.0f}", ns("alloc"), ns("init"), ns("run"),
+                  ns("teardown"), ns("free"), ns("mutex_wait"), f"{lc['reused_fraction']:.2f}",
+                  "all hold" if not bad else "FAILED: " + ", ".join(bad))
+    return t

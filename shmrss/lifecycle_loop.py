@@ -1,0 +1,347 @@
+"""Compiled fork/exit loop: what a short-lived process pays to create and tear down its counters.
+
+Every emulated CPU loops: create an mm, run a short tape (faults, optional
+clones), exit, destroy. Creation and destruction go through an emulated
+per-CPU allocator in the segment (a global mutex contended across the CPU
+processes, a bitmap of slots, one slice per possible CPU) in the way of the
+chosen variant (ALGORITHMS.md section 9):
+
+    upstream     two allocations (rss counters, mm_cid), each zeroing P slices,
+                 a second loop over P initialising mm_cid; teardown: 4 summing
+                 loops (one per counter), then two frees
+    merged       one allocation and one loop that zeroes the counters and
+                 initialises mm_cid together; one free
+    fused-check  upstream, but one teardown loop summing all 4 counters
+    ctor-cache   a per-CPU cache of retired mm objects keeping their per-CPU
+                 memory: reuse needs no zeroing (a freed mm sums to zero) and
+                 no mutex; the mutex only when the cache is empty or full
+    lazy         ``single``: no per-CPU counters until a second thread (mm_cid
+                 still allocated)
+    inline       ``tree``: the items live in the mm (zeroed with it), one
+                 per-CPU allocation for the level-0 counters
+
+Slot s of the per-CPU region holds, in each CPU's unit, two lines: the
+counters (and merged's mm_cid at word 4) and upstream's separate mm_cid line.
+The mm object of slot s is design mm s. Phases are timed with rdtsc into the
+CPU's tally line.
+"""
+
+from numba import njit
+
+from shmrss import layout as L
+from shmrss.atomics import cmpxchg, load, pause, raw, rdtsc, store, xadd
+from shmrss.designs._common import mm_word, pcpu_word
+from shmrss.designs.percpu import (
+    add as pc_add, approx_bound as pc_bound, mm_destroy as pc_destroy, read_approx as pc_approx,
+    read_precise as pc_precise,
+)
+from shmrss.designs.single import (
+    add as sg_add, approx_bound as sg_bound, mm_destroy as sg_destroy, mm_init as sg_init,
+    read_approx as sg_approx, read_precise as sg_precise, task_exit as sg_exit, thread_created as sg_clone,
+)
+from shmrss.designs.tree import (
+    add as tr_add, approx_bound as tr_bound, mm_destroy as tr_destroy, mm_init as tr_init,
+    read_approx as tr_approx, read_precise as tr_precise,
+)
+
+UPSTREAM, MERGED, FUSED, CTOR, LAZY, INLINE = range(6)
+VARIANTS = ("upstream", "merged", "fused-check", "ctor-cache", "lazy", "inline")
+CID_UNSET = -1
+
+# lifecycle parameters, first line of the lifecycle area (the design's global words)
+P_VARIANT, P_SLOTS, P_PAGES, P_CLONES, P_DEPTH, P_CACHE, P_CACHE_STRIDE, P_BITMAP_WORDS = range(8)
+# second line: the allocator's mutex; then the rss bitmap, the mm_cid bitmap, each on its own lines
+A_MUTEX_LINE = 1
+
+
+@njit(inline="always")
+def _lc(seg):
+    return seg[L.H_GLOBAL]
+
+
+@njit(inline="always")
+def _mutex(seg):
+    return _lc(seg) + A_MUTEX_LINE * seg[L.H_LINE]
+
+
+@njit(inline="always")
+def _bitmap(seg, which):
+    """which 0: counters (and the mm object), 1: mm_cid."""
+    lw = seg[L.H_LINE]
+    words = seg[_lc(seg) + P_BITMAP_WORDS]
+    lines = -(-words // lw)
+    return _lc(seg) + (2 + which * lines) * lw
+
+
+@njit(inline="always")
+def _cache(seg, cpu):
+    return seg[_lc(seg) + P_CACHE] + cpu * seg[_lc(seg) + P_CACHE_STRIDE]
+
+
+@njit(inline="always")
+def _lock(seg):
+    """Take the allocator mutex; returns the ticks spent waiting."""
+    m = _mutex(seg)
+    t0 = rdtsc()
+    while True:
+        if load(seg, m) == 0 and cmpxchg(seg, m, 0, 1) == 0:
+            break
+        pause()
+    return rdtsc() - t0
+
+
+@njit(inline="always")
+def _unlock(seg):
+    store(seg, _mutex(seg), 0)
+
+
+@njit(inline="always")
+def _alloc_any(seg, which):
+    """Under the mutex: the first free slot of a bitmap, marked used; -1 if full."""
+    b = _bitmap(seg, which)
+    nslots = seg[_lc(seg) + P_SLOTS]
+    for i in range(seg[_lc(seg) + P_BITMAP_WORDS]):
+        w = seg[b + i]
+        if w != -1:
+            for bit in range(64):
+                s = i * 64 + bit
+                if s >= nslots:
+                    return -1
+                if not (w >> bit) & 1:
+                    seg[b + i] = w | (1 << bit)
+                    return s
+    return -1
+
+
+@njit(inline="always")
+def _alloc_slot(seg, which, s):
+    """Under the mutex: mark slot s used (a same-index allocation); False if it was taken."""
+    b = _bitmap(seg, which) + (s >> 6)
+    bit = 1 << (s & 63)
+    if seg[b] & bit:
+        return False
+    seg[b] = seg[b] | bit
+    return True
+
+
+@njit(inline="always")
+def _free_slot(seg, which, s):
+    b = _bitmap(seg, which) + (s >> 6)
+    seg[b] = seg[b] & ~(1 << (s & 63))
+
+
+@njit(inline="always")
+def _cid_word(seg, cpu, s, merged):
+    if merged:
+        return pcpu_word(seg, cpu, s, 4)
+    return pcpu_word(seg, cpu, s, seg[L.H_LINE])
+
+
+@njit(inline="always")
+def _zero_counters(seg, s):
+    for cpu in range(seg[L.H_POSSIBLE]):
+        for k in range(L.NMEMBERS):
+            store(seg, pcpu_word(seg, cpu, s, k), 0)
+
+
+@njit(inline="always")
+def _zero_and_init_cid(seg, s):
+    """upstream: the allocator zeroes the mm_cid slices, then mm_init_cid's own loop sets them."""
+    for cpu in range(seg[L.H_POSSIBLE]):
+        store(seg, _cid_word(seg, cpu, s, False), 0)
+    for cpu in range(seg[L.H_POSSIBLE]):
+        store(seg, _cid_word(seg, cpu, s, False), CID_UNSET)
+
+
+@njit(inline="always")
+def _fused_check(seg, s):
+    """One teardown loop over the possible CPUs summing all 4 counters; returns bad members."""
+    s0 = 0
+    s1 = 0
+    s2 = 0
+    s3 = 0
+    for cpu in range(seg[L.H_POSSIBLE]):
+        s0 += load(seg, pcpu_word(seg, cpu, s, 0))
+        s1 += load(seg, pcpu_word(seg, cpu, s, 1))
+        s2 += load(seg, pcpu_word(seg, cpu, s, 2))
+        s3 += load(seg, pcpu_word(seg, cpu, s, 3))
+    bad = 0
+    for k, v in ((0, s0), (1, s1), (2, s2), (3, s3)):
+        if v + load(seg, mm_word(seg, s, 2 * k + 1)) != 0:
+            bad += 1
+    return bad
+
+
+@njit(inline="always")
+def _reads_zero(seg, variant, s):
+    """A new or reused mm must read 0 precisely and within its bound approximately."""
+    bad = 0
+    for k in range(L.NMEMBERS):
+        if variant == LAZY:
+            p, a = sg_precise(seg, s, k), sg_approx(seg, s, k)
+            u, o = sg_bound(seg, s, k)
+        elif variant == INLINE:
+            p, a = tr_precise(seg, s, k), tr_approx(seg, s, k)
+            u, o = tr_bound(seg, s, k)
+        else:
+            p, a = pc_precise(seg, s, k), pc_approx(seg, s, k)
+            u, o = pc_bound(seg, s, k)
+        if p != 0 or a < -u or a > o:
+            bad += 1
+    return bad
+
+
+@njit(inline="always")
+def _add(seg, variant, cpu, task, s, k, d, fault):
+    if variant == LAZY:
+        sg_add(seg, cpu, task, s, k, d, fault)
+    elif variant == INLINE:
+        tr_add(seg, cpu, task, s, k, d, fault)
+    else:
+        pc_add(seg, cpu, task, s, k, d, fault)
+
+
+@njit("int64(int64[::1], int64)", cache=True)
+def lifecycle_main(words, cpu):
+    """Create, use, exit and destroy mms on emulated CPU ``cpu`` until the stop flag; returns lifecycles."""
+    seg = raw(words)
+    st = seg[L.H_CPUSTAT] + cpu * seg[L.H_CPUSTAT_STRIDE]
+    ctrl = seg[L.H_CTRL]
+    lc = _lc(seg)
+    variant = seg[lc + P_VARIANT]
+    pages = seg[lc + P_PAGES]
+    clones = seg[lc + P_CLONES]
+    depth = seg[lc + P_DEPTH]
+    task = cpu  # this CPU's task: its mm is the one being created
+    tb = seg[L.H_TASK] + task * seg[L.H_TASK_STRIDE]
+
+    store(seg, st + L.S_STATUS, L.CPU_BARRIER)
+    xadd(seg, ctrl + seg[L.H_LINE] + L.C_BARRIER, 1)
+    while load(seg, ctrl + L.C_GO) == 0:
+        if load(seg, ctrl + L.C_STOP) != 0:
+            return 0
+        pause()
+    store(seg, st + L.S_TSC_START, rdtsc())
+
+    n = 0
+    t_alloc = 0
+    t_init = 0
+    t_run = 0
+    t_down = 0
+    t_free = 0
+    t_wait = 0
+    bad = 0
+    reuse_bad = 0
+    reused = 0
+    cache = _cache(seg, cpu)
+    while load(seg, ctrl + L.C_STOP) == 0:
+        # ---- create (fork's mm_alloc + mm_init)
+        t0 = rdtsc()
+        s = -1
+        from_cache = False
+        if variant == CTOR and seg[cache] > 0:
+            seg[cache] -= 1
+            s = seg[cache + 1 + seg[cache]]
+            from_cache = True
+        else:
+            t_wait += _lock(seg)
+            s = _alloc_any(seg, 0)
+            _unlock(seg)
+            if s < 0:
+                break  # every slot in use: cannot happen with one mm per CPU plus caches
+            if variant == UPSTREAM or variant == FUSED or variant == LAZY or variant == INLINE:
+                t_wait += _lock(seg)
+                _alloc_slot(seg, 1, s)
+                _unlock(seg)
+        t1 = rdtsc()
+        if not from_cache:
+            if variant == MERGED or variant == CTOR:
+                for j in range(2 * L.NMEMBERS):
+                    store(seg, mm_word(seg, s, j), 0)
+                for c in range(seg[L.H_POSSIBLE]):  # one loop: counters zeroed, mm_cid set
+                    for k in range(L.NMEMBERS):
+                        store(seg, pcpu_word(seg, c, s, k), 0)
+                    store(seg, _cid_word(seg, c, s, True), CID_UNSET)
+            elif variant == LAZY:
+                sg_init(seg, s)  # mm words only: no per-CPU counters yet
+                _zero_and_init_cid(seg, s)
+            elif variant == INLINE:
+                tr_init(seg, s)  # items zeroed with the mm, level 0 zeroed by its allocation
+                _zero_and_init_cid(seg, s)
+            else:
+                for j in range(2 * L.NMEMBERS):
+                    store(seg, mm_word(seg, s, j), 0)
+                _zero_counters(seg, s)
+                _zero_and_init_cid(seg, s)
+        else:
+            reused += 1
+        seg[tb + L.T_MM] = s
+        if variant == LAZY:
+            sg_clone(seg, cpu, s)  # the mm's first thread
+        t2 = rdtsc()
+        reuse_bad += _reads_zero(seg, variant, s)  # the emulator's check: not timed
+        t2b = rdtsc()
+
+        # ---- the process: fault, maybe clone threads, unmap, exit
+        for _ in range(pages):
+            _add(seg, variant, cpu, task, s, L.ANON, 1, 1)
+        if clones > 0 and variant == LAZY:
+            # the second thread: the switch to per-CPU allocates the counters now
+            t_wait += _lock(seg)
+            _alloc_slot(seg, 0, s)  # the mm object's slot already reserves it: this is the mutex's cost
+            _unlock(seg)
+        for _ in range(clones):
+            if variant == LAZY:
+                sg_clone(seg, cpu, s)
+        _add(seg, variant, cpu, task, s, L.ANON, -pages, 0)
+        if variant == LAZY:
+            for _ in range(clones + 1):
+                sg_exit(seg, cpu, task, s)
+        t3 = rdtsc()
+
+        # ---- teardown: the check that every counter sums to zero
+        if variant == FUSED:
+            bad += _fused_check(seg, s)
+        elif variant == LAZY:
+            bad += sg_destroy(seg, s)
+        elif variant == INLINE:
+            bad += tr_destroy(seg, s)
+        else:
+            bad += pc_destroy(seg, s)
+        t4 = rdtsc()
+
+        # ---- free
+        if variant == CTOR and seg[cache] < depth:
+            seg[cache + 1 + seg[cache]] = s
+            seg[cache] += 1
+        else:
+            t_wait += _lock(seg)
+            _free_slot(seg, 0, s)
+            _unlock(seg)
+            if variant == UPSTREAM or variant == FUSED or variant == LAZY or variant == INLINE:
+                t_wait += _lock(seg)
+                _free_slot(seg, 1, s)
+                _unlock(seg)
+        t5 = rdtsc()
+
+        n += 1
+        t_alloc += t1 - t0
+        t_init += t2 - t1
+        t_run += t3 - t2b
+        t_down += t4 - t3
+        t_free += t5 - t4
+        store(seg, st + L.S_LC_COUNT, n)
+        store(seg, st + L.S_LC_ALLOC, t_alloc)
+        store(seg, st + L.S_LC_INIT, t_init)
+        store(seg, st + L.S_LC_RUN, t_run)
+        store(seg, st + L.S_LC_TEARDOWN, t_down)
+        store(seg, st + L.S_LC_FREE, t_free)
+        store(seg, st + L.S_LC_MUTEX_WAIT, t_wait)
+        store(seg, st + L.S_LC_BAD, bad)
+        store(seg, st + L.S_LC_REUSE_BAD, reuse_bad)
+        store(seg, st + L.S_LC_REUSED, reused)
+        store(seg, st + L.S_EVENTS, n)
+    store(seg, st + L.S_TSC_END, rdtsc())
+    store(seg, st + L.S_STATUS, L.CPU_DONE)
+    return n
+

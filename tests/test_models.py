@@ -1,0 +1,291 @@
+"""Every design against its plain-Python reference model (design_models.py), one process.
+
+The same random sequences of raw design calls go to the compiled design (through
+design_drivers' @njit driver on a real Segment) and to the model: faults (the
+fault path, +1, by a task of the mm), batched updates of any size and sign,
+remote updates (another mm, fault 0 or 1), updates with no task (the
+reclaimer), switch_mm as the engine's scheduler makes it, clones and exits,
+migrations (a task's per-task state moves with it), CPU offline. After every
+call, every counter's reads are compared: the precise read exactly equal to
+the truth, the approximate read exactly equal to the model's, the stated bound
+equal to the model's, and the approximate read within that bound. At the end
+the design's private words (per-CPU values, task caches, tree items, node
+counters, CPU caches) and its slow-path / hit / miss tallies match the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import design_drivers as D
+import design_models as M
+from shmrss import designs, layout as L
+
+NM = L.NMEMBERS
+relaxed = settings(deadline=None, max_examples=60,
+                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                          HealthCheck.data_too_large])
+
+
+@pytest.fixture(scope="module", params=designs.DESIGNS)
+def design(request):
+    D.driver(request.param)  # compile (or load) before the hypothesis examples
+    return request.param
+
+
+def _first_bad(mask):
+    idx = np.argwhere(mask)
+    return tuple(idx[0]) if len(idx) else None
+
+
+def check_sequence(name, seg, cfg, ops, model, options=None):
+    """Run ``ops`` on the design and the model; compare every read after every op. Returns out."""
+    nmm = cfg["nmm"]
+    base = [model.truth(mm, k) for mm in range(nmm) for k in range(NM)]
+    out, res = D.run(name, seg, ops)
+    truth = D.truth_after_each(ops, nmm, base)
+    n = len(ops)
+    if n == 0:
+        check_state(name, seg, cfg, model)
+        return out
+    approx_m = np.zeros((n, nmm * NM), dtype=object)
+    bound_m = np.zeros((n, nmm * NM, 2), dtype=object)
+    res_m = np.zeros(n, dtype=object)
+    for i, op in enumerate(ops):
+        res_m[i] = M.apply(model, op)
+        for mm in range(nmm):
+            for k in range(NM):
+                approx_m[i, mm * NM + k] = model.approx(mm, k)
+                bound_m[i, mm * NM + k] = model.bound(mm, k)
+    precise, approx, under, over = (out[:, :, j] for j in range(4))
+
+    bad = _first_bad(precise != truth)
+    assert bad is None, f"precise {precise[bad]} != truth {truth[bad]} after op {bad[0]} {ops[bad[0]]}"
+    assert [model.truth(mm, k) for mm in range(nmm) for k in range(NM)] == truth[-1].tolist()
+    assert [model.precise(mm, k) for mm in range(nmm) for k in range(NM)] == truth[-1].tolist()  # the model itself
+    bad = _first_bad(approx != approx_m.astype(np.int64))
+    assert bad is None, (f"approx {approx[bad]} != model {approx_m[bad]} (truth {truth[bad]}) "
+                         f"after op {bad[0]} {ops[bad[0]]}")
+    bad = _first_bad((under != bound_m[:, :, 0].astype(np.int64)) | (over != bound_m[:, :, 1].astype(np.int64)))
+    assert bad is None, f"bound {under[bad], over[bad]} != model {tuple(bound_m[bad])} after op {ops[bad[0]]}"
+    assert res.tolist() == res_m.tolist()
+    # within the stated bound; split's clamp at 0 only holds it for a counter that is not negative
+    inside = (approx >= truth - under) & (approx <= truth + over)
+    if name == "split":
+        inside |= truth < 0
+    bad = _first_bad(~inside)
+    assert bad is None, (f"approx {approx[bad]} outside truth {truth[bad]} -{under[bad]}/+{over[bad]} "
+                         f"after op {bad[0]} {ops[bad[0]]}")
+    check_state(name, seg, cfg, model)
+    return out
+
+
+def check_state(name, seg, cfg, model):
+    """The design's own words and tallies equal the model's state."""
+    w = seg.words
+    ncpu, possible, nmm = cfg["ncpu"], cfg["possible"], cfg["nmm"]
+    for cpu in range(ncpu):
+        assert D.stat(seg, cpu, L.S_SLOW) == model.slow[cpu], f"slow paths of cpu {cpu}"
+    if name in ("percpu", "single"):
+        for c in range(possible):
+            for mm in range(nmm):
+                assert [int(w[D.pcpu_addr(seg, c, mm, k)]) for k in range(NM)] == model.local[c][mm], (c, mm)
+    if name == "tree":
+        for c in range(possible):
+            for mm in range(nmm):
+                assert [int(w[D.pcpu_addr(seg, c, mm, k)]) for k in range(NM)] == model.l0[c][mm], (c, mm)
+        nitems = sum(n for n, _ in model.shape.levels)
+        line = seg.h(L.H_LINE)
+        for mm in range(nmm):
+            for k in range(NM):
+                first = 0
+                for lev, (n, _) in enumerate(model.shape.levels):
+                    got = [int(w[D.mm_addr(seg, mm, (1 + k * nitems + first + i) * line)]) for i in range(n)]
+                    assert got == model.items[mm][k][lev], (mm, k, lev)
+                    first += n
+    if name == "split":
+        for t in range(cfg["ntask"]):
+            assert int(w[D.task_addr(seg, t, 0)]) == model.events[t], f"events of task {t}"
+            assert [int(w[D.task_addr(seg, t, 2 + k)]) for k in range(NM)] == model.cache[t], f"cache of task {t}"
+    if name == "pcpcache":
+        line = seg.h(L.H_LINE)
+        for c in range(possible):
+            g = seg.h(L.H_GLOBAL) + c * line
+            assert int(w[g]) - 1 == model.cached[c], f"cached mm of cpu {c}"
+            assert [int(w[g + 2 + k]) for k in range(NM)] == model.delta[c], f"deltas of cpu {c}"
+        for mm in range(nmm):
+            mask = {c for c in range(possible) if int(w[D.mm_addr(seg, mm, line + c // 64)]) >> (c % 64) & 1}
+            assert mask == model.mask[mm], f"cpumask of mm {mm}"
+        for cpu in range(ncpu):
+            assert D.stat(seg, cpu, L.S_HITS) == model.hits[cpu]
+            assert D.stat(seg, cpu, L.S_MISSES) == model.misses[cpu]
+    if name == "pernode":
+        line = seg.h(L.H_LINE)
+        for mm in range(nmm):
+            for node in range(model.nnodes):
+                b = D.mm_addr(seg, mm, node * line)
+                assert [int(w[b + k]) for k in range(NM)] == model.count[mm][node]
+                assert [int(w[b + NM + k]) for k in range(NM)] == model.reported[mm][node]
+
+
+def start(name, seg, cfg, options=None):
+    """Prepare the segment like the engine and a model in the same state."""
+    D.prepare(name, seg, cfg["task_mms"], nodes=cfg["nodes"])
+    model = M.model_for(name, cfg["ncpu"], cfg["possible"], cfg["nmm"], cfg["ntask"], nodes=cfg["nodes"],
+                        options=options)
+    for t, mm in enumerate(cfg["task_mms"]):
+        model.settask(t, mm, cfg["task_cpus"][t])
+    for op in D.init_ops(cfg["nmm"], cfg["task_mms"]):
+        M.apply(model, op)
+    return model
+
+
+# ================================================================= random sequences, every design
+@relaxed
+@given(sc=D.scenario())
+def test_design_matches_model(design, sc, new_segment):
+    cfg, steps = sc
+    ops = D.expand(cfg, steps, leave=True)
+    with D.new_segment_for(design, cfg, new_segment) as seg:
+        model = start(design, seg, cfg)
+        check_sequence(design, seg, cfg, ops, model)
+
+
+@relaxed
+@given(sc=D.scenario(max_cpu=4, max_mm=2, max_steps=25), data=st.data())
+def test_teardown_and_reuse_match_model(design, sc, data, new_segment):
+    """After a sequence: every CPU leaves, each mm is unmapped (no task, some CPU), destroyed
+    (0 bad members unless a leak was left) and initialised again, then used again."""
+    cfg, steps = sc
+    nmm = cfg["nmm"]
+    leak = data.draw(st.lists(st.tuples(st.integers(0, nmm - 1), st.integers(0, NM - 1)), unique=True, max_size=3))
+    with D.new_segment_for(design, cfg, new_segment) as seg:
+        model = start(design, seg, cfg)
+        ops = D.expand(cfg, steps, leave=True)
+        check_sequence(design, seg, cfg, ops, model)
+        truth = [model.truth(mm, k) for mm in range(nmm) for k in range(NM)]
+        undo = []
+        for mm in range(nmm):
+            for k in range(NM):
+                cpu = data.draw(st.integers(0, cfg["ncpu"] - 1))
+                undo.append(D.op_add(cpu, -1, mm, k, -int(truth[mm * NM + k]) + (1 if (mm, k) in leak else 0)))
+        undo += [D.op_destroy(mm) for mm in range(nmm)]
+        out = check_sequence(design, seg, cfg, undo, model)
+        _, res = D.run(design, seg, [D.op_destroy(mm) for mm in range(nmm)], record=False)
+        assert res.tolist() == [sum(1 for m, _ in leak if m == mm) for mm in range(nmm)]
+        assert np.count_nonzero(out[-1, :, 0]) == len(leak)
+        # reuse: init (a freed mm's counters come back at 0) and run the same steps again
+        again = D.init_ops(nmm, cfg["task_mms"]) + D.expand(cfg, steps, leave=True)
+        check_sequence(design, seg, cfg, again, model)
+
+
+# ================================================================= named scenarios
+def _cfg(ncpu=2, possible=None, nmm=2, task_mms=(0,), task_cpus=None, nodes=None):
+    task_mms = list(task_mms)
+    return dict(ncpu=ncpu, possible=possible or ncpu, nmm=nmm, ntask=len(task_mms), task_mms=task_mms,
+                task_cpus=list(task_cpus) if task_cpus is not None else [0] * len(task_mms),
+                nodes=nodes or tuple([0] * ncpu), pack=False, line_words=8)
+
+
+def test_split_cache_moves_with_the_task(new_segment):
+    """40 faults on CPU 0, migrate, 30 on CPU 1: the 66th fault folds the 65 cached pages, on CPU 1."""
+    cfg = _cfg(ncpu=2, task_mms=(0,))
+    steps = [("faults", 0, L.ANON, 40), ("migrate", 0, 1), ("faults", 0, L.ANON, 30)]
+    ops = D.expand(cfg, steps)
+    with D.new_segment_for("split", cfg, new_segment) as seg:
+        model = start("split", seg, cfg)
+        out = check_sequence("split", seg, cfg, ops, model)
+        assert out[-1, L.ANON].tolist() == [70, 65, 66, 66]  # precise, approx (the fold), bound 66 * 1 thread
+        assert D.stat(seg, 0, L.S_SLOW) == 0 and D.stat(seg, 1, L.S_SLOW) == 1
+        assert int(seg.words[D.task_addr(seg, 0, 2 + L.ANON)]) == 5
+
+
+def test_split_bound_is_tight_at_66(new_segment):
+    """After a fold a thread's cache reaches 66 pages: the error equals the bound of one thread."""
+    cfg = _cfg(ncpu=1, nmm=1, task_mms=(0,))
+    ops = D.expand(cfg, [("faults", 0, L.FILE, 66 + 65)])
+    with D.new_segment_for("split", cfg, new_segment) as seg:
+        model = start("split", seg, cfg)
+        out = check_sequence("split", seg, cfg, ops, model)
+        adds = [i for i, op in enumerate(ops) if op[0] == D.ADD]
+        err = out[adds, L.FILE, 0] - out[adds, L.FILE, 1]
+        assert err.max() == 66 == out[-1, L.FILE, 2]
+        assert err[64] == 65 and err[65] == 1  # fault 66 folded the first 65
+        assert err[-1] == 66 and np.argmax(err) == len(err) - 1
+
+
+def test_split_remote_and_foreign_faults_go_to_the_atomic(new_segment):
+    cfg = _cfg(ncpu=2, nmm=2, task_mms=(0, 1), task_cpus=(0, 1))
+    steps = [("remote", 0, 1, L.ANON, 7, False), ("remote", 0, 1, L.ANON, 0, True), ("reclaim", 1, 0, L.SWAP, 4),
+             ("faults", 1, L.ANON, 3)]
+    with D.new_segment_for("split", cfg, new_segment) as seg:
+        model = start("split", seg, cfg)
+        out = check_sequence("split", seg, cfg, D.expand(cfg, steps), model)
+        assert out[-1, NM + L.ANON, :2].tolist() == [11, 8]  # 7 + 1 (foreign fault) in the atomic, 3 cached
+        assert out[-1, L.SWAP, :2].tolist() == [4, 4]
+
+
+def test_single_switches_at_the_second_thread_and_never_back(new_segment):
+    cfg = _cfg(ncpu=2, nmm=2, task_mms=(0, 1), task_cpus=(0, 1))
+    b = max(32, 2 * 2)
+    steps = [("faults", 0, L.ANON, 5), ("remote", 1, 1, L.ANON, 3, False), ("clone", 0), ("faults", 0, L.ANON, 4),
+             ("exit", 0), ("faults", 0, L.ANON, 2)]
+    ops = D.expand(cfg, steps)
+    with D.new_segment_for("single", cfg, new_segment) as seg:
+        model = start("single", seg, cfg)
+        out = check_sequence("single", seg, cfg, ops, model)
+        kinds = [op[0] for op in ops]
+        clone_at = kinds.index(D.CLONE)
+        before, after = out[clone_at - 1, L.ANON], out[clone_at, L.ANON]
+        assert before.tolist() == [8, 8, 0, 0]  # single mode: exact, bound 0
+        assert after.tolist() == [8, 8, 2 * (b - 1), 2 * (b - 1)]  # seeded count, percpu's bound
+        assert out[-1, L.ANON].tolist() == [14, 8, 2 * (b - 1), 2 * (b - 1)]  # after the exit: still percpu
+        assert model.mode == ["percpu", "single"]
+
+
+def test_pcpcache_hits_misses_and_flush(new_segment):
+    cfg = _cfg(ncpu=2, nmm=2, task_mms=(0, 1), task_cpus=(0, 0))
+    steps = [("faults", 0, L.ANON, 3), ("remote", 0, 1, L.FILE, 5, False), ("faults", 1, L.ANON, 2),
+             ("switch", 1, 0), ("reclaim", 1, 0, L.ANON, 10), ("switch", 1, -1)]
+    ops = D.expand(cfg, steps)
+    with D.new_segment_for("pcpcache", cfg, new_segment) as seg:
+        model = start("pcpcache", seg, cfg)
+        out = check_sequence("pcpcache", seg, cfg, ops, model)
+        assert out[-1, L.ANON].tolist() == [13, 13, 0, 0] and out[-1, NM + L.ANON, 0] == 2
+        # faults 3 + 2 hit, the remote update misses, the update on CPU 1 caching mm 0 hits
+        assert D.stat(seg, 0, L.S_HITS) == 5 and D.stat(seg, 0, L.S_MISSES) == 1 and D.stat(seg, 1, L.S_HITS) == 1
+        assert model.mask == [{0, 1}, {0}]
+
+
+def test_pernode_folds_per_node(new_segment):
+    cfg = _cfg(ncpu=4, nmm=1, task_mms=(), nodes=(0, 0, 1, 1))
+    steps = [("reclaim", 0, 0, L.ANON, 31), ("reclaim", 2, 0, L.ANON, 31), ("reclaim", 1, 0, L.ANON, 1),
+             ("reclaim", 3, 0, L.ANON, -62), ("reclaim", 3, 0, L.ANON, -1)]
+    with D.new_segment_for("pernode", cfg, new_segment) as seg:
+        model = start("pernode", seg, cfg)
+        out = check_sequence("pernode", seg, cfg, D.expand(cfg, steps), model)
+        # node 0 folds at 32; node 1 (31 - 62 = -31) only at -32
+        assert out[:, L.ANON, 1].tolist()[-5:] == [0, 0, 32, 32, 0]
+        assert out[-1, L.ANON, 0] == 0
+        assert out[-1, L.ANON, 2:].tolist() == [62, 62]
+
+
+def test_tree_carries_up_the_levels(new_segment):
+    """8 CPUs, binary tree (orders 1,1,1): CPUs 5, 1, 3 share the level-2 item 1; CPUs 5 and 1 the
+    level-1 item 1. Carries reach the root only when every level's batch is crossed; a -1 then
+    borrows all the way down from the root."""
+    cfg = _cfg(ncpu=8, nmm=1, task_mms=())
+    with D.new_segment_for("tree", cfg, new_segment) as seg:
+        model = start("tree", seg, cfg)
+        ops = D.expand(cfg, [("reclaim", 5, 0, L.SHMEM, 31), ("reclaim", 5, 0, L.SHMEM, 1),
+                             ("reclaim", 1, 0, L.SHMEM, 32), ("reclaim", 3, 0, L.SHMEM, 64),
+                             ("reclaim", 5, 0, L.SHMEM, -1)])
+        out = check_sequence("tree", seg, cfg, ops, model)
+        assert out[:, L.SHMEM, 0].tolist() == [31, 32, 64, 128, 127]
+        assert out[:, L.SHMEM, 1].tolist() == [0, 0, 0, 128, 0]
+        assert model.items[0][L.SHMEM] == [[0, 32, 0, 64], [0, 64], [0]]
+        assert out[-1, L.SHMEM, 2:].tolist() == [768, 744]
+        assert [D.stat(seg, c, L.S_SLOW) for c in range(8)] == [0, 1, 0, 1, 0, 2, 0, 0]
