@@ -5,7 +5,9 @@ only among that node's CPUs). A global approximate value is kept in batches
 of 32 per node: when a node's counter has moved 32 or more from what the node
 last reported, the updater folds the difference into the global value under
 the node's fold lock (global first, then the reported mark, so the global
-never lags behind a mark). Approximate read: the global value, within
+never lags behind a mark), and folds again until the count is within 32 of
+the mark: a CPU that added between the folder's read of the count and its new
+mark saw the old mark and did not fold (found by the reference-model work). Approximate read: the global value, within
 ``31 * nodes`` either way. Precise read: the sum of the node counters.
 
 Nodes: from the host topology (the node of each emulated CPU's host CPU), or
@@ -16,7 +18,7 @@ blocks). The node of each emulated CPU is kept in the design's global words.
 from numba import njit
 
 from shmrss import layout as L
-from shmrss.atomics import load, spin_lock, spin_unlock, store, xadd
+from shmrss.atomics import load, spin_lock, spin_unlock, store, xadd, xchg
 from shmrss.designs._common import dparam, mm_word, tally
 from shmrss.segment import DesignShape
 
@@ -66,11 +68,15 @@ def add(seg, cpu, task, mm, k, d, fault):
     if abs(c - load(seg, nl + _REPORTED + k)) >= BATCH:
         lk = _fold_lock(seg, mm, node)
         spin_lock(seg, lk)
-        c = load(seg, nl + _COUNT + k)
-        r = load(seg, nl + _REPORTED + k)
-        if abs(c - r) >= BATCH:
+        while True:
+            c = load(seg, nl + _COUNT + k)
+            r = load(seg, nl + _REPORTED + k)
+            if abs(c - r) < BATCH:
+                break
             xadd(seg, _global(seg, mm, k), c - r)
-            store(seg, nl + _REPORTED + k, c)
+            # a full barrier (xchg) before the count is read again: another CPU that added after
+            # that read will see this mark and fold itself; one that added before is caught here
+            xchg(seg, nl + _REPORTED + k, c)
         spin_unlock(seg, lk)
         tally(seg, cpu, L.S_SLOW, 1)
 
