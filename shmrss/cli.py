@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fork_exit: pages each short-lived process faults (default 256)")
     r.add_argument("--clones", type=_int_at_least(0, 64), default=0,
                    help="fork_exit: threads each process clones (default 0)")
+    r.add_argument("--leak-every", type=_int_at_least(0), default=0, metavar="N",
+                   help="fork_exit: every N-th process leaves a page behind (shows the teardown check; default 0)")
     r.add_argument("--plot", metavar="DIR", help="draw PNG plots of the results into DIR")
     r.add_argument("--oom", action="store_true",
                    help="the reader also selects OOM victims, 2-pass and all-precise (on for oom_select)")
@@ -300,8 +302,8 @@ def cmd_run(args, err: Console) -> int:
             for v in variants:
                 prm = params_for(lifecycle.VARIANT_DESIGN[v], pc)
                 jobs.append((f"{v}{suffix}",
-                             lambda on, prm=prm, v=v: lifecycle.LifecycleRun(prm, v, args.pages, args.clones,
-                                                                             progress=on).execute(),
+                             lambda on, prm=prm, v=v: lifecycle.LifecycleRun(
+                                 prm, v, args.pages, args.clones, progress=on, leak_every=args.leak_every).execute(),
                              lambda raw, prm=prm, v=v: lifecycle.build(prm, v, args.pages, args.clones, raw,
                                                                        calibration)))
         else:

@@ -44,10 +44,13 @@ def _round(n: int, lw: int) -> int:
 
 def lifecycle_area(ncpu: int, lw: int) -> tuple[int, int, int, int]:
     """(slots, bitmap words, cache base offset, cache stride) of the lifecycle area."""
+    from shmrss.lifecycle_loop import A_MUTEX_LINE, PARAM_WORDS
+
+    assert PARAM_WORDS <= A_MUTEX_LINE * lw
     slots = ncpu * (CACHE_DEPTH + 2)
     bitmap_words = -(-slots // 64)
     bitmap_lines = -(-bitmap_words // lw)
-    cache_base = (2 + 2 * bitmap_lines) * lw
+    cache_base = (A_MUTEX_LINE + 1 + 2 * bitmap_lines) * lw
     cache_stride = _round(1 + CACHE_DEPTH, lw)
     return slots, bitmap_words, cache_base, cache_stride
 
@@ -55,13 +58,14 @@ def lifecycle_area(ncpu: int, lw: int) -> tuple[int, int, int, int]:
 class LifecycleRun(Run):
     """fork/exit of one variant at one P: every CPU creates, uses and destroys mms."""
 
-    def __init__(self, p: RunParams, variant: str, pages: int, clones: int, progress=None):
+    def __init__(self, p: RunParams, variant: str, pages: int, clones: int, progress=None, leak_every: int = 0):
         p = replace(p, design=VARIANT_DESIGN[variant], reader=False, reclaimer=False)
         super().__init__(p, progress)
         self.warnings = [w for w in self.warnings if "reader" not in w]  # a fork/exit run has none
         self.variant = variant
         self.pages = pages
         self.clones = clones
+        self.leak_every = leak_every
 
     def _engine(self):
         from shmrss import lifecycle_loop
@@ -95,6 +99,7 @@ class LifecycleRun(Run):
         w[g + LL.P_CACHE] = g + cache_base
         w[g + LL.P_CACHE_STRIDE] = cache_stride
         w[g + LL.P_BITMAP_WORDS] = bitmap_words
+        w[g + LL.P_LEAK] = self.leak_every
         tb, ts = int(w[L.H_TASK]), int(w[L.H_TASK_STRIDE])
         for cpu in range(self.p.ncpu):
             w[tb + cpu * ts + L.T_MM] = -1
@@ -152,6 +157,9 @@ def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, c
         phases[f"{key}_ns_per_mm"] = sum(c[f"{key}_ns"] for c in per_cpu) / total if total else None
     rates = interval_rates(raw["samples"])
     warnings = list(raw["warnings"])
+    bad = sum(c["bad"] for c in per_cpu)
+    if bad:
+        warnings.append(f"Bad rss-counter state: {bad} destroyed mms did not sum to 0")
     warnings.append("fork's other global serialisation (page tables, LRU lists, the mm's own allocation) is "
                     "outside this model: only the counters' per-CPU memory and its allocator are emulated")
     possible = max(params.possible or 0, params.ncpu)
@@ -170,6 +178,7 @@ def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, c
                                    if rates else None),
             "mms": total,
             "reused_fraction": sum(c["reused"] for c in per_cpu) / total if total else 0.0,
+            "bad_rss_counter_state": bad,
             **phases,
             "per_cpu": per_cpu,
         },

@@ -48,10 +48,11 @@ UPSTREAM, MERGED, FUSED, CTOR, LAZY, INLINE = range(6)
 VARIANTS = ("upstream", "merged", "fused-check", "ctor-cache", "lazy", "inline")
 CID_UNSET = -1
 
-# lifecycle parameters, first line of the lifecycle area (the design's global words)
-P_VARIANT, P_SLOTS, P_PAGES, P_CLONES, P_DEPTH, P_CACHE, P_CACHE_STRIDE, P_BITMAP_WORDS = range(8)
-# second line: the allocator's mutex; then the rss bitmap, the mm_cid bitmap, each on its own lines
-A_MUTEX_LINE = 1
+# lifecycle parameters, first two lines of the lifecycle area (the design's global words)
+P_VARIANT, P_SLOTS, P_PAGES, P_CLONES, P_DEPTH, P_CACHE, P_CACHE_STRIDE, P_BITMAP_WORDS, P_LEAK = range(9)
+PARAM_WORDS = 16
+# then a line with the allocator's mutex; then the rss bitmap, the mm_cid bitmap, each on its own lines
+A_MUTEX_LINE = 2
 
 
 @njit(inline="always")
@@ -70,7 +71,7 @@ def _bitmap(seg, which):
     lw = seg[L.H_LINE]
     words = seg[_lc(seg) + P_BITMAP_WORDS]
     lines = -(-words // lw)
-    return _lc(seg) + (2 + which * lines) * lw
+    return _lc(seg) + (A_MUTEX_LINE + 1 + which * lines) * lw
 
 
 @njit(inline="always")
@@ -212,6 +213,7 @@ def lifecycle_main(words, cpu):
     pages = seg[lc + P_PAGES]
     clones = seg[lc + P_CLONES]
     depth = seg[lc + P_DEPTH]
+    leak_every = seg[lc + P_LEAK]  # > 0: every n-th process leaves a page behind, to prove the check
     task = cpu  # this CPU's task: its mm is the one being created
     tb = seg[L.H_TASK] + task * seg[L.H_TASK_STRIDE]
 
@@ -293,7 +295,8 @@ def lifecycle_main(words, cpu):
         for _ in range(clones):
             if variant == LAZY:
                 sg_clone(seg, cpu, s)
-        _add(seg, variant, cpu, task, s, L.ANON, -pages, 0)
+        leak = 1 if leak_every > 0 and (n + 1) % leak_every == 0 else 0
+        _add(seg, variant, cpu, task, s, L.ANON, -pages + leak, 0)
         if variant == LAZY:
             for _ in range(clones + 1):
                 sg_exit(seg, cpu, task, s)

@@ -76,7 +76,9 @@ def draw(results: list[dict], directory: str) -> list[Path]:
                            "possible CPUs (P)", "mm create+destroy per second (all CPUs)", out,
                            "lifecycle_vs_possible.png", logy=True))
     if runs and len({r["params"]["possible_cpus"] for r in runs}) > 1:
-        made.append(_lines(runs, lambda r: r["design"], lambda r: r["params"]["possible_cpus"],
+        many = len({r["params"]["mms"] for r in runs}) > 1
+        made.append(_lines(runs, lambda r: r["design"] + (f" ({r['params']['mms']} mms)" if many else ""),
+                           lambda r: r["params"]["possible_cpus"],
                            lambda r: r["reads"]["precise_latency_ns"]["median"],
                            "precise read latency vs possible CPUs", "possible CPUs (P)", "median ns per read", out,
                            "precise_read_vs_possible.png", logy=True))

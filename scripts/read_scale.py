@@ -1,0 +1,60 @@
+"""The reader at scale: latency of approximate and precise reads of every design as the possible
+CPUs (P) and the number of mms grow, while the CPUs keep updating (the reader pulls lines the
+writers own).
+
+    python scripts/read_scale.py [--possible 2,64,512,4096] [--mms 2,100,1000] [--duration 1] [--plot DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--possible", default="2,64,512,4096")
+    ap.add_argument("--mms", default="2,100,1000")
+    ap.add_argument("--design", default="all")
+    ap.add_argument("--duration", type=float, default=1.0)
+    ap.add_argument("--plot", help="draw precise read latency vs P into this directory")
+    ap.add_argument("--json", help="write every result here")
+    a = ap.parse_args()
+    everything = []
+    print("| mms | P | design | approx read ns med / p99 | precise read ns med / p99 | reads | invariants |")
+    print("|---|---|---|---|---|---|---|")
+    for mms in [int(x) for x in a.mms.split(",")]:
+        print(f"running {mms} mms at P = {a.possible} ...", file=sys.stderr)
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d) / "r.json"
+            cmd = [sys.executable, "-m", "shmrss.cli", "run", "--design", a.design, "--workload", "page_fault1",
+                   "--tasks", str(mms), "--possible-cpus", a.possible, "--duration", str(a.duration),
+                   "--json", str(out)]
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            if not out.exists():
+                raise SystemExit(f"run failed ({p.returncode}): {p.stderr.strip()[-400:]}")
+            results = json.loads(out.read_text())
+        results = results if isinstance(results, list) else [results]
+        everything += results
+        for r in results:
+            rd = r["reads"]
+            ap_, pr = rd["approx_latency_ns"], rd["precise_latency_ns"]
+            ok = all(r["invariants"].values())
+            print(f"| {mms} | {r['params']['possible_cpus']} | {r['design']} | {ap_['median']:.0f} / {ap_['p99']:.0f} "
+                  f"| {pr['median']:.0f} / {pr['p99']:.0f} | {rd['precise_count']} | {'all hold' if ok else 'FAILED'} |")
+    if a.json:
+        Path(a.json).write_text(json.dumps(everything, indent=1))
+    if a.plot:
+        from shmrss import plots
+
+        for path in plots.draw(everything, a.plot):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
