@@ -37,28 +37,31 @@ def _save(fig, out: Path, name: str) -> Path:
     return path
 
 
-def _lines(results, key_of, x_of, y_of, title, xlabel, ylabel, out, name, logx=True, logy=False):
-    series = defaultdict(list)
+def _lines(results, key_of, x_of, y_of, title, xlabel, ylabel, out, name, logx=True, logy=False,
+           panel_of=lambda r: ""):
+    """One line per key, one panel per panel_of value (e.g. the number of mms)."""
+    panels = defaultdict(lambda: defaultdict(list))
     for r in results:
         y = y_of(r)
         if y is not None:
-            series[key_of(r)].append((x_of(r), y))
-    if not series:
+            panels[panel_of(r)][key_of(r)].append((x_of(r), y))
+    if not panels:
         return None
-    fig, ax = plt.subplots(figsize=(8, 5.2))
-    fig.subplots_adjust(bottom=0.2)
-    for key, pts in series.items():
-        pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
-    if logx:
-        ax.set_xscale("log", base=2)
-    if logy:
-        ax.set_yscale("log")
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 2, 5.2), squeeze=False, sharey=True)
+    fig.subplots_adjust(bottom=0.22, right=0.82 if len(panels) > 1 else 0.78)
+    for ax, (panel, series) in zip(axes[0], panels.items()):
+        for key, pts in series.items():
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
+        if logx:
+            ax.set_xscale("log", base=2)
+        if logy:
+            ax.set_yscale("log")
+        ax.set_title(f"{title}{': ' + panel if panel else ''}", fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     _footer(fig, results)
     return _save(fig, out, name)
 
@@ -76,16 +79,18 @@ def draw(results: list[dict], directory: str) -> list[Path]:
                            "possible CPUs (P)", "mm create+destroy per second (all CPUs)", out,
                            "lifecycle_vs_possible.png", logy=True))
     if runs and len({r["params"]["possible_cpus"] for r in runs}) > 1:
-        many = len({r["params"]["mms"] for r in runs}) > 1
-        made.append(_lines(runs, lambda r: r["design"] + (f" ({r['params']['mms']} mms)" if many else ""),
-                           lambda r: r["params"]["possible_cpus"],
+        made.append(_lines(runs, lambda r: r["design"], lambda r: r["params"]["possible_cpus"],
                            lambda r: r["reads"]["precise_latency_ns"]["median"],
-                           "precise read latency vs possible CPUs", "possible CPUs (P)", "median ns per read", out,
-                           "precise_read_vs_possible.png", logy=True))
+                           "precise read latency vs P", "possible CPUs (P)", "median ns per read", out,
+                           "precise_read_vs_possible.png", logy=True, panel_of=lambda r: f"{r['params']['mms']} mms"))
     if oom:
-        made.append(_lines(oom, lambda r: f"{r['design']} 2-pass", lambda r: r["params"]["mms"],
-                           lambda r: r["oom"]["two_pass_latency_ns"]["median"], "OOM victim selection latency",
-                           "mms", "median ns per selection", out, "oom_latency_vs_mms.png", logy=True))
+        # each result carries both methods: one line per design and method
+        both = [dict(r, _method=m) for r in oom for m in ("two_pass", "precise")]
+        made.append(_lines(both, lambda r: f"{r['design']} {'2-pass' if r['_method'] == 'two_pass' else 'all precise'}",
+                           lambda r: r["params"]["mms"], lambda r: r["oom"][f"{r['_method']}_latency_ns"]["median"],
+                           "OOM victim selection latency", "mms", "median ns per selection", out,
+                           "oom_latency_vs_mms.png", logy=True,
+                           panel_of=lambda r: f"P={r['params']['possible_cpus']}"))
     if runs:
         fig, ax = plt.subplots(figsize=(8, 5.2))
         fig.subplots_adjust(bottom=0.28)
