@@ -104,18 +104,23 @@ def _child_setup(parent_pid: int) -> None:
         os._exit(1)
 
 
-def cpu_process(seg_name: str, design: str, cpu: int, host_cpu: int | None, parent_pid: int) -> None:
-    """Body of emulated CPU ``cpu``: attach, pin, run the compiled loop once."""
+def attach_as_cpu(seg_name: str, cpu: int, host_cpu: int | None, parent_pid: int):
+    """A child's start as emulated CPU ``cpu``: attach by name, record itself, pin; returns the words."""
     from shmrss.topology import pin_self
 
     _child_setup(parent_pid)
-    seg = Segment.attach(seg_name)
-    w = seg.words
+    w = Segment.attach(seg_name).words
     st = int(w[L.H_CPUSTAT]) + cpu * int(w[L.H_CPUSTAT_STRIDE])
     w[st + L.S_PID] = os.getpid()
     w[st + L.S_HOSTCPU] = -1 if host_cpu is None else host_cpu
     if host_cpu is not None:
         pin_self(host_cpu)
+    return w
+
+
+def cpu_process(seg_name: str, design: str, cpu: int, host_cpu: int | None, parent_pid: int) -> None:
+    """Body of emulated CPU ``cpu``: attach, pin, run the compiled loop once."""
+    w = attach_as_cpu(seg_name, cpu, host_cpu, parent_pid)
     engine_for(design).cpu_main(w, cpu)
 
 
@@ -152,15 +157,6 @@ RECLAIM_PAUSES = 2000  # pause instructions between moves (kswapd's pace)
 
 def reclaimer_process(seg_name: str, design: str, cpu: int, host_cpu: int | None, parent_pid: int) -> None:
     """Body of the reclaimer ("kswapd"): emulated CPU ``cpu`` moving pages of random mms to swap and back."""
-    from shmrss.topology import pin_self
-
-    _child_setup(parent_pid)
-    seg = Segment.attach(seg_name)
-    w = seg.words
-    st = int(w[L.H_CPUSTAT]) + cpu * int(w[L.H_CPUSTAT_STRIDE])
-    w[st + L.S_PID] = os.getpid()
-    w[st + L.S_HOSTCPU] = -1 if host_cpu is None else host_cpu
-    if host_cpu is not None:
-        pin_self(host_cpu)
+    w = attach_as_cpu(seg_name, cpu, host_cpu, parent_pid)
     seed = int.from_bytes(os.urandom(8), "little") & ((1 << 62) - 1)
     engine_for(design).reclaimer_main(w, cpu, seed, RECLAIM_BATCH, RECLAIM_PAUSES)

@@ -8,7 +8,6 @@ init / run / teardown / free, and the allocator mutex wait).
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from dataclasses import replace
@@ -17,7 +16,7 @@ from rich.table import Table
 
 from shmrss import designs, layout as L
 from shmrss.orchestrator import Run, RunParams, _exit_text  # noqa: F401  (re-exported for callers)
-from shmrss.segment import Geometry, Segment
+from shmrss.segment import Geometry
 
 VARIANT_DESIGN = {"upstream": "percpu", "merged": "percpu", "fused-check": "percpu", "ctor-cache": "percpu",
                   "lazy": "single", "inline": "tree"}
@@ -130,19 +129,10 @@ class LifecycleRun(Run):
 
 def lifecycle_process(seg_name: str, design: str, cpu: int, host_cpu: int | None, parent_pid: int) -> None:
     """Body of a fork/exit CPU: attach, pin, run the compiled lifecycle loop."""
-    from shmrss.engine import _child_setup
+    from shmrss.engine import attach_as_cpu
     from shmrss.lifecycle_loop import lifecycle_main
-    from shmrss.topology import pin_self
 
-    _child_setup(parent_pid)
-    seg = Segment.attach(seg_name)
-    w = seg.words
-    st = int(w[L.H_CPUSTAT]) + cpu * int(w[L.H_CPUSTAT_STRIDE])
-    w[st + L.S_PID] = os.getpid()
-    w[st + L.S_HOSTCPU] = -1 if host_cpu is None else host_cpu
-    if host_cpu is not None:
-        pin_self(host_cpu)
-    lifecycle_main(w, cpu)
+    lifecycle_main(attach_as_cpu(seg_name, cpu, host_cpu, parent_pid), cpu)
 
 
 def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, calibration) -> dict:
