@@ -15,7 +15,7 @@ from dataclasses import replace
 from rich.table import Table
 
 from shmrss import designs, layout as L
-from shmrss.orchestrator import Run, RunParams, _exit_text  # noqa: F401  (re-exported for callers)
+from shmrss.orchestrator import Run, RunParams
 from shmrss.segment import Geometry
 
 VARIANT_DESIGN = {"upstream": "percpu", "merged": "percpu", "fused-check": "percpu", "ctor-cache": "percpu",

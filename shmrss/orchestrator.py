@@ -166,7 +166,6 @@ class Run:
         return cpu_process
 
     def execute(self) -> dict:
-        p = self.p
         eng = self._engine()  # compile before forking: children inherit it
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
