@@ -42,3 +42,13 @@ def tally(seg, cpu, field, n):
 @njit(inline="always")
 def dparam(seg, i):
     return seg[L.H_DPARAM + i]
+
+
+@njit(inline="always")
+def members_not_zero(read_precise, seg, mm):
+    """check_mm's teardown test: how many members of mm do not sum to 0 (one precise sum each)."""
+    bad = 0
+    for k in range(L.NMEMBERS):
+        if read_precise(seg, mm, k) != 0:
+            bad += 1
+    return bad

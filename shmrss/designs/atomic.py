@@ -9,7 +9,7 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import load, store, xadd
-from shmrss.designs._common import mm_word
+from shmrss.designs._common import members_not_zero, mm_word
 from shmrss.segment import DesignShape
 
 NAME = "atomic"
@@ -70,8 +70,4 @@ def mm_init(seg, mm):
 
 @njit(inline="always")
 def mm_destroy(seg, mm):
-    bad = 0
-    for k in range(L.NMEMBERS):
-        if load(seg, mm_word(seg, mm, k)) != 0:
-            bad += 1
-    return bad
+    return members_not_zero(read_precise, seg, mm)

@@ -19,7 +19,7 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import load, spin_lock, spin_unlock, store, xadd, xchg
-from shmrss.designs._common import dparam, mm_word, tally
+from shmrss.designs._common import dparam, members_not_zero, mm_word, tally
 from shmrss.segment import DesignShape
 
 NAME = "pernode"
@@ -128,8 +128,4 @@ def mm_init(seg, mm):
 
 @njit(inline="always")
 def mm_destroy(seg, mm):
-    bad = 0
-    for k in range(L.NMEMBERS):
-        if read_precise(seg, mm, k) != 0:
-            bad += 1
-    return bad
+    return members_not_zero(read_precise, seg, mm)

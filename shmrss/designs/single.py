@@ -21,7 +21,7 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import load, local_add, spin_lock, spin_unlock, store, xadd
-from shmrss.designs._common import mm_word, pcpu_word, tally
+from shmrss.designs._common import members_not_zero, mm_word, pcpu_word, tally
 from shmrss.designs.percpu import (
     add as _pc_add, approx_bound as _pc_bound, batch_for, cpu_offline as _pc_offline,
     mm_destroy as _pc_destroy, read_approx as _pc_approx, read_precise as _pc_precise,
@@ -150,9 +150,5 @@ def mm_init(seg, mm):
 @njit(inline="always")
 def mm_destroy(seg, mm):
     if load(seg, _w(seg, mm, _MODE)) == SINGLE:
-        bad = 0
-        for k in range(L.NMEMBERS):
-            if read_precise(seg, mm, k) != 0:
-                bad += 1
-        return bad
+        return members_not_zero(read_precise, seg, mm)
     return _pc_destroy(seg, mm)

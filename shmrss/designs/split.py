@@ -20,7 +20,7 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import load, local_add, pause, store, xadd
-from shmrss.designs._common import mm_word, tally, task_word
+from shmrss.designs._common import members_not_zero, mm_word, tally, task_word
 from shmrss.segment import DesignShape
 
 NAME = "split"
@@ -159,8 +159,4 @@ def mm_init(seg, mm):
 
 @njit(inline="always")
 def mm_destroy(seg, mm):
-    bad = 0
-    for k in range(L.NMEMBERS):
-        if read_precise(seg, mm, k) != 0:
-            bad += 1
-    return bad
+    return members_not_zero(read_precise, seg, mm)

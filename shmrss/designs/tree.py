@@ -31,7 +31,7 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import load, local_xadd, store, xadd
-from shmrss.designs._common import dparam, mm_word, pcpu_word, tally
+from shmrss.designs._common import dparam, members_not_zero, mm_word, pcpu_word, tally
 from shmrss.segment import DesignShape
 
 NAME = "tree"
@@ -208,8 +208,4 @@ def mm_init(seg, mm):
 
 @njit(inline="always")
 def mm_destroy(seg, mm):
-    bad = 0
-    for k in range(L.NMEMBERS):
-        if read_precise(seg, mm, k) != 0:
-            bad += 1
-    return bad
+    return members_not_zero(read_precise, seg, mm)
