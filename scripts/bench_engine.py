@@ -25,17 +25,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _cli_run import run_json  # noqa: E402  (this script's folder is on sys.path)
+
 HERE = Path(__file__).resolve().parent
-
-
-def shmrss_run(args: list[str], duration: float) -> dict:
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "r.json"
-        cmd = [sys.executable, "-m", "shmrss.cli", "run", "--duration", str(duration), "--json", str(out), *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"shmrss run {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
-        return json.loads(out.read_text())
 
 
 def c_baseline(cpu: int, events: int) -> float | None:
@@ -86,7 +78,7 @@ def main() -> int:
         if c is not None:
             c_ns.append(c)
         for name, (args, _) in configs.items():
-            r = shmrss_run(args, a.duration)
+            r = run_json(["--duration", str(a.duration), *args])
             ns[name].append(r["throughput"]["ns_per_event"])
             startup.append(r["throughput"]["startup_s"])
             calib = r.get("calibration") or calib

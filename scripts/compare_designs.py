@@ -12,21 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-
-def run(args: list[str], duration: float) -> list[dict]:
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "r.json"
-        cmd = [sys.executable, "-m", "shmrss.cli", "run", "--design", "all", "--duration", str(duration),
-               "--json", str(out), *args]
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if not out.exists():
-            raise SystemExit(f"shmrss run {' '.join(args)} failed ({p.returncode}): {p.stderr.strip()[-500:]}")
-        return json.loads(out.read_text())
+from _cli_run import run_json
 
 
 def fmt(v, spec: str, none: str = "-") -> str:
@@ -59,7 +48,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, args in configs:
         print(f"running {name} ...", file=sys.stderr)
-        results = run(args, a.duration)
+        results = run_json(["--design", "all", "--duration", str(a.duration), *args])
         everything[name] = results
         for r in results:
             th, acc, rd = r["throughput"], r["accuracy"], r["reads"]

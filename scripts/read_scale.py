@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from _cli_run import run_json
 
 
 def main() -> int:
@@ -29,15 +29,8 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|")
     for mms in [int(x) for x in a.mms.split(",")]:
         print(f"running {mms} mms at P = {a.possible} ...", file=sys.stderr)
-        with tempfile.TemporaryDirectory() as d:
-            out = Path(d) / "r.json"
-            cmd = [sys.executable, "-m", "shmrss.cli", "run", "--design", a.design, "--workload", "page_fault1",
-                   "--tasks", str(mms), "--possible-cpus", a.possible, "--duration", str(a.duration),
-                   "--json", str(out)]
-            p = subprocess.run(cmd, capture_output=True, text=True)
-            if not out.exists():
-                raise SystemExit(f"run failed ({p.returncode}): {p.stderr.strip()[-400:]}")
-            results = json.loads(out.read_text())
+        results = run_json(["--design", a.design, "--workload", "page_fault1", "--tasks", str(mms),
+                            "--possible-cpus", a.possible, "--duration", str(a.duration)])
         results = results if isinstance(results, list) else [results]
         everything += results
         for r in results:

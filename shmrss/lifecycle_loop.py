@@ -132,6 +132,12 @@ def _free_slot(seg, which, s):
 
 
 @njit(inline="always")
+def _separate_cid(variant):
+    """Variants whose mm_cid is its own per-CPU allocation (merged and ctor-cache share the counters')."""
+    return variant == UPSTREAM or variant == FUSED or variant == LAZY or variant == INLINE
+
+
+@njit(inline="always")
 def _cid_word(seg, cpu, s, merged):
     if merged:
         return pcpu_word(seg, cpu, s, 4)
@@ -251,7 +257,7 @@ def lifecycle_main(words, cpu):
             _unlock(seg)
             if s < 0:
                 break  # every slot in use: cannot happen with one mm per CPU plus caches
-            if variant == UPSTREAM or variant == FUSED or variant == LAZY or variant == INLINE:
+            if _separate_cid(variant):
                 t_wait += _lock(seg)
                 _alloc_slot(seg, 1, s)
                 _unlock(seg)
@@ -321,7 +327,7 @@ def lifecycle_main(words, cpu):
             t_wait += _lock(seg)
             _free_slot(seg, 0, s)
             _unlock(seg)
-            if variant == UPSTREAM or variant == FUSED or variant == LAZY or variant == INLINE:
+            if _separate_cid(variant):
                 t_wait += _lock(seg)
                 _free_slot(seg, 1, s)
                 _unlock(seg)

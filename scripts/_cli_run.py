@@ -1,0 +1,24 @@
+"""Shared by the benchmark scripts: one ``shmrss run`` in a subprocess, its JSON result back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def run_json(args: list[str]):
+    """``shmrss run ARGS --json TMP``; the loaded result (an object, or a list for several runs).
+
+    A run whose invariants failed still wrote its result (exit 1): the caller
+    reports it. A run that wrote nothing ends the script with its stderr.
+    """
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "r.json"
+        cmd = [sys.executable, "-m", "shmrss.cli", "run", *args, "--json", str(out)]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if not out.exists():
+            raise SystemExit(f"shmrss run {' '.join(args)} failed ({p.returncode}): {p.stderr.strip()[-500:]}")
+        return json.loads(out.read_text())
