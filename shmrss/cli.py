@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tree-orders", type=_orders, metavar="O1,O2,...",
                    help="tree: arity orders (log2 of children) of levels 1..L, summing to ceil(log2 P)")
     r.add_argument("--no-calibrate", action="store_true", help="do not embed a hardware calibration")
+    r.add_argument("--perf", action="store_true",
+                   help="add perf stat counters of the CPU processes (what the host supports) to the result")
     r.add_argument("--json", metavar="PATH", help="write the result(s) as JSON")
 
     sub.add_parser("topology", help="show the host topology shmrss sees")
@@ -279,6 +281,13 @@ def cmd_run(args, err: Console) -> int:
         shown.add(w)
         logger.warning(w)
 
+    if args.perf:  # shmrss/perf.py: say once what perf cannot count here
+        from shmrss.perf_report import announce
+
+        for w in announce():
+            shown.add(w)
+            logger.warning(w)
+
     calibration = None
     if not args.no_calibrate:
         from shmrss import calibrate
@@ -287,7 +296,8 @@ def cmd_run(args, err: Console) -> int:
         calibration = calibrate.load_or_measure(topo, list(placement.cpus), calibrate_tsc())
 
     options = {"mode": spec.get("mode"), "tasks_option": args.tasks, "smt": args.smt, "reclaimer": reclaimer,
-               "nodes_option": args.nodes, "tree_orders": list(args.tree_orders) if args.tree_orders else None}
+               "nodes_option": args.nodes, "tree_orders": list(args.tree_orders) if args.tree_orders else None,
+               "perf": args.perf}
 
     def params_for(design: str, possible: int | None) -> RunParams:
         return RunParams(design=design, workload=wl, placement=placement, topo=topo, duration=args.duration,
@@ -346,6 +356,11 @@ def cmd_run(args, err: Console) -> int:
             except _usage_errors() as e:
                 raise UsageError(str(e)) from None
             res = build(raw)
+            if fork_exit and "perf" in raw:  # --perf: figures per mm lifecycle
+                from shmrss.perf_report import section
+
+                res["perf"] = section(raw["perf"], unit="mm")
+                res["warnings"] += [w for w in res["perf"].get("warnings", []) if w not in res["warnings"]]
             results.append(res)
             progress.update(task, completed=args.duration, visible=False)
             if args.json:
@@ -359,6 +374,11 @@ def cmd_run(args, err: Console) -> int:
                 break
     if results:
         _out_console().print(lifecycle.table(results) if fork_exit else result.table(results))
+        if args.perf:
+            from shmrss.perf_report import table as perf_table
+
+            if (pt := perf_table(results)) is not None:
+                _out_console().print(pt)
         for res in results:
             for w in res["warnings"]:
                 if w not in shown:

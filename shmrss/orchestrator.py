@@ -150,6 +150,7 @@ class Run:
         self.partial = False
         self.reader_died = False
         self.moved: set[int] = set()
+        self.perf = None  # --perf: a shmrss.perf.PerfStat on the CPU processes
 
     # ---- life cycle
     # what a kind of run changes (fork/exit runs override these)
@@ -184,12 +185,17 @@ class Run:
                 interrupt = e if isinstance(e, Interrupted) else Interrupted(130)
                 self.partial = True
                 self.warnings.append("interrupted: partial result, measured until the interrupt")
+            perf = self.perf.stop() if self.perf is not None else None  # --perf: close its window first
             self._stop()
             raw = self._collect(eng, tsc_per_ns, startup_s)
+            if perf is not None:
+                raw["perf"] = perf
             if interrupt is not None:
                 raw["interrupt_code"] = interrupt.code
             return raw
         finally:
+            if self.perf is not None:
+                self.perf.kill()
             self._kill_children()
             if self.seg is not None:
                 self.seg.unlink()
@@ -251,6 +257,12 @@ class Run:
 
     def _go_and_sample(self) -> None:
         w = self.seg.words
+        if self.p.options.get("perf"):
+            # --perf (shmrss/perf.py): attached and counting before GO, so perf's start-up is not in the run
+            from shmrss.perf import PerfStat
+
+            self.perf = PerfStat([c.pid for c in self.cpus], events_fn=lambda: int(self._events().sum()))
+            self.perf.start()
         w[self._ctrl(L.C_STATE)] = L.STATE_RUNNING
         t0 = time.perf_counter()
         w[self._ctrl(L.C_GO)] = 1

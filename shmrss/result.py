@@ -98,6 +98,12 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             invariants["oom_two_pass_agrees_with_precise"] = oom["disagreements"] == 0
         else:
             warnings.append("no OOM selection ran while the counters were still: none could be judged")
+    perf = None
+    if "perf" in raw:  # --perf (shmrss/perf_report.py): perf stat's counters, per event
+        from shmrss.perf_report import section
+
+        perf = section(raw["perf"])
+        warnings += [w for w in perf.get("warnings", []) if w not in warnings]
     mod = designs.get(params.design)
     hits = sum(c["hits"] for c in per_cpu)
     misses = sum(c["misses"] for c in per_cpu) + ((raw.get("reclaimer") or {}).get("misses") or 0)
@@ -155,6 +161,7 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "timer_step_ns": raw["tsc_step_ns"],
         },
         "oom": oom,
+        "perf": perf,
         "invariants": invariants,
         "warnings": warnings,
         "calibration": calibration,
