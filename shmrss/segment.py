@@ -244,6 +244,11 @@ def validate_header(words: np.ndarray, size_bytes: int) -> None:
     ntask, ring = int(words[L.H_NTASK]), int(words[L.H_RING])
     if possible < ncpu or not 0 <= ntask <= 1 << 20 or not 0 < ring <= 1 << 24:
         raise SegmentError("segment header holds impossible sizes")
+    # a stride below its record's size would let the last record's fields run past the extents checked below
+    least = ((L.H_CPUSTAT_STRIDE, L.S_WORDS), (L.H_TRUTH_STRIDE, nmm * L.NMEMBERS), (L.H_MM_STRIDE, 1),
+             (L.H_TASK_STRIDE, L.T_WORDS), (L.H_RQ_STRIDE, L.Q_IDS + ntask), (L.H_PCPU_KWORDS, 0))
+    if any(int(words[slot]) < n for slot, n in least):
+        raise SegmentError("segment header holds impossible strides")
     kwords = nmm * int(words[L.H_PCPU_KWORDS])
     cstride, kstride = int(words[L.H_PCPU_CSTRIDE]), int(words[L.H_PCPU_KSTRIDE])
     # (base slot, words the compiled code may index from it)
