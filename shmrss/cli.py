@@ -72,6 +72,12 @@ def _orders(text: str) -> tuple[int, ...]:
     return orders
 
 
+def _host_cpus(text: str) -> list[int]:
+    from shmrss.hostcpus import parse
+
+    return parse(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="shmrss", description="Compare Linux mm->rss_stat counter designs on this host.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -85,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="built-in workloads: one mm per task (processes) or one shared mm (threads)")
     r.add_argument("--tasks", type=_int_at_least(1, 100_000), help="tasks (default one per CPU)")
     r.add_argument("--cpus", type=_int_at_least(1, 4096), help="emulated CPUs (default all usable physical cores)")
+    r.add_argument("--host-cpus", type=_host_cpus, metavar="LIST",
+                   help="host CPUs to pin the emulated CPUs to, in order (taskset list: 0,2-3); default: chosen")
     r.add_argument("--duration", type=_positive_float, default=5.0, help="seconds per design (default 5)")
     r.add_argument("--read-interval", type=_positive_float, default=10.0, metavar="MS",
                    help="reader period in milliseconds (default 10)")
@@ -120,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("topology", help="show the host topology shmrss sees")
     c = sub.add_parser("calibrate", help="measure the host's cost of the primitive operations")
     c.add_argument("--cpus", type=_int_at_least(1, 4096), help="CPUs to use (default all physical cores)")
+    c.add_argument("--host-cpus", type=_host_cpus, metavar="LIST",
+                   help="host CPUs to use, in order (taskset list: 0,2-3); default: chosen")
     c.add_argument("--json", metavar="PATH", help="also write the calibration as JSON")
     sub.add_parser("cleanup", help="remove segments whose owner process is dead")
     return p
@@ -185,11 +195,14 @@ def cmd_cleanup(args, err: Console) -> int:
 def cmd_calibrate(args, err: Console) -> int:
     from shmrss import calibrate
     from shmrss.atomics import calibrate_tsc
+    from shmrss.preflight import check_calibrate_options
     from shmrss.topology import plan, read_topology
 
+    check_calibrate_options(args)
     try:
         topo = read_topology()
-        placement = plan(topo, args.cpus or len(topo.physical_cpus()))
+        placement = plan(topo, args.cpus or (len(args.host_cpus) if args.host_cpus else len(topo.physical_cpus())),
+                         host_cpus=args.host_cpus)
     except _usage_errors() as e:
         raise UsageError(str(e)) from None
     for w in placement.warnings:
@@ -242,9 +255,12 @@ def cmd_run(args, err: Console) -> int:
         variants = lifecycle.parse_variants(args.lifecycle or ("all" if fork_exit else "upstream"))
         if args.lifecycle and not fork_exit:
             raise UsageError("--lifecycle goes with --workload fork_exit")
+        from shmrss import preflight
+
+        preflight.check_run_options(args, fork_exit, variants)
         topo = read_topology()
-        ncpu = args.cpus or len(topo.physical_cpus())
-        placement = plan(topo, ncpu, smt=args.smt, oversubscribe=args.oversubscribe)
+        ncpu = args.cpus or (len(args.host_cpus) if args.host_cpus else len(topo.physical_cpus()))
+        placement = plan(topo, ncpu, smt=args.smt, oversubscribe=args.oversubscribe, host_cpus=args.host_cpus)
         possibles = args.possible_cpus or [None]
         for pc in possibles:
             if pc is not None and pc < ncpu:
@@ -257,6 +273,11 @@ def cmd_run(args, err: Console) -> int:
         else:
             spec = workloads.build(args.workload, ncpu, tasks=args.tasks, mode=args.mode)
         wl = compile_workload(spec, ncpu)
+        if not fork_exit:
+            from shmrss.wlfile import idle_notes
+
+            for note in idle_notes(wl):
+                logger.warning(note)
         reclaimer = (args.reclaimer or bool(spec.get("reclaimer"))) and not fork_exit
         if args.tree_orders and ("tree" in names or fork_exit):
             from shmrss.designs.tree import orders_for
@@ -288,13 +309,6 @@ def cmd_run(args, err: Console) -> int:
             shown.add(w)
             logger.warning(w)
 
-    calibration = None
-    if not args.no_calibrate:
-        from shmrss import calibrate
-        from shmrss.atomics import calibrate_tsc
-
-        calibration = calibrate.load_or_measure(topo, list(placement.cpus), calibrate_tsc())
-
     options = {"mode": spec.get("mode"), "tasks_option": args.tasks, "smt": args.smt, "reclaimer": reclaimer,
                "nodes_option": args.nodes, "tree_orders": list(args.tree_orders) if args.tree_orders else None,
                "perf": args.perf}
@@ -308,11 +322,13 @@ def cmd_run(args, err: Console) -> int:
 
     # one job per (design or lifecycle variant) x possible CPUs: (label, run -> raw, raw -> result)
     jobs = []
+    unstarted = []  # (label, Run): sized by preflight before anything forks
     for pc in possibles:
         suffix = f" P={pc}" if len(possibles) > 1 else ""
         if fork_exit:
             for v in variants:
                 prm = params_for(lifecycle.VARIANT_DESIGN[v], pc)
+                unstarted.append((f"{v}{suffix}", lifecycle.LifecycleRun(prm, v, args.pages, args.clones)))
                 jobs.append((f"{v}{suffix}",
                              lambda on, prm=prm, v=v: lifecycle.LifecycleRun(
                                  prm, v, args.pages, args.clones, progress=on, leak_every=args.leak_every).execute(),
@@ -321,8 +337,18 @@ def cmd_run(args, err: Console) -> int:
         else:
             for name in names:
                 prm = params_for(name, pc)
+                unstarted.append((f"{name}{suffix}", Run(prm)))
                 jobs.append((f"{name}{suffix}", lambda on, prm=prm: Run(prm, progress=on).execute(),
                              lambda raw, prm=prm: result.build(prm, raw, calibration)))
+
+    preflight.check_runs(unstarted)
+
+    calibration = None
+    if not args.no_calibrate:
+        from shmrss import calibrate
+        from shmrss.atomics import calibrate_tsc
+
+        calibration = calibrate.load_or_measure(topo, list(placement.cpus), calibrate_tsc())
 
     results: list[dict] = []
     code = EXIT_OK

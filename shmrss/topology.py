@@ -411,20 +411,29 @@ def _smt_pool(topo: Topology) -> list[int]:
     return pool
 
 
-def plan(topo: Topology, ncpus: int, smt: bool = False, oversubscribe: bool = False) -> Placement:
-    """Choose a host CPU for each of ncpus emulated CPUs and one for the reader."""
+def plan(topo: Topology, ncpus: int, smt: bool = False, oversubscribe: bool = False,
+         host_cpus: list[int] | None = None) -> Placement:
+    """Choose a host CPU for each of ncpus emulated CPUs and one for the reader.
+
+    host_cpus (``--host-cpus``) fixes the host CPUs, in order, instead of choosing."""
     if ncpus < 1:
         raise TopologyError(f"--cpus must be at least 1 (got {ncpus})")
-    pool = _smt_pool(topo) if smt else topo.physical_cpus()
+    if host_cpus is not None:
+        from shmrss.hostcpus import refuse_unusable
+
+        refuse_unusable(list(host_cpus), topo)
+        if ncpus < len(host_cpus):
+            raise TopologyError(f"--cpus {ncpus} is fewer than the {len(host_cpus)} CPUs of --host-cpus")
+    pool = list(host_cpus) if host_cpus is not None else _smt_pool(topo) if smt else topo.physical_cpus()
     if not pool:
         raise TopologyError("no usable CPUs to place emulated CPUs on")
     warnings: list[str] = []
 
     oversubscribed = ncpus > len(pool)
     if oversubscribed and not oversubscribe:
-        what = "logical CPUs" if smt else "physical cores"
+        what = "CPUs of --host-cpus" if host_cpus is not None else "logical CPUs" if smt else "physical cores"
         hint = "pass --oversubscribe to run anyway (timings will not be valid)"
-        if topo.smt_active and not smt:
+        if topo.smt_active and not smt and host_cpus is None:
             hint = (
                 f"pass --smt to also use SMT siblings ({len(topo.usable)} usable logical CPUs), "
                 "or --oversubscribe to run anyway (timings will not be valid)"

@@ -27,9 +27,7 @@ Members: file, anon, swap, shmem.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -147,13 +145,7 @@ def compile_workload(spec: dict, ncpu: int) -> CompiledWorkload:
 
 
 def load_file(path: str) -> dict:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise WorkloadError(f"cannot read workload file {path}: {e.strerror}") from e
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise WorkloadError(f"workload file {path} is not valid JSON: {e.msg} at line {e.lineno}") from e
-    return spec
+    """The spec in a workload file; anything else (a directory, /dev/zero, binary data) is a WorkloadError."""
+    from shmrss.wlfile import read_spec
+
+    return read_spec(path)
