@@ -1,0 +1,642 @@
+"""Reproduce, on this host, the experiments behind each claim of ../shared/design/ALGORITHMS.md and
+write docs/findings.md: per claim what the authors reported, what was measured here, a table, a
+figure, and a verdict (agree / disagree / cannot tell on this host) decided from the measured numbers.
+
+    python scripts/reproduce.py [--size tiny|small|large] [--out docs/findings.md]
+                                [--figures docs/figures/findings]
+
+``small`` (the default) fits a 2-core machine in under 10 minutes; ``tiny`` is a smoke size
+(about a minute); ``large`` runs longer and further (more emulated CPUs, 10,000 mms).
+Every number in the page was measured by the runs of that invocation, except the authors'
+figures (quoted) and bound formulas evaluated for CPU counts we cannot run (marked "stated").
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from _cli_run import run_json
+from _findings import AGREE, CANNOT, DISAGREE, Claim, Verdict, fmt, markdown, new_figure, pct, ratio, save
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Size:
+    duration: float  # seconds per design in most runs
+    rss_tasks: int  # rss_steal threads
+    ns: tuple[int, ...]  # emulated CPUs for the accuracy-vs-N runs
+    reps: int  # repetitions of the fast-path comparison
+    lc_duration: float  # seconds per fork/exit variant
+    lifecycle_ps: tuple[int, ...]
+    single_ps: tuple[int, ...]
+    oom_mms: tuple[int, ...]
+    oom_ps: tuple[int, ...]
+
+
+SIZES = {
+    "tiny": Size(0.5, 1000, (2, 4), 1, 0.4, (2, 512), (2, 512), (40,), (2, 256)),
+    "small": Size(2.0, 10_000, (2, 4, 8, 16, 32), 3, 1.0, (2, 64, 512, 4096), (2, 512, 4096), (40, 1000), (2, 256)),
+    "large": Size(4.0, 10_000, (2, 4, 8, 16, 32, 64), 5, 2.0, (2, 64, 512, 4096), (2, 512, 4096),
+                  (40, 1000, 10_000), (2, 256)),
+}
+SWITCH_SLICE = 100  # events between mm switches in pcpcache's switch-cost run
+SLOW_SLICE = 100_000
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Runner:
+    """Runs ``shmrss run`` for a claim, records the command line, keeps the host info of the first result."""
+
+    def __init__(self, cores: int, figures: Path):
+        self.cores = cores
+        self.figures = figures
+        self.host: dict | None = None
+        self.keep: dict[str, list[dict]] = {}
+
+    def run(self, claim: Claim, args: list[str]) -> list[dict]:
+        args = [*args, "--no-calibrate"]
+        cmd = "shmrss run " + " ".join(args)
+        claim.commands.append(cmd)
+        log(f"    {cmd}")
+        res = run_json(args)
+        res = res if isinstance(res, list) else [res]
+        self.host = self.host or res[0].get("host")
+        return res
+
+
+def _holds(r: dict) -> str:
+    bad = [k for k, ok in r["invariants"].items() if not ok]
+    return "all hold" if not bad else "FAILED: " + ", ".join(bad)
+
+
+def _anon(r: dict, mm: int = 0) -> dict | None:
+    return next((f for f in r["accuracy"]["final"] if f["mm"] == mm and f["member"] == "anon"), None)
+
+
+# ---- 1. split on rss_steal
+
+def split_rss_steal(size: Size, run: Runner) -> Claim:
+    c = Claim("split", "split undercounts on rss_steal",
+              "ALGORITHMS.md §2 (SPLIT_RSS_COUNTING, kernel <= 6.1): a thread's faults stay in its task cache "
+              "until 64 events, so the error is up to 64 faults per thread, unbounded in threads; the rss_steal "
+              "demo (10,000 threads each touching 32 pages, then sleeping) makes `ps` report ~43 MB for ~1.5 GB "
+              "really used (a ratio of about 0.03). §4: pcpcache reads the demo exactly right.")
+    res = run.run(c, ["--workload", "rss_steal", "--tasks", str(size.rss_tasks),
+                      "--design", "split,percpu,pcpcache,tree,atomic", "--duration", str(size.duration)])
+    run.keep["rss_steal"] = res
+    c.header = ["design", "threads", "truth (pages)", "approximate", "approx / truth", "precise",
+                "max error / stated bound", "invariants"]
+    ratios = {}
+    for r in res:
+        f = _anon(r)
+        acc = r["accuracy"]
+        ratios[r["design"]] = ratio(f["approx"], f["truth"]) if f else None
+        c.rows.append([r["design"], f"{r['params']['tasks']:,}", fmt(f and f["truth"]), fmt(f and f["approx"]),
+                       fmt(ratios[r["design"]], ".3f"), fmt(f and f["precise"]),
+                       f"{acc['approx_max_abs_error']:,} / {acc['approx_bound']:,}", _holds(r)])
+    plt, fig, ax = new_figure()
+    names = [r["design"] for r in res]
+    ax.bar(names, [ratios[n] or 0 for n in names], color=["tab:red" if n == "split" else "tab:blue" for n in names])
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_ylabel("approximate RSS / true RSS at quiescence")
+    ax.set_title(f"rss_steal, {res[0]['params']['tasks']:,} threads of one mm")
+    c.figure = save(plt, fig, run.figures / "split_rss_steal.png")
+    split = next(r for r in res if r["design"] == "split")
+    f = _anon(split)
+    rs = ratios.get("split")
+    if rs is None:
+        c.verdicts.append(Verdict("split undercounts on rss_steal.", CANNOT, "The run left no anon counter to judge."))
+    else:
+        why = (f"Here split's approximate RSS was {f['approx']:,} pages against {f['truth']:,} faulted "
+               f"(ratio {rs:.3f}; the demo's ~0.03): every thread faulted 32 pages, below the fold "
+               f"threshold, and went to sleep, so no task cache was ever folded into the mm. Its precise "
+               f"read (ours: it walks the tasks) found {f['precise']:,}.")
+        c.verdicts.append(Verdict("split's approximate RSS undercounts a many-threaded process by far.",
+                                  AGREE if rs < 0.5 else DISAGREE, why))
+    rp = ratios.get("pcpcache")
+    if rp is not None:
+        c.verdicts.append(Verdict("pcpcache reads the rss_steal demo exactly right.",
+                                  AGREE if rp == 1.0 else DISAGREE,
+                                  f"Here pcpcache's read was {rp:.3f} of the truth at quiescence."))
+    return c
+
+
+# ---- 2. percpu's O(N^2) approximate error against the tree's bound
+
+def _percpu_bound(n: int) -> int:
+    b = max(32, 2 * n)
+    return n * (b - 1)
+
+
+def _tree_bound(p: int) -> int:
+    from shmrss.designs.tree import accuracy, orders_for
+
+    return accuracy(p, orders_for(p))[1]
+
+
+def accuracy_vs_n(size: Size, run: Runner) -> Claim:
+    c = Claim("percpu_error", "percpu's O(N²) approximate error against the tree's bound",
+              "ALGORITHMS.md §3: percpu's approximate read (`count`) is off by less than `N*B` with `B = "
+              "max(32, 2N)`, i.e. O(N²) in the online CPUs. §7: the tree's root is within `under = B*M`, "
+              "`over = (B-1)*M` (B = 32, M summed over the levels: O(P log P)), e.g. ±768 for 8 CPUs.")
+    c.header = ["N (emulated CPUs)", "timings", "percpu B", "percpu max error", "percpu bound N(B-1)",
+                "error / bound", "tree max error", "tree bound B*M", "error / bound", "invariants"]
+    measured = []
+    for n in size.ns:
+        args = ["--workload", "page_fault1", "--mode", "threads", "--cpus", str(n), "--design", "percpu,tree",
+                "--duration", str(size.duration)]
+        over = n > run.cores
+        if over:
+            args.append("--oversubscribe")
+        res = {r["design"]: r for r in run.run(c, args)}
+        p, t = res["percpu"], res["tree"]
+        pe, pb = p["accuracy"]["approx_max_abs_error"], p["accuracy"]["approx_bound"]
+        te, tb = t["accuracy"]["approx_max_abs_error"], t["accuracy"]["approx_bound"]
+        measured.append((n, pe, pb, te, tb))
+        c.rows.append([str(n), "invalid (oversubscribed)" if over else "valid", str(max(32, 2 * n)), f"{pe:,}",
+                       f"{pb:,}", fmt(ratio(pe, pb), ".2f"), f"{te:,}", f"{tb:,}", fmt(ratio(te, tb), ".2f"),
+                       f"{_holds(p)} / {_holds(t)}"])
+    stated = [n for n in (64, 256, 1024, 4096) if n > max(size.ns)]
+    for n in stated:
+        c.rows.append([str(n), "stated, not measured", str(max(32, 2 * n)), "-", f"{_percpu_bound(n):,}", "-", "-",
+                       f"{_tree_bound(n):,}", "-", "-"])
+    c.notes.append(f"Above {run.cores} emulated CPUs the runs are oversubscribed on {run.cores} cores: their "
+                   f"timings are not valid, but every update and read happens for real, so errors are exact.")
+    # figure: measured errors and the bounds against N, and the formulas further out
+    plt, fig, ax = new_figure()
+    ns = [m[0] for m in measured]
+    far = sorted(set(ns) | {64, 256, 1024, 4096})
+    ax.plot(far, [_percpu_bound(n) for n in far], "--", color="tab:red", lw=1, label="percpu bound N(B-1) (stated)")
+    ax.plot(far, [_tree_bound(n) for n in far], "--", color="tab:blue", lw=1, label="tree bound B*M (stated)")
+    ax.plot(ns, [m[1] for m in measured], "o-", color="tab:red", label="percpu max error (measured)")
+    ax.plot(ns, [m[3] for m in measured], "s-", color="tab:blue", label="tree max error (measured)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("CPUs N (= possible CPUs P here)")
+    ax.set_ylabel("pages")
+    ax.set_title("approximate read error, page_fault1 threads mode")
+    ax.legend(fontsize=8)
+    c.figure = save(plt, fig, run.figures / "approx_error_vs_cpus.png")
+
+    held = all(pe <= pb and te <= tb for _, pe, pb, te, tb in measured)
+    worst = max(ratio(pe, pb) or 0 for _, pe, pb, _, _ in measured)
+    c.verdicts.append(Verdict(
+        "Each design's approximate read stays within its stated bound.", AGREE if held else DISAGREE,
+        f"Over N = {', '.join(map(str, ns))} the largest percpu error was {worst:.0%} of N(B-1)" +
+        ("; no read left its bound." if held else "; some read left its bound (see the table).")))
+    low = [m for m in measured if m[0] <= 16 and m[1] > 0]
+    high = [m for m in measured if m[0] >= 32]
+    if low and high:
+        (n0, e0, *_), (n1, e1, *_) = max(low), max(high)
+        growth, linear = e1 / e0, n1 / n0
+        quad = growth > 1.25 * linear
+        c.verdicts.append(Verdict(
+            "percpu's error grows as O(N²) once B = 2N (N > 16).", AGREE if quad else CANNOT,
+            f"From N = {n0} to N = {n1} the measured worst error grew {growth:.1f}x ({e0:,} to {e1:,}) for "
+            f"{linear:.0f}x the CPUs; the bound grew {_percpu_bound(n1) / _percpu_bound(n0):.1f}x. " +
+            ("Faster than linear, as the bound says." if quad else
+             "Not clearly faster than linear: the reads did not catch the per-CPU residues at their worst.")))
+    else:
+        c.verdicts.append(Verdict(
+            "percpu's error grows as O(N²) once B = 2N (N > 16).", CANNOT,
+            f"This size ran N <= {max(ns)}, where B = 32 is constant and the bound grows linearly; run "
+            f"--size small or large for N >= 32."))
+    cross = next((n for n in (2 ** k for k in range(1, 13)) if _tree_bound(n) < _percpu_bound(n)), None)
+    c.verdicts.append(Verdict(
+        "The tree's accuracy range beats percpu's at large CPU counts.", CANNOT,
+        f"By the two formulas (stated, not measured) the tree's range B*M is wider than percpu's N(B-1) below "
+        f"{cross} CPUs and narrower from {cross} on (at 4096: {_tree_bound(4096):,} vs {_percpu_bound(4096):,} "
+        f"pages). Measured here up to N = {max(ns)}, the tree's error stayed below its own, wider, bound; a "
+        f"{run.cores}-core host cannot run {cross}+ CPUs with valid timing, and oversubscribing that far takes "
+        f"longer than this size allows."))
+    return c
+
+
+# ---- 3. pcpcache: hit rate and the mm-switch cost
+
+def pcpcache(size: Size, run: Runner) -> Claim:
+    c = Claim("pcpcache", "pcpcache hit rates and the cost of an mm switch",
+              "ALGORITHMS.md §4 (RFC 2022): hit/miss 1,021,027/567 at boot and 35,613,357/68,327 on a kernel "
+              "build (99.9% and 99.8% hits), near 100% for long-lived tasks; pgbench +4% (8 cores) and +2% "
+              "(96 cores), hackbench +1%, kernel build identical. The cost moves to the mm switch, which "
+              "flushes the CPU's deltas into the old mm's atomics; no per-switch figure was given.")
+    c.header = ["run", "design", "ns/event", "switches/s", "events per switch", "hits", "misses", "hit rate",
+                "invariants"]
+    designs = "pcpcache,atomic,percpu"
+    per: dict[tuple[int, str], list[dict]] = {}
+    for _ in range(max(1, min(size.reps, 2))):
+        for sl in (SLOW_SLICE, SWITCH_SLICE):
+            for r in run.run(c, ["--workload", "page_fault1", "--tasks", "8", "--slice", str(sl), "--design", designs,
+                                 "--duration", str(size.duration)]):
+                per.setdefault((sl, r["design"]), []).append(r)
+    mixed = run.run(c, ["--workload", "mixed", "--design", "pcpcache", "--duration", str(size.duration)])[0]
+
+    def med(rs, key):
+        return statistics.median(r["throughput"][key] for r in rs)
+
+    cost = {}
+    for d in designs.split(","):
+        slow, fast = per[(SLOW_SLICE, d)], per[(SWITCH_SLICE, d)]
+        for sl, rs in ((SLOW_SLICE, slow), (SWITCH_SLICE, fast)):
+            ev = sum(r["throughput"]["events"] for r in rs)
+            sw = sum(sum(x["switches"] for x in r["throughput"]["per_cpu"]) for r in rs)
+            th = rs[-1]["throughput"]
+            c.rows.append([f"page_fault1, 8 mms, slice {sl:,}", d, f"{med(rs, 'ns_per_event'):.2f}",
+                           f"{med(rs, 'switches_per_s'):,.0f}", fmt(ratio(ev, sw), ",.0f"),
+                           fmt(th["hits"] if d == "pcpcache" else None), fmt(th["misses"] if d == "pcpcache" else None),
+                           fmt(th["hit_rate"], ".4f"), _holds(rs[-1])])
+        ev = sum(r["throughput"]["events"] for r in fast)
+        sw = sum(sum(x["switches"] for x in r["throughput"]["per_cpu"]) for r in fast)
+        cost[d] = (med(fast, "ns_per_event") - med(slow, "ns_per_event")) * ev / sw if sw else None
+    th = mixed["throughput"]
+    c.rows.append(["mixed + reclaimer", "pcpcache", f"{th['ns_per_event']:.2f}", f"{th['switches_per_s']:,.0f}",
+                   "-", fmt(th["hits"]), fmt(th["misses"]), fmt(th["hit_rate"], ".4f"), _holds(mixed)])
+    steal = next((r for r in run.keep.get("rss_steal", []) if r["design"] == "pcpcache"), None)
+    if steal:
+        t = steal["throughput"]
+        c.rows.append([f"rss_steal ({steal['params']['tasks']:,} threads; claim 1)", "pcpcache",
+                       "-", f"{t['switches_per_s']:,.0f}", "-", fmt(t["hits"]), fmt(t["misses"]),
+                       fmt(t["hit_rate"], ".4f"), _holds(steal)])
+    flush = cost["pcpcache"] - cost["atomic"] if cost.get("pcpcache") is not None and cost.get("atomic") is not None \
+        else None
+    c.notes.append("Time per mm switch, from the slice-100 run against the slice-100,000 run of the same 8 mms "
+                   "(extra ns per event times events per switch): " +
+                   ", ".join(f"{d} {fmt(v, ',.0f')} ns" for d, v in cost.items()) +
+                   f". atomic's switch does nothing, so its figure is the scheduler's own cost; pcpcache's "
+                   f"flush is the difference: {fmt(flush, ',.0f')} ns per switch.")
+    plt, fig, ax = new_figure()
+    ds = designs.split(",")
+    xs = range(len(ds))
+    ax.bar([x - 0.2 for x in xs], [med(per[(SLOW_SLICE, d)], "ns_per_event") for d in ds], 0.4,
+           label=f"slice {SLOW_SLICE:,} (rare switches)")
+    ax.bar([x + 0.2 for x in xs], [med(per[(SWITCH_SLICE, d)], "ns_per_event") for d in ds], 0.4,
+           label=f"slice {SWITCH_SLICE} (a switch every {SWITCH_SLICE} events)")
+    ax.set_xticks(list(xs), ds)
+    ax.set_ylabel("ns per event (median CPU)")
+    ax.set_title("page_fault1, 8 mms on the CPUs: the cost of switching mms")
+    ax.legend(fontsize=8)
+    c.figure = save(plt, fig, run.figures / "pcpcache_switch_cost.png")
+
+    rates = [th["hit_rate"]] + [per[(sl, "pcpcache")][-1]["throughput"]["hit_rate"] for sl in (SLOW_SLICE, SWITCH_SLICE)]
+    rates = [x for x in rates if x is not None]
+    lo = min(rates) if rates else None
+    c.verdicts.append(Verdict(
+        "Near 100% of updates hit the CPU's cached mm.",
+        CANNOT if lo is None else (AGREE if lo >= 0.99 else DISAGREE),
+        f"The lowest hit rate here was {fmt(lo, '.4f')}, in mixed, where remote updates and the reclaimer "
+        f"miss by design (page_fault1 has no remote update, so it never misses); the RFC's kernel build had "
+        f"0.998 (rule: agree at 0.99 or more)." if lo is not None else
+        "No hit rate was measured."))
+    c.verdicts.append(Verdict(
+        "The mm switch pays for the fast path (the flush); the RFC gave no figure for it.", CANNOT,
+        f"Measured: {fmt(flush, ',.0f')} ns per switch beyond the scheduler's, which at one switch per "
+        f"{SWITCH_SLICE} events is {fmt(ratio(flush, SWITCH_SLICE), '.2f')} ns per event. Whether that "
+        f"matters depends on an application's switch rate; there is no pgbench or hackbench here, so the "
+        f"+1 to +4% gains cannot be checked."))
+    return c
+
+
+# ---- 4. single: fork/exit saving and switch cost
+
+def single(size: Size, run: Runner) -> Claim:
+    c = Claim("single", "single's fork/exit saving and the cost of its switch",
+              "ALGORITHMS.md §5: while an mm has one thread it has no per-CPU memory, so fork/exit pay "
+              "nothing per CPU; motivated by Jan Kara's 10% system-time regression on gitsource after the "
+              "per-CPU conversion. Critics: it only helps single-threaded processes; multi-threaded "
+              "short-lived ones (lld, Rust tools) still pay, and the switch itself costs.")
+    ps = ",".join(map(str, size.single_ps))
+    rate: dict[tuple[str, int, int], dict] = {}
+    for clones in (0, 1):
+        for r in run.run(c, ["--workload", "fork_exit", "--lifecycle", "upstream,lazy", "--possible-cpus", ps,
+                             "--clones", str(clones), "--duration", str(size.lc_duration)]):
+            rate[(r["params"]["lifecycle"], r["params"]["possible_cpus"], clones)] = r
+    c.header = ["P", "threads per process", "upstream mm/s", "lazy (single) mm/s", "lazy / upstream",
+                "lazy init ns", "upstream init ns", "invariants"]
+    ncpu = next(iter(rate.values()))["params"]["cpus"]
+    gains, switch_ns = {}, {}
+    for p in size.single_ps:
+        for clones in (0, 1):
+            up, lz = rate[("upstream", p, clones)]["lifecycle"], rate[("lazy", p, clones)]["lifecycle"]
+            gains[(p, clones)] = ratio(lz["mm_per_s"], up["mm_per_s"])
+            c.rows.append([f"{p:,}", str(1 + clones), f"{up['mm_per_s']:,.0f}", f"{lz['mm_per_s']:,.0f}",
+                           fmt(gains[(p, clones)], ".2f"), f"{lz['init_ns_per_mm']:,.0f}",
+                           f"{up['init_ns_per_mm']:,.0f}",
+                           f"{_holds(rate[('upstream', p, clones)])} / {_holds(rate[('lazy', p, clones)])}"])
+
+        def per_mm_ns(v, k):
+            return ncpu * 1e9 / rate[(v, p, k)]["lifecycle"]["mm_per_s"]
+
+        # what the second thread costs lazy beyond what it costs upstream: the switch to per-CPU counters
+        switch_ns[p] = (per_mm_ns("lazy", 1) - per_mm_ns("lazy", 0)) - (per_mm_ns("upstream", 1) -
+                                                                       per_mm_ns("upstream", 0))
+    c.notes.append("The switch's cost per process (lazy's extra time for a second thread minus upstream's): " +
+                   ", ".join(f"P={p:,}: {v:,.0f} ns" for p, v in switch_ns.items()) + ".")
+    plt, fig, ax = new_figure()
+    for clones, style in ((0, "o-"), (1, "s--")):
+        for v, col in (("upstream", "tab:red"), ("lazy", "tab:green")):
+            ax.plot(size.single_ps, [rate[(v, p, clones)]["lifecycle"]["mm_per_s"] for p in size.single_ps], style,
+                    color=col, label=f"{v}, {1 + clones} thread{'s' if clones else ''}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("possible CPUs P")
+    ax.set_ylabel("mm lifecycles / s")
+    ax.set_title("fork/exit: single (lazy) against upstream percpu")
+    ax.legend(fontsize=8)
+    c.figure = save(plt, fig, run.figures / "single_fork_exit.png")
+    pmax = max(size.single_ps)
+    g0, g1 = gains[(pmax, 0)], gains[(pmax, 1)]
+    c.verdicts.append(Verdict(
+        "A single-threaded process saves the per-CPU work at fork/exit.",
+        AGREE if g0 and g0 > 1.05 else DISAGREE,
+        f"lazy ran {g0:.2f}x upstream's lifecycles/s at P = {pmax:,} and {gains[(min(size.single_ps), 0)]:.2f}x "
+        f"at P = {min(size.single_ps)}: its init walks only mm_cid's slices, and there is no teardown sum."))
+    lost = g1 is not None and g0 is not None and g0 > 1 and (g1 - 1) < 0.5 * (g0 - 1)
+    c.verdicts.append(Verdict(
+        "A process with a second thread still pays the per-CPU cost (the critics' point), plus the switch.",
+        AGREE if lost else DISAGREE,
+        f"With 2 threads lazy ran {g1:.2f}x upstream at P = {pmax:,}, against {g0:.2f}x with one: " +
+        ("most of the saving is gone" if lost else "it kept more than half of its saving") +
+        f". The switch allocates and zeroes the per-CPU counters after all: {switch_ns[pmax]:,.0f} ns more per "
+        f"process than the same second thread costs upstream (rule: agree when less than half the gain is left)."))
+    c.verdicts.append(Verdict(
+        "The 10% gitsource system-time regression it answers.", CANNOT,
+        "This model runs the counters' part of fork/exit only (no page tables, no LRU, no exec), so no share of a "
+        "whole workload's system time can be measured."))
+    return c
+
+
+# ---- 5. tree's fast path against percpu
+
+def tree_fast_path(size: Size, run: Runner) -> Claim:
+    c = Claim("tree_fast_path", "tree's fast-path overhead against percpu",
+              "ALGORITHMS.md §7: page_fault1 within noise of upstream on a 2x96-core EPYC: 37,994,977 vs "
+              "37,932,035 with 96 processes (+0.2%), 2,484,130 vs 2,504,860 with 96 threads (-0.8%).")
+    ns: dict[tuple[str, str], list[float]] = {}
+    for _ in range(size.reps):
+        for mode in ("processes", "threads"):
+            for r in run.run(c, ["--workload", "page_fault1", "--mode", mode, "--design", "percpu,tree",
+                                 "--duration", str(size.duration)]):
+                ns.setdefault((mode, r["design"]), []).append(r["throughput"]["ns_per_event"])
+    c.header = ["mode", "design", "ns/event min", "median", "max", "runs", "tree / percpu (medians)"]
+    verdict_rows = []
+    for mode in ("processes", "threads"):
+        p, t = ns[(mode, "percpu")], ns[(mode, "tree")]
+        rt = statistics.median(t) / statistics.median(p)
+        # the noise: the widest relative spread of either design's repetitions (at least 3%)
+        noise = max(0.03, *((max(v) - min(v)) / statistics.median(v) for v in (p, t)))
+        verdict_rows.append((mode, rt, noise))
+        for d, v in (("percpu", p), ("tree", t)):
+            c.rows.append([mode, d, f"{min(v):.2f}", f"{statistics.median(v):.2f}", f"{max(v):.2f}", str(len(v)),
+                           f"{rt:.3f}" if d == "tree" else ""])
+    plt, fig, ax = new_figure()
+    for i, mode in enumerate(("processes", "threads")):
+        for j, d in enumerate(("percpu", "tree")):
+            v = ns[(mode, d)]
+            ax.bar(i + (j - 0.5) * 0.4, statistics.median(v), 0.4, color=("tab:red", "tab:blue")[j],
+                   yerr=[[statistics.median(v) - min(v)], [max(v) - statistics.median(v)]], capsize=4,
+                   label=d if i == 0 else None)
+    ax.set_xticks([0, 1], ["processes", "threads"])
+    ax.set_ylabel("ns per event (median, min-max of runs)")
+    ax.set_title(f"page_fault1 on {run.cores} CPUs: tree against percpu")
+    ax.legend(fontsize=8)
+    c.figure = save(plt, fig, run.figures / "tree_vs_percpu_fast_path.png")
+    slower = [m for m, rt, noise in verdict_rows if rt > 1 + noise]
+    faster = [f"{m} {pct(rt)}" for m, rt, noise in verdict_rows if rt < 1 - noise]
+    why = "; ".join(f"{m}: tree/percpu {rt:.3f} (noise ±{noise:.0%})" for m, rt, noise in verdict_rows) + ". "
+    if size.reps < 2:
+        c.verdicts.append(Verdict("The tree adds no fast-path overhead over upstream percpu.", CANNOT,
+                                  why + "One run per design: no estimate of the noise to judge against."))
+    elif slower:
+        c.verdicts.append(Verdict("The tree adds no fast-path overhead over upstream percpu.", DISAGREE,
+                                  why + f"The tree is slower beyond the noise in {', '.join(slower)} mode."))
+    else:
+        c.verdicts.append(Verdict(
+            "The tree adds no fast-path overhead over upstream percpu.", AGREE,
+            why + (f"The tree was even faster here ({', '.join(faster)}): its fast path is one lock-less xadd with "
+                   f"a carry every 32 events, percpu's a load + cmpxchg with a locked slow path every 32; the "
+                   f"authors' +-1% on 192 CPUs includes everything else a page fault does."
+                   if faster else "Within the run-to-run noise, as reported.")))
+    c.notes.append(f"{run.cores} CPUs only: the contention of the authors' 96 processes or threads cannot be "
+                   f"shown here.")
+    return c
+
+
+# ---- 6. lifecycle variants against P
+
+def _phase(lc: dict, key: str) -> float:
+    return lc["alloc_ns_per_mm"] + lc["init_ns_per_mm"] if key == "alloc_init" else lc[key]
+
+
+def lifecycle(size: Size, run: Runner) -> Claim:
+    c = Claim("lifecycle", "fork/exit: upstream and the proposed remedies against P",
+              "ALGORITHMS.md §3 and §9: the per-CPU conversion made short-lived processes up to 12% slower and "
+              "`make test` use 9% more system time; per mm, two per-CPU allocations under the allocator mutex "
+              "each zero P slices, and exit sums 4 counters over P. Remedies: one merged allocation and init "
+              "loop, a fused teardown loop, a constructor cache keeping the per-CPU memory, lazy per-CPU "
+              "allocation (single), counters inside the mm (tree).")
+    res = run.run(c, ["--workload", "fork_exit", "--lifecycle", "all", "--possible-cpus",
+                      ",".join(map(str, size.lifecycle_ps)), "--duration", str(size.lc_duration)])
+    by = {(r["params"]["lifecycle"], r["params"]["possible_cpus"]): r["lifecycle"] for r in res}
+    holds = {(r["params"]["lifecycle"], r["params"]["possible_cpus"]): _holds(r) for r in res}
+    pages = res[0]["params"]["pages"]
+    variants = list(dict.fromkeys(r["params"]["lifecycle"] for r in res))
+    c.header = ["variant", "P", "mm/s", "vs upstream", "init ns", "teardown ns", "mutex wait ns", "reused",
+                "invariants"]
+    for p in size.lifecycle_ps:
+        up = by[("upstream", p)]["mm_per_s"]
+        for v in variants:
+            lc = by[(v, p)]
+            c.rows.append([v, f"{p:,}", f"{lc['mm_per_s']:,.0f}", pct(ratio(lc["mm_per_s"], up)),
+                           f"{lc['init_ns_per_mm']:,.0f}", f"{lc['teardown_ns_per_mm']:,.0f}",
+                           f"{lc['mutex_wait_ns_per_mm']:,.0f}", f"{lc['reused_fraction']:.2f}", holds[(v, p)]])
+    plt, fig, ax = new_figure()
+    for v in variants:
+        ax.plot(size.lifecycle_ps, [by[(v, p)]["mm_per_s"] for p in size.lifecycle_ps], "o-", label=v)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("possible CPUs P")
+    ax.set_ylabel("mm lifecycles / s (all CPUs)")
+    ax.set_title("fork/exit variants against P")
+    ax.legend(fontsize=8)
+    c.figure = save(plt, fig, run.figures / "lifecycle_vs_possible.png")
+
+    p0, p1 = min(size.lifecycle_ps), max(size.lifecycle_ps)
+    u0, u1 = by[("upstream", p0)], by[("upstream", p1)]
+    walk0 = u0["init_ns_per_mm"] + u0["teardown_ns_per_mm"]
+    walk1 = u1["init_ns_per_mm"] + u1["teardown_ns_per_mm"]
+    slope = (walk1 - walk0) / (p1 - p0)
+    grows = walk1 > 5 * walk0 and slope > 0
+    c.verdicts.append(Verdict(
+        "Upstream's per-CPU work at fork/exit grows with the possible CPUs.", AGREE if grows else DISAGREE,
+        f"upstream's init + teardown took {walk0:,.0f} ns per process at P = {p0} and {walk1:,.0f} ns at "
+        f"P = {p1:,} (about {slope:.1f} ns per possible CPU), against {u1['run_ns_per_mm']:,.0f} ns for the "
+        f"process's own {pages} faults; lifecycles/s fell {u0['mm_per_s'] / u1['mm_per_s']:.0f}x."))
+    c.verdicts.append(Verdict(
+        "Short-lived processes up to 12% slower, 9% more system time in make test.", CANNOT,
+        "Those are shares of a whole fork+exec+exit, whose page tables, LRU and exec this model does not run; "
+        "only the counters' part is measured, and its size depends on P as shown."))
+    targets = {"merged": ("alloc_init", "one allocation and one init loop: alloc + init ns"),
+               "fused-check": ("teardown_ns_per_mm", "one teardown loop: teardown ns"),
+               "ctor-cache": ("mm_per_s", "keeping per-CPU memory with cached mms: lifecycles/s"),
+               "lazy": ("mm_per_s", "no per-CPU counters for one thread: lifecycles/s"),
+               "inline": ("mm_per_s", "counters inside the mm: lifecycles/s")}
+    for v, (key, what) in targets.items():
+        if (v, p1) not in by:
+            continue
+        a, b = _phase(by[(v, p1)], key), _phase(u1, key)
+        better = a > b if key == "mm_per_s" else a < b
+        c.verdicts.append(Verdict(
+            f"{v} reduces the fork/exit cost.", AGREE if better else DISAGREE,
+            f"At P = {p1:,}, {what} {a:,.0f} against upstream's {b:,.0f}" +
+            ("." if better or v != "inline" else
+             " (the tree zeroes its items, which grow with P, when the mm is created; its case is reads).")))
+    return c
+
+
+# ---- 7. OOM 2-pass against the all-precise scan
+
+def oom(size: Size, run: Runner) -> Claim:
+    c = Claim("oom", "OOM victim selection: 2-pass against all-precise",
+              "ALGORITHMS.md §8 (HPCC v16 3/3), KVM with 256 logical CPUs: 40 processes 0.5 ms all-precise vs "
+              "0.3 ms 2-pass; 10,000 processes 80.0 ms vs 7.9 ms. The 2-pass selection sums at most 16 mms "
+              "precisely; the emulator must count how often that cap changed the victim.")
+    c.header = ["mms", "P", "design", "selections (judged)", "disagreements", "cap hits", "precise sums / selection",
+                "2-pass ns median", "all-precise ns median", "all-precise / 2-pass", "invariants"]
+    rows = []
+    for mms in size.oom_mms:
+        for r in run.run(c, ["--workload", "oom_select", "--tasks", str(mms), "--design", "tree,percpu,atomic",
+                             "--possible-cpus", ",".join(map(str, size.oom_ps)), "--duration", str(size.duration)]):
+            o = r["oom"]
+            tp, pr = o["two_pass_latency_ns"]["median"], o["precise_latency_ns"]["median"]
+            rows.append((mms, r["params"]["possible_cpus"], r["design"], o, tp, pr))
+            c.rows.append([f"{mms:,}", str(r["params"]["possible_cpus"]), r["design"],
+                           f"{o['selections']:,} ({o['judged']:,})", str(o["disagreements"]), str(o["cap_hits"]),
+                           fmt(o["precise_sums_mean"], ".1f"), fmt(tp), fmt(pr), fmt(ratio(pr, tp), ".1f"),
+                           _holds(r)])
+    pmax = max(size.oom_ps)
+    tree = [(m, tp, pr) for m, p, d, _, tp, pr in rows if d == "tree" and p == pmax]
+    plt, fig, ax = new_figure()
+    for d, col in (("tree", "tab:blue"), ("percpu", "tab:red")):
+        pts = [(m, tp, pr) for m, p, dd, _, tp, pr in rows if dd == d and p == pmax]
+        ax.plot([x[0] for x in pts], [x[1] / 1e3 for x in pts], "o-", color=col, label=f"{d} 2-pass")
+        ax.plot([x[0] for x in pts], [x[2] / 1e3 for x in pts], "s--", color=col, label=f"{d} all-precise")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("mms")
+    ax.set_ylabel("selection latency, us (median)")
+    ax.set_title(f"OOM victim selection at P = {pmax}")
+    ax.legend(fontsize=8)
+    c.figure = save(plt, fig, run.figures / "oom_two_pass.png")
+    judged = sum(r[3]["judged"] for r in rows)
+    dis = sum(r[3]["disagreements"] for r in rows)
+    c.verdicts.append(Verdict(
+        "The capped 2-pass selection picks the all-precise scan's victim.",
+        (AGREE if dis == 0 else DISAGREE) if judged else CANNOT,
+        f"{dis} disagreements in {judged:,} judged selections (selections during which no counter moved), "
+        f"over every design, mms and P here; the tree hit the cap of 16 precise sums in "
+        f"{sum(r[3]['cap_hits'] for r in rows if r[2] == 'tree' and r[1] == pmax):,} selections at P = {pmax}."))
+    if tree:
+        gains = [(m, pr / tp) for m, tp, pr in tree if tp and pr]
+        c.verdicts.append(Verdict(
+            f"With many CPUs (P = {pmax}) the tree's 2-pass selection is faster than the all-precise scan.",
+            AGREE if all(g > 1 for _, g in gains) else DISAGREE,
+            ", ".join(f"{m:,} mms: {g:.1f}x" for m, g in gains) + " (reported: 1.7x at 40, 10x at 10,000). Our "
+            "precise sum is a bare walk of P words and the mms are emulated, so absolute latencies are not the "
+            "kernel's."))
+        if len(gains) > 1:
+            grows = gains[-1][1] > gains[0][1]
+            c.verdicts.append(Verdict(
+                "The gain grows with the number of mms.", AGREE if grows else DISAGREE,
+                f"{gains[0][1]:.1f}x at {gains[0][0]:,} mms, {gains[-1][1]:.1f}x at {gains[-1][0]:,}."))
+        else:
+            c.verdicts.append(Verdict("The gain grows with the number of mms.", CANNOT,
+                                      "This size ran one mm count; --size small runs 40 and 1,000."))
+    small_p = [(m, tp, pr) for m, p, d, _, tp, pr in rows if d == "tree" and p == min(size.oom_ps)]
+    if small_p:
+        c.notes.append(f"At P = {min(size.oom_ps)} the tree's 2-pass selection took " +
+                       ", ".join(f"{fmt(ratio(tp, pr), '.1f')}x the all-precise scan's time at {m:,} mms"
+                                 for m, tp, pr in small_p) +
+                       ": with few CPUs a precise sum is as cheap as an approximate read, and two passes cost more.")
+    c.notes.append(f"percpu's range here is N(B-1) with N = the {run.cores} online CPUs, so it almost never needs a "
+                   f"precise sum; on a {pmax}-CPU machine its range would be {_percpu_bound(pmax):,} pages (stated, "
+                   f"not measured) and it would.")
+    return c
+
+
+EXPERIMENTS = (split_rss_steal, accuracy_vs_n, pcpcache, single, tree_fast_path, lifecycle, oom)
+
+
+def _head(run: Runner, size_name: str, took: float) -> list[str]:
+    h = run.host or {}
+    topo = h.get("topology", {})
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        rev = "unknown"
+    usable = topo.get("usable") or []
+    return [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} by `python scripts/reproduce.py --size {size_name}` "
+        f"({took / 60:.1f} minutes), shmrss {h.get('shmrss', '?')} at `{rev}`.",
+        "",
+        f"Host: {topo.get('model', '?')}, {len(usable)} usable CPUs on {run.cores} physical cores, "
+        f"{len(topo.get('numa_nodes') or [])} NUMA node(s), {h.get('cache_line_host', '?')}-byte lines, "
+        f"kernel {h.get('kernel', '?')}, "
+        f"Python {h.get('python', '?')}, numba {h.get('numba', '?')}.",
+        "",
+        "How to read this page: the authors' figures are quoted from ALGORITHMS.md, not re-measured; every "
+        "other number was measured by the runs listed under each claim (same invocation), except bound formulas "
+        "evaluated for CPU counts this host cannot run, marked \"stated, not measured\". The host is a small VM "
+        "shared with other work: timings are noisy and only their ratios within one run mean much; counts, "
+        "errors and bounds are exact. A verdict is computed from the measured numbers by the rule given with it.",
+    ]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", choices=sorted(SIZES), default="small")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "findings.md"))
+    ap.add_argument("--figures", default=str(ROOT / "docs" / "figures" / "findings"))
+    ap.add_argument("--only", help="comma list of experiment names to run (default all): " +
+                    ", ".join(e.__name__ for e in EXPERIMENTS))
+    a = ap.parse_args()
+    from shmrss.topology import read_topology
+
+    size = SIZES[a.size]
+    out = Path(a.out).resolve()
+    run = Runner(len(read_topology().physical_cpus()), Path(a.figures).resolve())
+    chosen = [e for e in EXPERIMENTS if not a.only or e.__name__ in a.only.split(",")]
+    t0 = time.perf_counter()
+    claims = []
+    for i, exp in enumerate(chosen, 1):
+        log(f"[{i}/{len(chosen)}] {exp.__name__} ({time.perf_counter() - t0:.0f} s so far)")
+        t = time.perf_counter()
+        try:
+            claim = exp(size, run)
+        except SystemExit as e:  # a run that wrote no result (run_json ends with its stderr)
+            claim = Claim(exp.__name__, exp.__name__.replace("_", " "), "see ALGORITHMS.md")
+            claim.verdicts.append(Verdict("", CANNOT, f"A run failed: {e}"))
+            log(f"    failed: {e}")
+        claim.seconds = time.perf_counter() - t
+        claims.append(claim)
+        for v in claim.verdicts:
+            log(f"    {v.verdict}: {v.statement}")
+    took = time.perf_counter() - t0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown(claims, _head(run, a.size, took), out))
+    log(f"wrote {out} in {took:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
