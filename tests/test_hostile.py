@@ -676,3 +676,14 @@ def test_attach_own_only_refuses_another_users_segment(geometry, new_segment):
         with pytest.raises(SegmentError, match="belongs to uid 65534"):
             Segment.attach(seg.name, readonly=True, own_only=True)
         Segment.attach(seg.name, readonly=True).close()  # without own_only root may (the children do)
+
+
+def test_host_cpus_real_run_pins_in_the_order_given(run_cli, tmp_path):
+    if len(TOPO.usable) < 2:
+        pytest.skip("needs 2 usable CPUs")
+    order = [TOPO.usable[1], TOPO.usable[0]]
+    code, r = run_cli(["run", "--design", "atomic", "--host-cpus", f"{order[0]},{order[1]}", "--duration", "0.3",
+                       "--no-reader"], tmp_path)
+    assert code == 0
+    assert r["params"]["host_cpus"] == order and r["params"]["cpus"] == 2
+    assert [c["host_cpu"] for c in r["throughput"]["per_cpu"]] == order  # where each CPU process pinned itself
