@@ -90,7 +90,8 @@ def stress_workload(cpus: int, tasks: int) -> dict:
         "faulter": [["fault", "anon", 4096], ["unmap", "anon", 4096]],
     }
     names = list(tapes)
-    mms = max(4, cpus)
+    mms = max(4, cpus + 1)  # not a multiple of the CPUs: a CPU's tasks belong to different mms (switch_mm),
+    # and an mm's threads sit on different CPUs (contention)
     return {"name": "stress", "mms": mms, "tapes": tapes,
             "tasks": [{"mm": t % mms, "tape": names[t % len(names)], "cpu": t % cpus} for t in range(tasks)]}
 
@@ -178,6 +179,7 @@ def test_every_design_oversubscribed_x4(design, artifacts):
     assert p["cpus"] == cpus and p["oversubscribed"] is True and p["tasks"] == 8 * N
     assert p["reclaimer"] is True and th["reclaimer"]["moves"] > 0
     assert th["migrations"] > 0 and th["switches_per_s"] > 0
+    assert len({t["mm"] for t in stress_workload(cpus, 8 * N)["tasks"] if t["cpu"] == 0}) > 1
 
 
 @pytest.mark.parametrize("design", DESIGNS)
