@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 import secrets
+import stat
 import time
 from dataclasses import dataclass, field
 
@@ -20,6 +22,8 @@ from shmrss import layout as L
 
 PREFIX = "shmrss-"
 SHM_DIR = "/dev/shm"
+NAME_MAX = 250  # NAME_MAX of /dev/shm, less the leading "/"
+_NAME_OK = re.compile(r"[A-Za-z0-9._-]{1,%d}" % NAME_MAX)
 
 
 class SegmentError(Exception):
@@ -174,10 +178,22 @@ class Segment:
         return seg
 
     @classmethod
-    def attach(cls, name: str, readonly: bool = False) -> "Segment":
+    def attach(cls, name: str, readonly: bool = False, own_only: bool = False) -> "Segment":
+        """Map an existing segment by name (with or without the leading ``/``).
+
+        ``readonly`` maps it without write permission (a store faults).
+        ``own_only`` also refuses anything in /dev/shm that is not a regular
+        file owned by this user (``shmrss monitor``: root could otherwise read
+        another user's run, and opening a FIFO would block).
+        """
         name = name.lstrip("/")
+        if not _NAME_OK.fullmatch(name):
+            raise SegmentError(f"{name!r} is not a segment name (letters, digits, '.', '_' and '-', "
+                               f"at most {NAME_MAX} characters)")
         if not name.startswith(PREFIX):
             raise SegmentError(f"{name} is not a shmrss segment name (they start with {PREFIX})")
+        if own_only:
+            _check_own_file(name)
         flags = 0
         try:
             shm = posix_ipc.SharedMemory("/" + name, flags, read_only=readonly)
@@ -185,9 +201,11 @@ class Segment:
             raise SegmentError(f"no segment named {name}") from e
         except posix_ipc.PermissionsError as e:
             raise SegmentError(f"segment {name} belongs to another user: permission denied") from e
-        except (OSError, posix_ipc.Error) as e:
+        except (OSError, ValueError, posix_ipc.Error) as e:
             raise SegmentError(f"cannot open segment {name}: {e}") from e
         try:
+            if own_only:
+                _check_owner(name, os.fstat(shm.fd))  # the object opened, not just the name looked at
             size = shm.size
             if size < L.H_WORDS * 8:
                 raise SegmentError(f"segment {name} is truncated ({size} bytes): not a shmrss run")
@@ -222,6 +240,23 @@ class Segment:
             posix_ipc.unlink_shared_memory("/" + self.name)
         except posix_ipc.ExistentialError:
             pass
+
+
+def _check_owner(name: str, st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise SegmentError(f"{SHM_DIR}/{name} is not a regular file: not a shmrss segment")
+    if st.st_uid != os.geteuid():
+        raise SegmentError(f"segment {name} belongs to uid {st.st_uid}, not to you (uid {os.geteuid()}): refused")
+
+
+def _check_own_file(name: str) -> None:
+    try:
+        st = os.lstat(os.path.join(SHM_DIR, name))
+    except FileNotFoundError:
+        raise SegmentError(f"no segment named {name}") from None
+    except OSError as e:
+        raise SegmentError(f"cannot look at segment {name}: {e.strerror}") from None
+    _check_owner(name, st)
 
 
 def validate_header(words: np.ndarray, size_bytes: int) -> None:
