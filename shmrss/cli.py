@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--perf", action="store_true",
                    help="add perf stat counters of the CPU processes (what the host supports) to the result")
     r.add_argument("--json", metavar="PATH", help="write the result(s) as JSON")
+    r.add_argument("--live", action="store_true",
+                   help="show the live monitor view of the run (per CPU, per mm, host) instead of the progress bar")
 
     sub.add_parser("topology", help="show the host topology shmrss sees")
     c = sub.add_parser("calibrate", help="measure the host's cost of the primitive operations")
@@ -132,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="host CPUs to use, in order (taskset list: 0,2-3); default: chosen")
     c.add_argument("--json", metavar="PATH", help="also write the calibration as JSON")
     sub.add_parser("cleanup", help="remove segments whose owner process is dead")
+    m = sub.add_parser("monitor", help="live read-only view of a running shmrss run; without NAME, list the runs")
+    m.add_argument("name", nargs="?", metavar="NAME", help="segment name shmrss-<16 hex> (a leading / is accepted)")
+    m.add_argument("--interval", type=_positive_float, default=1.0, metavar="S",
+                   help="seconds between refreshes (default 1)")
+    m.add_argument("--count", type=_int_at_least(1), metavar="N", help="stop after N refreshes")
     return p
 
 
@@ -356,12 +363,20 @@ def cmd_run(args, err: Console) -> int:
     scale = 1.0 if fork_exit else 1e6
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rate]}"),
-                  TimeElapsedColumn(), console=err, transient=True) as progress:
+    if args.live:
+        from shmrss.monitor import RunView
+
+        view = RunView(err)
+    else:
+        view = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rate]}"),
+                        TimeElapsedColumn(), console=err, transient=True)
+    with view as progress:
         for label, execute, build in jobs:
             task = progress.add_task(f"{label:14s} {wl.name}", total=args.duration, rate="starting")
 
             def on_sample(run, elapsed, task=task):
+                if args.live:
+                    return progress.sample(run, elapsed)
                 s = run.samples
                 dt = s[-1].t - s[-2].t
                 per = (s[-1].events - s[-2].events) / dt if dt > 0 else s[-1].events * 0
@@ -420,7 +435,17 @@ def cmd_run(args, err: Console) -> int:
     return code
 
 
+def cmd_monitor(args, err: Console) -> int:
+    from shmrss.monitor import MonitorUsage, command
+
+    try:
+        return command(args)
+    except MonitorUsage as e:
+        raise UsageError(str(e)) from None
+
+
 _COMMANDS = {"run": cmd_run, "topology": cmd_topology, "calibrate": cmd_calibrate, "cleanup": cmd_cleanup}
+_COMMANDS["monitor"] = cmd_monitor
 
 if __name__ == "__main__":
     sys.exit(main())
