@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import os
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -43,8 +44,30 @@ def cache_dir() -> Path:
         probe.unlink()
     except OSError:
         d = Path(tempfile.gettempdir()) / f"shmrss-cache-{os.getuid()}"
-        d.mkdir(mode=0o700, exist_ok=True)
+        try:
+            d.mkdir(mode=0o700)
+        except OSError:
+            pass
+        # in a shared /tmp another user may have made this path first: code imported from it would be
+        # theirs, run as us; then a private directory for this process only
+        if not _private_dir(d):
+            global _fallback
+            if _fallback is None:
+                _fallback = Path(tempfile.mkdtemp(prefix="shmrss-cache-"))
+                logger.warning("{} is not a private directory of this user; compiling into {}", d, _fallback)
+            d = _fallback
     return d
+
+
+_fallback: Path | None = None
+
+
+def _private_dir(d: Path) -> bool:
+    try:
+        st = os.lstat(d)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def _source_hash(design: str) -> str:

@@ -687,3 +687,30 @@ def test_host_cpus_real_run_pins_in_the_order_given(run_cli, tmp_path):
     assert code == 0
     assert r["params"]["host_cpus"] == order and r["params"]["cpus"] == 2
     assert [c["host_cpu"] for c in r["throughput"]["per_cpu"]] == order  # where each CPU process pinned itself
+
+
+@pytest.mark.parametrize("planted", ["world-writable", "symlink", "none"])
+def test_compile_cache_in_a_shared_tmp_is_never_someone_elses(planted, tmp_path, monkeypatch):
+    """When the home cache is not writable the engine compiles into /tmp/shmrss-cache-<uid>; a path
+    there made first by another user (world-writable, or a symlink) must not be used: the generated
+    modules and numba's pickled caches imported from it would be theirs, run as us."""
+    import tempfile
+
+    from shmrss import engine
+
+    monkeypatch.delenv("SHMRSS_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/shmrss-no-cache-here")  # cannot be created: the /tmp fallback
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(engine, "_fallback", None)
+    shared = tmp_path / f"shmrss-cache-{os.getuid()}"
+    if planted == "world-writable":
+        shared.mkdir()
+        shared.chmod(0o777)
+    elif planted == "symlink":
+        (tmp_path / "theirs").mkdir(mode=0o700)
+        shared.symlink_to(tmp_path / "theirs")
+    d = engine.cache_dir()
+    st_ = os.lstat(d)
+    assert stat.S_ISDIR(st_.st_mode) and st_.st_uid == os.geteuid() and not st_.st_mode & 0o077
+    assert (d == shared) == (planted == "none")
+    assert engine.cache_dir() == d  # one fallback per process, not one per call
