@@ -1,0 +1,237 @@
+"""``shmrss sweep``: run a matrix of points (designs x workloads x modes x CPUs x possible CPUs x repeats),
+each as its own ``shmrss run``, appending one JSON line per point to a results file that a later sweep
+resumes from.
+
+Points run one pass per repeat (every combination once, then again), so an
+interrupted sweep has whole passes. A finished point (``ok`` or
+``invariant_failed``) is never run again by a sweep with the same options;
+partial and failed points are recorded as such and redone.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from loguru import logger
+
+from shmrss.cli import _int_at_least, _int_list, _orders, _positive_float
+from shmrss.results_file import FINISHED, Appender, InputError, finished_keys, read_records
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("sweep", help="run a matrix of designs x workloads x CPU counts, resumable, to a results file")
+    s.add_argument("--design", default="percpu,atomic", help="comma list of designs, or 'all' (default percpu,atomic)")
+    s.add_argument("--workload", default="page_fault1",
+                   help="comma list: page_fault1/2/3, rss_steal, mixed, oom_select, fork_exit, workload .json files")
+    s.add_argument("--mode", default="processes", metavar="processes[,threads]",
+                   help="built-in workloads: comma list of processes, threads (default processes)")
+    s.add_argument("--cpus", type=_int_list(1, 4096), metavar="N[,N...]",
+                   help="emulated CPU counts (default 1, 2, 4, ... up to the usable physical cores)")
+    s.add_argument("--possible-cpus", type=_int_list(1, 4096), metavar="P[,P...]",
+                   help="possible CPUs (default each point's CPU count); combinations with P < cpus are left out")
+    s.add_argument("--tasks", type=_int_list(1, 100_000), metavar="N[,N...]",
+                   help="tasks of built-in workloads (oom_select: mms), a comma list (default one per CPU)")
+    s.add_argument("--lifecycle", metavar="VARIANTS", help="fork_exit: variants, comma list or all (default all)")
+    s.add_argument("--repeat", type=_int_at_least(1, 1000), default=3, help="passes over the matrix (default 3)")
+    s.add_argument("--duration", type=_positive_float, default=5.0, help="seconds per point (default 5)")
+    s.add_argument("--out", default="results.jsonl", metavar="PATH",
+                   help="results file, appended to and resumed from (default results.jsonl)")
+    s.add_argument("--timeout", type=_positive_float, metavar="S",
+                   help="stop a point that runs this long (default duration + 180 s)")
+    s.add_argument("--dry-run", action="store_true", help="list the points (and which are done) and exit")
+    s.add_argument("--read-interval", type=_positive_float, default=10.0, metavar="MS",
+                   help="reader period in milliseconds (default 10)")
+    s.add_argument("--line", type=int, choices=(64, 128), help="cache line bytes for the layout (default: sysfs)")
+    s.add_argument("--pack", action="store_true", help="interleave CPUs' per-CPU words in shared lines")
+    s.add_argument("--smt", action="store_true", help="also use SMT siblings as CPUs")
+    s.add_argument("--oversubscribe", action="store_true", help="allow more CPUs than cores (timings invalid)")
+    s.add_argument("--slice", type=_int_at_least(1), default=100_000, help="scheduler time slice in events")
+    s.add_argument("--pages", type=_int_at_least(1, 1 << 20), default=256, help="fork_exit: pages per process")
+    s.add_argument("--clones", type=_int_at_least(0, 64), default=0, help="fork_exit: threads per process")
+    s.add_argument("--leak-every", type=_int_at_least(0), default=0, metavar="N",
+                   help="fork_exit: every N-th process leaves a page behind (the teardown check fails on purpose)")
+    s.add_argument("--oom", action="store_true", help="the reader also selects OOM victims (on for oom_select)")
+    s.add_argument("--no-reader", action="store_true", help="run without the reader process")
+    s.add_argument("--reclaimer", action="store_true", help="add the kswapd-like reclaimer CPU")
+    s.add_argument("--nodes", type=_int_at_least(1, 64), help="pernode: emulate this many NUMA nodes")
+    s.add_argument("--tree-orders", type=_orders, metavar="O1,O2,...", help="tree: arity orders of levels 1..L")
+    s.add_argument("--no-calibrate", action="store_true", help="do not embed a hardware calibration")
+
+
+def _check_out(path: str) -> Path:
+    p = Path(path)
+    parent = p.resolve().parent
+    if not parent.is_dir():
+        raise InputError(f"--out: directory {parent} does not exist")
+    if p.exists() and not p.is_file():
+        raise InputError(f"--out: {path} is not a regular file")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise InputError(f"--out: {path} is not writable")
+    if not p.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out: cannot create a file in {parent}")
+    return p
+
+
+def main(args, err) -> int:
+    from shmrss.sweep_plan import plan_points
+    from shmrss.topology import TopologyError, read_topology
+
+    try:
+        topo = read_topology()
+    except TopologyError as e:
+        raise InputError(str(e)) from None
+    out = _check_out(args.out)
+    points, notes = plan_points(args, topo)
+    # the lock before the read: what is done cannot change under this sweep
+    appender = None if args.dry_run else Appender(out)
+    try:
+        return _sweep(args, out, points, notes, appender, err)
+    finally:
+        if appender is not None:
+            appender.close()
+
+
+def _sweep(args, out: Path, points, notes, appender, err) -> int:
+    records, file_notes = read_records(out) if out.exists() and out.stat().st_size else ([], [])
+    done = finished_keys(records)
+    todo = [p for p in points if p.id not in done]
+    skipped = len(points) - len(todo)
+    for n in notes + file_notes:
+        logger.info(n)
+    if args.dry_run:
+        for p in points:
+            print(("done  " if p.id in done else "to run") + "  " + p.label + "  shmrss " + " ".join(p.argv))
+        logger.info("{} points: {} to run, {} already in {}", len(points), len(todo), skipped, out)
+        return EXIT_OK
+    if skipped:
+        logger.info("skipping {} of {} points already finished in {}", skipped, len(points), out)
+    if not todo:
+        logger.info("nothing to run: every point is in {} (run `shmrss report {}`)", out, out)
+        return EXIT_OK
+    timeout = args.timeout or args.duration + 180.0
+    return _run(todo, len(points), skipped, appender, timeout, args.verbose, err, out)
+
+
+def _run(todo, total, skipped, appender, timeout, verbose, err, out) -> int:
+    from shmrss.sweep_child import Forwarder, run_point
+
+    counts = {s: 0 for s in ("ok", "invariant_failed", "partial", "failed")}
+    walls: list[float] = []
+    code = EXIT_OK
+    t_start = time.perf_counter()
+    with Forwarder() as fwd, _Progress(err, total, skipped) as progress:
+        for i, point in enumerate(todo):
+            if fwd.signum is not None:
+                break
+            progress.start(point, i, len(todo), walls)
+            o = run_point(point.argv, fwd, timeout, verbose)
+            interrupted = fwd.signum is not None
+            if o.status == "failed" and interrupted:
+                logger.warning("{}: interrupted before it measured anything; not recorded", point.label)
+                break
+            meta = {"key": point.key, "status": o.status, "exit_code": o.exit_code, "wall_s": round(o.wall_s, 3),
+                    "argv": list(point.argv), "error": o.error}
+            try:
+                appender.append({"sweep": meta, **(o.result or {})})
+            except OSError as e:
+                logger.error("cannot append to {}: {}; stopping (what is in the file is intact)", out,
+                             e.strerror or e)
+                code = EXIT_FAILED
+                break
+            counts[o.status] += 1
+            if o.status in FINISHED:
+                walls.append(o.wall_s)
+            progress.finish(point, o, walls)
+            if o.status == "invariant_failed":
+                code = max(code, EXIT_FAILED)
+                logger.error("{}: INVARIANT FAILED ({}); kept as a measured point", point.label, o.error)
+            elif o.status == "failed" or (o.status == "partial" and not interrupted):
+                code = max(code, EXIT_FAILED)
+                logger.error("{}: {}, not counted as done: {}", point.label, o.status,
+                             o.error or "stopped before its duration")
+            if interrupted:
+                break
+        progress.end("interrupted" if fwd.signum is not None else "sweep done")
+    ran = sum(counts.values())
+    logger.info("{} points in {:.0f} s: {} ok, {} with a failed invariant, {} partial, {} failed; {} skipped "
+                "(finished before); results in {} (tables and figures: shmrss report {})", ran,
+                time.perf_counter() - t_start, counts["ok"], counts["invariant_failed"], counts["partial"],
+                counts["failed"], skipped, out, out)
+    if fwd.signum is not None:
+        left = len(todo) - counts["ok"] - counts["invariant_failed"]
+        logger.warning("interrupted: {} points left; run the same command again to resume", left)
+        return fwd.exit_code
+    return code
+
+
+def _eta(walls: list[float], remaining: int) -> str:
+    if not walls:
+        return "ETA -"
+    s = int(round(statistics.mean(walls) * remaining))
+    return f"ETA {s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class _Progress:
+    """A rich progress bar on a terminal, one log line per point otherwise."""
+
+    def __init__(self, err, total: int, skipped: int):
+        self.err, self.total, self.skipped = err, total, skipped
+        self.live = err.is_terminal and sys.stderr.isatty()
+        self.bar = None
+        self.done = skipped  # points recorded or skipped, whatever their status
+
+    def __enter__(self):
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=self.err,
+                                transient=False)
+            self.bar.__enter__()
+            self.task = self.bar.add_task("sweep", total=self.total, completed=self.skipped, eta="ETA -")
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def end(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=text, eta="")
+
+    def start(self, point, i: int, n: int, walls: list[float]) -> None:
+        eta = _eta(walls, n - i)
+        if self.bar is not None:
+            self.bar.update(self.task, description=point.label, eta=eta)
+        else:
+            logger.info("[{}/{}] {} ... ({})", self.done + 1, self.total, point.label, eta)
+
+    def finish(self, point, o, walls: list[float]) -> None:
+        self.done += 1
+        line = f"{point.label}: {o.status}" + (f", {headline(o.result)}" if o.result else "") + \
+            f" ({o.wall_s:.1f} s)"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done)
+            self.bar.console.print(line, markup=False, highlight=False)
+        else:
+            logger.info("[{}/{}] {}", self.done, self.total, line)
+
+
+def headline(r: dict) -> str:
+    """One line of what a result measured (for progress lines)."""
+    if isinstance(r.get("lifecycle"), dict):
+        return f"{r['lifecycle']['mm_per_s']:,.0f} mm/s"
+    th = r.get("throughput") or {}
+    eps, ns = th.get("events_per_s"), th.get("ns_per_event")
+    parts = []
+    if eps is not None:
+        parts.append(f"{eps / 1e6:,.1f} M ev/s")
+    if ns is not None:
+        parts.append(f"{ns:.2f} ns/event")
+    return ", ".join(parts) or "no throughput"
