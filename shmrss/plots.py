@@ -12,6 +12,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def host_description(host: dict) -> str:
+    """The host topology in one line: CPU model, cores, SMT, NUMA nodes, LLCs, cache line, kernel."""
+    t = host.get("topology") or {}
+    cores, usable = t.get("cores") or [], t.get("usable") or []
+    nodes, llcs = len(t.get("numa_nodes") or []), len(t.get("llc_groups") or [])
+    return (f"{t.get('model') or 'unknown CPU'}, {len(cores)} cores / {len(usable)} usable CPUs, "
+            f"SMT {'on' if t.get('smt_active') else 'off'}, {nodes} NUMA node{'s' if nodes != 1 else ''}, "
+            f"{llcs} LLC{'s' if llcs != 1 else ''}, {host.get('cache_line', '?')} B lines, "
+            f"kernel {host.get('kernel', '?')}")
+
+
 def _host_line(r: dict) -> str:
     t = r["host"]["topology"]
     return (f"host: {t.get('model') or 'unknown CPU'}, {len(t['cores'])} cores used of {len(t['usable'])} usable, "
