@@ -14,6 +14,7 @@ permission and its compiled reads are loads only (``monitor_reads``).
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
@@ -76,16 +77,24 @@ def _stdout() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=200)
 
 
+def _refusal(name: str, e: SegmentError) -> MonitorUsage:
+    """One line: the reason, and the name when the reason does not say it (and it is safe to print)."""
+    name = name.lstrip("/")
+    if name in str(e) or not re.fullmatch(r"[\w.-]{1,250}", name):
+        return _usage(f"cannot monitor: {e}")
+    return _usage(f"cannot monitor {name}: {e}")
+
+
 def _attach(name: str) -> tuple[Segment, SegmentSampler]:
     try:
         seg = Segment.attach(name, readonly=True, own_only=True)
     except SegmentError as e:
-        raise _usage(f"cannot monitor: {e}") from None
+        raise _refusal(name, e) from None
     try:
         return seg, SegmentSampler(seg.name, seg.words)
     except SegmentError as e:
         seg.close()
-        raise _usage(f"cannot monitor: {e}") from None
+        raise _refusal(name, e) from None
 
 
 def _processes(sampler: SegmentSampler, cur) -> tuple[list[int], dict[int, list[int]]]:
@@ -244,6 +253,6 @@ class RunView:
             self._name, self._prev, self._host = seg.name, sampler.start_of(cur), HostSampler(os.getpid())
         procs, hs = self._host.take(*_processes(sampler, cur))
         frame = build(sampler, self._prev, cur, self.tsc_per_ns, procs, hs)
-        frame.head.insert(0, f"shmrss run --live: {self.label}  {elapsed:.0f} s")
+        frame.head.insert(0, f"shmrss run --live: {self.label}  {elapsed:.1f} s")
         self.screen.show(frame)
         self._prev = cur

@@ -177,7 +177,12 @@ def _mm_block(s: SegmentSampler, cur: Sample, frame: Frame) -> Block:
         active |= (np.abs(v[:, :, MR.APPROX]) + np.abs(v[:, :, MR.PRECISE])).sum(axis=0) > 0
     members = [k for k in range(L.NMEMBERS) if active[k]] or [L.ANON]
     rows, unsettled = [], False
-    for i, mm in enumerate(cur.mms):
+    order = range(len(cur.mms))
+    if v is not None:  # the mms were chosen by an earlier read of the truth: list them by the one shown
+        rss = v[:, [L.FILE, L.ANON, L.SHMEM], MR.TRUTH].sum(axis=1)
+        order = sorted(order, key=lambda i: (-rss[i], int(cur.mms[i])))
+    for i in order:
+        mm = cur.mms[i]
         for k in members:
             if v is None:
                 row = [str(int(mm)), L.MEMBER_NAMES[k], f"{int(cur.truth[mm, k]):,}", "-", "-", "-"]

@@ -203,7 +203,7 @@ def test_refuses_what_is_not_a_shmrss_run_without_writing(case, expect, capsys, 
     before = digest(name)
     assert main(["monitor", name, "--count", "1"]) == 2
     err = one_line_error(capsys)
-    assert expect in err
+    assert expect in err and name in err
     assert digest(name) == before
 
 
