@@ -1,4 +1,4 @@
-"""Command line: ``shmrss run | topology | calibrate | cleanup``.
+"""Command line: ``shmrss run | topology | calibrate | cleanup | sweep | report``.
 
 Bad input is one line on stderr and exit status 2; an interrupted run exits
 130 (SIGINT) or 143 (SIGTERM) after writing what it measured.
@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--interval", type=_positive_float, default=1.0, metavar="S",
                    help="seconds between refreshes (default 1)")
     m.add_argument("--count", type=_int_at_least(1), metavar="N", help="stop after N refreshes")
+    from shmrss import report, sweep
+
+    sweep.add_parser(sub)
+    report.add_parser(sub)
     return p
 
 
@@ -444,7 +448,28 @@ def cmd_monitor(args, err: Console) -> int:
         raise UsageError(str(e)) from None
 
 
-_COMMANDS = {"run": cmd_run, "topology": cmd_topology, "calibrate": cmd_calibrate, "cleanup": cmd_cleanup}
+def cmd_sweep(args, err: Console) -> int:
+    from shmrss import sweep
+    from shmrss.results_file import InputError
+
+    try:
+        return sweep.main(args, err)
+    except InputError as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_report(args, err: Console) -> int:
+    from shmrss import report
+    from shmrss.results_file import InputError
+
+    try:
+        return report.main(args, err)
+    except InputError as e:
+        raise UsageError(str(e)) from None
+
+
+_COMMANDS = {"run": cmd_run, "topology": cmd_topology, "calibrate": cmd_calibrate, "cleanup": cmd_cleanup,
+             "sweep": cmd_sweep, "report": cmd_report}
 _COMMANDS["monitor"] = cmd_monitor
 
 if __name__ == "__main__":
