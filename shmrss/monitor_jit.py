@@ -64,7 +64,7 @@ def _snap_tree(w, mms, out):
 @njit(inline="always")
 def _percpu_sum(w, mm, k):
     """percpu's precise sum without its spinlock: count plus every possible CPU's word."""
-    s = load(w, mm_word(w, mm, 2 * k + percpu._COUNT))
+    s = load(w, percpu._count(w, mm, k))
     for cpu in range(w[L.H_POSSIBLE]):
         s += load(w, pcpu_word(w, cpu, mm, k))
     return s
