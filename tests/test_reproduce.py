@@ -34,3 +34,19 @@ def test_reproduce_tiny_writes_every_claim(tmp_path):
             assert (out.parent / rel).is_file(), rel
     # the progress went to stderr, the page to the file only
     assert p.stdout == "" and "[7/7]" in p.stderr
+
+
+@pytest.mark.stress
+def test_replay_gives_the_same_page(tmp_path):
+    """--raw then --replay: the same verdicts and numbers from the saved results, without re-running."""
+    args = [sys.executable, str(ROOT / "scripts" / "reproduce.py"), "--size", "tiny", "--only", "oom"]
+    raw = tmp_path / "raw.json"
+    first = subprocess.run([*args, "--raw", str(raw), "--out", str(tmp_path / "a.md"), "--figures",
+                            str(tmp_path / "fig")], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run([*args, "--replay", str(raw), "--out", str(tmp_path / "b.md"), "--figures",
+                            str(tmp_path / "fig")], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    a, b = ((tmp_path / n).read_text().splitlines() for n in ("a.md", "b.md"))
+    assert a[0] == b[0] and a[3:] == b[3:]  # only the "Measured ..." line differs: it says it was replayed
+    assert "--replay" in b[2] and "--replay" not in a[2]
