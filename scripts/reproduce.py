@@ -531,13 +531,14 @@ def lifecycle(size: Size, run: Runner) -> Claim:
     basis = "on-CPU ns per process (perf task-clock)" if use_cpu else "wall ns per process"
     pages = res[0]["params"]["pages"]
     variants = list(dict.fromkeys(r["params"]["lifecycle"] for r in res))
-    c.header = ["variant", "P", "mm/s", "cost ns/mm (median)", "spread", "cost vs upstream", "alloc + init ns",
+    c.header = ["variant", "P", "mm/s", "cost ns/mm (median)", "spread (max-min)/median", "cost vs upstream",
+                "alloc + init ns",
                 "teardown ns", "mutex wait ns", "reused", "invariants"]
     for p in size.lifecycle_ps:
         for v in variants:
             lc = by[(v, p)]
             c.rows.append([v, f"{p:,}", f"{lc['mm_per_s']:,.0f}", f"{cost[(v, p)]:,.0f}",
-                           f"±{spread[(v, p)] / 2:.0%}" if len(costs[(v, p)]) > 1 else "-",
+                           f"{spread[(v, p)]:.0%}" if len(costs[(v, p)]) > 1 else "-",
                            pct(ratio(cost[(v, p)], cost[("upstream", p)])),
                            f"{_phase(lc, 'alloc_init'):,.0f}", f"{lc['teardown_ns_per_mm']:,.0f}",
                            f"{lc['mutex_wait_ns_per_mm']:,.0f}", f"{lc['reused_fraction']:.2f}",
@@ -586,8 +587,9 @@ def lifecycle(size: Size, run: Runner) -> Claim:
         name = "alloc + init" if key == "alloc_init" else "teardown"
         c.verdicts.append(Verdict(
             f"{v} ({what}) reduces the fork/exit cost.", verdict,
-            f"At P = {p1:,}: {a:,.0f} against upstream's {b:,.0f} {basis} ({pct(ratio(a, b))}; noise ±{noise:.0%}, "
-            f"the rule: agree or disagree only beyond it); its {name} took {_phase(by[(v, p1)], key):,.0f} ns "
+            f"At P = {p1:,}: {a:,.0f} against upstream's {b:,.0f} {basis} ({pct(ratio(a, b))}; rule: agree or "
+            f"disagree only beyond ±{noise:.0%}, the larger run spread or 5%); its {name} took "
+            f"{_phase(by[(v, p1)], key):,.0f} ns "
             f"against {_phase(u1, key):,.0f} (TSC)" +
             ("; the tree zeroes its items, which grow with P, when the mm is created: its case is reads."
              if v == "inline" and verdict != AGREE else ".")))
