@@ -125,12 +125,20 @@ def _run(todo, total, skipped, appender, timeout, verbose, err, out) -> int:
     walls: list[float] = []
     code = EXIT_OK
     t_start = time.perf_counter()
+    refused: set[tuple[str, ...]] = set()  # argv that shmrss run refused (exit 2): its other repeats would be too
     with Forwarder() as fwd, _Progress(err, total, skipped) as progress:
         for i, point in enumerate(todo):
             if fwd.signum is not None:
                 break
+            if point.argv in refused:
+                logger.error("{}: not run, shmrss run refused these options", point.label)
+                counts["failed"] += 1
+                progress.advance()
+                continue
             progress.start(point, i, len(todo), walls)
             o = run_point(point.argv, fwd, timeout, verbose)
+            if o.status == "failed" and o.exit_code == 2:
+                refused.add(point.argv)
             interrupted = fwd.signum is not None
             if o.status == "failed" and interrupted:
                 logger.warning("{}: interrupted before it measured anything; not recorded", point.label)
@@ -211,6 +219,11 @@ class _Progress:
             self.bar.update(self.task, description=point.label, eta=eta)
         else:
             logger.info("[{}/{}] {} ... ({})", self.done + 1, self.total, point.label, eta)
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done)
 
     def finish(self, point, o, walls: list[float]) -> None:
         self.done += 1

@@ -1,5 +1,5 @@
-"""One sweep point: ``python -m shmrss.cli run ... --json TMP`` in a child process group, with the sweep's
-SIGINT/SIGTERM forwarded to it, a time limit, and the outcome classified for the results file.
+"""One sweep point: ``shmrss run ... --json TMP`` as a child Python in a process group of its own, with
+the sweep's SIGINT/SIGTERM forwarded to it, a time limit, and the outcome classified for the results file.
 
 The child has its own process group so that a terminal's Ctrl-C reaches only
 the sweep, which forwards it once: the child then stops measuring and writes a
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from loguru import logger
 
+_ENTRY = "import sys; from shmrss.cli import main; sys.exit(main())"
 GRACE_S = 20.0  # after a forwarded signal or a timeout, how long the child gets to write and clean up
 
 
@@ -71,7 +72,9 @@ def run_point(argv: tuple[str, ...], fwd: Forwarder, timeout_s: float, verbose: 
     with tempfile.TemporaryDirectory(prefix="shmrss-sweep-") as tmp:
         out = Path(tmp) / "result.json"
         log = Path(tmp) / "stderr.txt"
-        cmd = [sys.executable, "-m", "shmrss.cli", *(["-v"] if verbose else []), *argv, "--json", str(out)]
+        # not ``-m shmrss.cli``: run as __main__, the CLI would have two UsageError classes and modules that
+        # raise shmrss.cli.UsageError would end in a traceback instead of a one-line refusal
+        cmd = [sys.executable, "-c", _ENTRY, *(["-v"] if verbose else []), *argv, "--json", str(out)]
         t0 = time.perf_counter()
         timed_out = False
         with open(log, "wb") as errf:

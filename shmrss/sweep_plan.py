@@ -100,6 +100,9 @@ def plan_points(args, topo) -> tuple[list[Point], list[str]]:
         variants = lifecycle.parse_variants(args.lifecycle or "all") if has_fork else []
     except lifecycle.UnknownVariant as e:
         raise InputError(str(e)) from None
+    if args.tasks and all(w.fork_exit or w.is_file for w in wls):
+        raise InputError("--tasks goes with a built-in tape workload (fork_exit has no tasks, a workload file "
+                         "lists its own)")
     modes = _split(args.mode, "mode")
     for m in modes:
         if m not in ("processes", "threads"):
@@ -122,7 +125,7 @@ def plan_points(args, topo) -> tuple[list[Point], list[str]]:
     below = 0
     for wl in wls:
         for mode in (["processes"] if wl.fork_exit else modes):
-            for tasks in ([None] if wl.fork_exit else tasks_list):
+            for tasks in ([None] if wl.fork_exit or wl.is_file else tasks_list):
                 for c in cpu_counts:
                     if wl.fork_exit:
                         eff_mode, reclaimer, oom = "processes", False, False
@@ -166,12 +169,28 @@ def plan_points(args, topo) -> tuple[list[Point], list[str]]:
                      f"the CPU count")
     if not cells:
         raise InputError("no point to run: every --possible-cpus value is below every --cpus value")
+    _check_as_run(cells)
     points = []
     for rep in range(args.repeat):
         for key, argv, label in cells:
             points.append(Point({**key, "repeat": rep}, tuple(argv),
                                 f"{label} #{rep + 1}/{args.repeat}"))
     return points, notes
+
+
+def _check_as_run(cells) -> None:
+    """Each combination's argv through ``shmrss run``'s own parser and option checks, before anything runs."""
+    from shmrss import preflight
+    from shmrss.cli import UsageError, build_parser
+
+    parser = build_parser()
+    for _, argv, label in cells:
+        try:
+            ns = parser.parse_args(argv)
+            fork_exit = ns.workload == "fork_exit"
+            preflight.check_run_options(ns, fork_exit, [ns.lifecycle] if fork_exit else [])
+        except UsageError as e:
+            raise InputError(f"{label}: {e}") from None
 
 
 def _cell(args, wl, eff_mode, mode, tasks, c, pc, design, variant, line, reclaimer, oom, oversubscribed):

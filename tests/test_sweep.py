@@ -139,6 +139,27 @@ def test_a_point_past_its_time_limit_is_not_done(tmp_path):
     assert not finished_keys([rec])
 
 
+def test_a_point_refused_by_shmrss_run_is_not_retried_in_later_repeats(tmp_path, capsys, monkeypatch):
+    # what only the run can refuse (the segment does not fit this host) ends its point with exit 2
+    from shmrss import sweep_child
+
+    calls = []
+
+    def refused(argv, fwd, timeout_s, verbose):
+        calls.append(argv)
+        return sweep_child.Outcome("failed", 2, 0.1, None, "shmrss: error: segment would need 12.2 GiB")
+
+    monkeypatch.setattr(sweep_child, "run_point", refused)
+    out = tmp_path / "r.jsonl"
+    code = main(["sweep", "--out", str(out), "--design", "atomic", "--cpus", "1", "--repeat", "3",
+                 "--duration", "0.2", "--no-calibrate"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert len(calls) == 1 and err.count("not run, shmrss run refused these options") == 2
+    (rec,) = lines(out)
+    assert rec["sweep"]["status"] == "failed" and "12.2 GiB" in rec["sweep"]["error"]
+
+
 def args_of(*argv: str):
     return build_parser().parse_args(["sweep", *argv])
 
@@ -214,6 +235,10 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path):
     assert "below" in usage_error(capsys, ["sweep", *q, "--cpus", "2", "--possible-cpus", "1", *OVER])
     assert "--repeat" in usage_error(capsys, ["sweep", *q, "--repeat", "0"])
     assert "--cpus" in usage_error(capsys, ["sweep", *q, "--cpus", "two"])
+    # shmrss run's own checks apply to every combination up front
+    assert "7 days" in usage_error(capsys, ["sweep", *q[:2], "--duration", "1e308", "--repeat", "1"])
+    assert "--read-interval" in usage_error(capsys, ["sweep", *q, "--read-interval", "5000"])
+    assert "--tasks" in usage_error(capsys, ["sweep", *q, "--workload", "fork_exit", "--tasks", "4"])
     assert "does not exist" in usage_error(capsys, ["sweep", *q[2:], "--out", str(tmp_path / "no" / "r.jsonl")])
     assert "not a regular file" in usage_error(capsys, ["sweep", *q[2:], "--out", str(tmp_path)])
     garbage = tmp_path / "notes.txt"
