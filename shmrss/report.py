@@ -106,7 +106,7 @@ def _design_order(g: Group):
 
     d, v = g.key.get("design"), g.key.get("lifecycle")
     return (VARIANTS.index(v) if v in VARIANTS else -1, DESIGNS.index(d) if d in DESIGNS else 99, str(d),
-            g.key.get("cpus") or 0, g.key.get("possible_cpus") or 0, str(g.key.get("tasks")))
+            g.key.get("cpus") or 0, g.key.get("possible_cpus") or 0, g.key.get("tasks") or 0)
 
 
 def _workload(g: Group) -> str:
@@ -210,8 +210,10 @@ def render(data, sources: list[str], figures, csvs: list[Path], out: Path, combi
     lines = ["# shmrss report", "",
              f"From {', '.join(sources)}: {sum(c.values())} lines, {c['ok']} measured with every invariant "
              f"holding, {c['invariant_failed']} measured with a failed invariant, {c['partial']} partial "
-             f"(interrupted, left out), {c['failed']} failed (no result). Written {time.strftime('%Y-%m-%d %H:%M')}.",
-             ""]
+             f"(interrupted) and {c['failed']} failed (no result)"
+             + (f", {data.redone} of these {c['partial'] + c['failed']} redone by a later sweep"
+                if data.redone else "")
+             + f". Written {time.strftime('%Y-%m-%d %H:%M')}.", ""]
     for h in dict.fromkeys(host_description(r["host"]) for r in results if "host" in r):
         lines.append(f"Host: {h}.")
     lines.append("")

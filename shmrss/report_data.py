@@ -51,6 +51,7 @@ class Loaded:
     notes: list[str]
     counts: dict  # status -> lines
     duplicates: int
+    redone: int = 0  # partial or failed attempts of points that a later line finished
 
 
 def _derived_key(r: dict) -> dict:
@@ -120,8 +121,11 @@ def load(paths: list[str]) -> Loaded:
     for gid, r in finished.values():
         groups[gid].results.append(r)
     # attempts that a later run of the same point made good are history, not unfinished points
+    redone = 0
     for fid, (gid, attempts) in unfinished.items():
-        if fid not in finished:
+        if fid in finished:
+            redone += len(attempts)
+        else:
             status, error = attempts[-1]
             if status == "partial":
                 groups[gid].partial += 1
@@ -130,7 +134,7 @@ def load(paths: list[str]) -> Loaded:
     if duplicates:
         notes.append(f"{duplicates} finished point{'s were' if duplicates > 1 else ' was'} in the input more "
                      f"than once: the last line of each was used")
-    return Loaded(list(groups.values()), notes, counts, duplicates)
+    return Loaded(list(groups.values()), notes, counts, duplicates, redone)
 
 
 def dedup_warnings(results: list[dict]) -> list[tuple[str, int]]:
