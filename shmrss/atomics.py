@@ -241,15 +241,16 @@ def compiler_barrier(typingctx):
 
 
 @njit(inline="always")
-def spin_lock(a, i):
+def spin_lock(a, i, owner):
     """Test-and-test-and-set spinlock: spin with ``pause`` on a plain load, take with ``lock cmpxchg``.
 
-    Returns the number of failed attempts (0 when uncontended), so that callers
-    can tally contention.
+    The lock word holds ``owner`` (non-zero) while taken, so that the locks a
+    killed process held can be found and released. Returns the number of failed
+    attempts (0 when uncontended), so that callers can tally contention.
     """
     spins = 0
     while True:
-        if load(a, i) == 0 and cmpxchg(a, i, 0, 1) == 0:
+        if load(a, i) == 0 and cmpxchg(a, i, 0, owner) == 0:
             return spins
         spins += 1
         pause()

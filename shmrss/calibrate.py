@@ -123,7 +123,7 @@ def _k_spinlock(a, lock, i, bar, target, iters):
     _barrier(a, bar, target)
     t0 = rdtsc()
     for _ in range(iters):
-        spin_lock(a, lock)
+        spin_lock(a, lock, 1)
         local_add(a, i, 1)
         spin_unlock(a, lock)
     return rdtsc() - t0

@@ -69,7 +69,7 @@ def a_xchg(a, i, v):
 
 @njit
 def a_spin_lock(a, i):
-    return A.spin_lock(a, i)
+    return A.spin_lock(a, i, 1)
 
 
 @njit
@@ -115,7 +115,7 @@ def p_xchg(a, i, v):
 
 @njit
 def p_spin_lock(a, i):
-    return A.spin_lock(A.raw(a), i)
+    return A.spin_lock(A.raw(a), i, 1)
 
 
 @njit
@@ -125,7 +125,7 @@ def p_spin_unlock(a, i):
 
 @njit(nogil=True)
 def p_spin_lock_nogil(a, i):
-    return A.spin_lock(A.raw(a), i)
+    return A.spin_lock(A.raw(a), i, 1)
 
 
 # ----------------------------------------------------------------- wrappers: no memory operand
