@@ -6,7 +6,7 @@ stored in the header, so any process (and ``shmrss monitor``) can find it.
 """
 
 MAGIC = 0x5353_5253_5348_4D31  # "1MHSRSS" + version-independent tag
-VERSION = 1
+VERSION = 2
 NMEMBERS = 4  # MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES
 MEMBER_NAMES = ("file", "anon", "swap", "shmem")
 FILE, ANON, SWAP, SHMEM = range(NMEMBERS)
@@ -51,6 +51,7 @@ H_RUN_ID = 35  # low 63 bits of the random run id
 H_NWORK = 36  # CPUs that run tapes (0..NWORK-1); a reclaimer, if any, is CPU NWORK
 H_RECLAIMER = 37  # 1 when CPU NWORK is the reclaimer
 H_OOM = 38  # base of the OOM record (0: no OOM selection in this run)
+H_FAULTS = 39  # 1: CPUs keep an in-flight journal, so a killed CPU's last update can be recovered
 H_DPARAM = 40  # design parameters D0..D15 (e.g. the percpu batch)
 H_WORDS = 56
 
@@ -59,6 +60,7 @@ C_STATE = 0
 C_GO = 1
 C_STOP = 2
 C_PARENT_BEAT = 3
+C_PAUSE = 4  # 1: every CPU parks at its next check point (a quiescent moment for checks and recovery)
 # line 1
 C_BARRIER = 0
 CTRL_LINES = 2
@@ -96,9 +98,47 @@ S_LC_MUTEX_WAIT = 24
 S_LC_BAD = 25  # destroyed mms whose counters did not sum to 0
 S_LC_REUSE_BAD = 26  # created or reused mms that did not read 0
 S_LC_REUSED = 27
-S_WORDS = 32
+S_REQ = 28  # written by the parent: REQ_OFFLINE asks the CPU to go offline at its next check point
+S_CUR_TASK = 29  # the task the CPU runs (published at check points and parking)
+# the in-flight journal (only when H_FAULTS): what the CPU's current multi-step operation is and how
+# far it got, so that the parent can complete it for a CPU that was killed in the middle
+S_J = 32
+J_OP = 0  # JOP_*: the kind of operation in flight
+J_STEP = 1  # the design's step about to run (a kill point precedes each)
+J_MM = 2
+J_K = 3
+J_D = 4
+J_T0 = 5  # the truth word before the event
+J_TASK = 6
+J_A = 7  # values saved by the design before a step (old values, so a step can be told done or not)
+J_B = 8
+J_C = 9
+J_E = 10
+J_ON = 11  # 1: this CPU journals (fault runs, and always the reclaimer)
+J_KILL = 12  # tests: freeze at the n-th kill point from now (0: off)
+J_DOUBT_KIND = 13  # set by recovery: a lock-free update of a shared word that may or may not have landed
+J_DOUBT_MM = 14
+J_DOUBT_K = 15
+J_DOUBT_D = 16
+J_FAULT = 17  # the event's fault flag
+J_KILL_STEP = 18  # tests: count only the kill points of this step (0: every step)
+J_WORDS = 19
+S_WORDS = 56
 
-CPU_INIT, CPU_BARRIER, CPU_RUNNING, CPU_DONE, CPU_FAILED = range(5)
+CPU_INIT, CPU_BARRIER, CPU_RUNNING, CPU_DONE, CPU_FAILED, CPU_PARKED, CPU_FROZEN, CPU_OFFLINE, CPU_DEAD = range(9)
+REQ_OFFLINE = 1
+
+# journal operations
+JOP_NONE, JOP_ADD, JOP_SWITCH, JOP_SCHED, JOP_MIGRATE = range(5)
+# doubts: which conservation law decides whether the shared update landed
+DOUBT_NONE, DOUBT_PRECISE, DOUBT_TREE, DOUBT_PERNODE, DOUBT_THREADS = range(5)
+DOUBT_NAMES = ("none", "precise sum", "tree items", "pernode global", "thread count")
+# how recovery settled a doubt
+RES_LANDED, RES_APPLIED, RES_BAD = range(3)
+
+# spinlock owners: a lock word holds who took it, so the locks of a dead CPU or reader can be found
+OWNER_PARENT = 1 << 20  # the parent, acting for a CPU (teardown, recovery, folds)
+OWNER_READER = 1 << 21  # precise reads (the reader, checks)
 
 # --- per-task record: the engine's scheduling state, then the design's words
 T_MM = 0

@@ -7,7 +7,7 @@ through constant slots, so an address is a few loads from a read-only line.
 from numba import njit
 
 from shmrss import layout as L
-from shmrss.atomics import local_add
+from shmrss.atomics import local_add, pause, spin_lock, spin_unlock, store, xadd
 
 
 @njit(inline="always")
@@ -52,3 +52,131 @@ def members_not_zero(read_precise, seg, mm):
         if read_precise(seg, mm, k) != 0:
             bad += 1
     return bad
+
+
+# ---- the in-flight journal (see layout.S_J): kill points and saved values, only where J_ON is set
+
+@njit(inline="always")
+def owner(cpu):
+    """The lock owner id of emulated CPU ``cpu`` (-1: the parent acting for a CPU)."""
+    return cpu + 1 if cpu >= 0 else L.OWNER_PARENT
+
+
+@njit(inline="always")
+def jword(seg, cpu, slot):
+    return seg[L.H_CPUSTAT] + cpu * seg[L.H_CPUSTAT_STRIDE] + L.S_J + slot
+
+
+@njit(inline="always")
+def journaling(seg, cpu):
+    return cpu >= 0 and seg[jword(seg, cpu, L.J_ON)] != 0
+
+
+@njit(cache=True)
+def _kill_point(seg, cpu, step):
+    # tests stop a CPU at the n-th kill point (of one step, if J_KILL_STEP is set): it stays there,
+    # frozen, until the parent kills it; a call, not inlined: it only runs in journaled runs
+    k = jword(seg, cpu, L.J_KILL)
+    n = seg[k]
+    only = seg[jword(seg, cpu, L.J_KILL_STEP)]
+    if n > 0 and (only == 0 or only == step):
+        seg[k] = n - 1
+        if n == 1:
+            store(seg, stat_word(seg, cpu, L.S_STATUS), L.CPU_FROZEN)
+            while True:
+                pause()
+
+
+@njit(cache=True)
+def _record_step(seg, cpu, step):
+    store(seg, jword(seg, cpu, L.J_STEP), step)
+    _kill_point(seg, cpu, step)
+
+
+@njit(cache=True)
+def _record_save_step(seg, cpu, step, slot, v):
+    store(seg, jword(seg, cpu, slot), v)
+    store(seg, jword(seg, cpu, L.J_STEP), step)
+    _kill_point(seg, cpu, step)
+
+
+JOURNAL = 2  # a bit of add's ``fault`` argument: this CPU journals (set by the engine from J_ON)
+
+
+@njit(inline="always")
+def jflag(seg, cpu):
+    """The journal bit for the rare paths (switch, clone, exit) that have no ``fault`` argument."""
+    return JOURNAL if journaling(seg, cpu) else 0
+
+
+# ``jf`` is a value the caller holds in a register (add's ``fault & JOURNAL``): the test costs nothing
+# measurable on the hot path, and the loop without it is what the compiler keeps for unjournaled runs
+@njit(inline="always")
+def jstep(seg, cpu, jf, step):
+    """A kill point before ``step`` of a multi-step update: the step is recorded as about to run."""
+    if jf:
+        _record_step(seg, cpu, step)
+
+
+@njit(inline="always")
+def jstep_save(seg, cpu, jf, step, slot, v):
+    """Save ``v`` (an old value that tells whether the step ran) and record the step."""
+    if jf:
+        _record_save_step(seg, cpu, step, slot, v)
+
+
+@njit(inline="always")
+def jget(seg, cpu, slot):
+    return seg[jword(seg, cpu, slot)]
+
+
+@njit(inline="always")
+def doubt(seg, cpu, kind, mm, k, d):
+    """Recovery: a lock-free update of a shared word may or may not have landed; resolved when quiescent."""
+    seg[jword(seg, cpu, L.J_DOUBT_MM)] = mm
+    seg[jword(seg, cpu, L.J_DOUBT_K)] = k
+    seg[jword(seg, cpu, L.J_DOUBT_D)] = d
+    seg[jword(seg, cpu, L.J_DOUBT_KIND)] = kind
+
+
+@njit(inline="always")
+def hold(seg, lk, cpu):
+    """Recovery: make sure the dead CPU's lock ``lk`` is held for it (it may have died just before taking it)."""
+    if seg[lk] != cpu + 1:
+        spin_lock(seg, lk, cpu + 1)
+
+
+@njit(inline="always")
+def release_if_held(seg, lk, cpu):
+    if seg[lk] == cpu + 1:
+        spin_unlock(seg, lk)
+
+
+@njit(inline="always")
+def settle(seg, w, old, new):
+    """Recovery of a one-instruction update of a word only the dead CPU wrote: 0 done now, 1 had landed, 2 neither."""
+    v = seg[w]
+    if v == new:
+        return 1
+    if v == old:
+        store(seg, w, new)
+        return 0
+    return 2
+
+
+@njit(inline="always")
+def settle_shared(seg, w, d, residue):
+    """Resolve a doubtful ``lock xadd(w, d)`` from the conservation residue (value - expected) at quiescence."""
+    if residue == 0:
+        return L.RES_LANDED
+    if residue == -d:
+        xadd(seg, w, d)
+        return L.RES_APPLIED
+    return L.RES_BAD
+
+
+@njit(inline="always")
+def jsave(seg, cpu, jf, slot, v):
+    """Save a value for recovery before the kill point of the step that needs it."""
+    if jf:
+        store(seg, jword(seg, cpu, slot), v)

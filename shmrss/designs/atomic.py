@@ -9,7 +9,7 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import load, store, xadd
-from shmrss.designs._common import members_not_zero, mm_word
+from shmrss.designs._common import JOURNAL, doubt, jstep, members_not_zero, mm_word, settle_shared
 from shmrss.segment import DesignShape
 
 NAME = "atomic"
@@ -24,7 +24,39 @@ def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> Design
 
 @njit(inline="always")
 def add(seg, cpu, task, mm, k, d, fault):
+    jstep(seg, cpu, fault & JOURNAL, _XADD)
     xadd(seg, mm_word(seg, mm, k), d)
+
+
+_XADD = 1  # kill point
+
+
+@njit(inline="always")
+def recover(seg, cpu, op, step, mm, k, d):
+    """Complete a killed CPU's update from its journal; returns the inconsistencies found."""
+    if op == L.JOP_ADD and step == _XADD:
+        doubt(seg, cpu, L.DOUBT_PRECISE, mm, k, d)  # whether the xadd landed: only the sum can tell
+    return 0
+
+
+@njit(inline="always")
+def resolve(seg, cpu, kind, mm, k, d, residue):
+    return settle_shared(seg, mm_word(seg, mm, k), d, residue)
+
+
+@njit(inline="always")
+def release_locks(seg, who):
+    pass  # no locks
+
+
+@njit(inline="always")
+def threads(seg, mm):
+    return -1  # no thread count
+
+
+@njit(inline="always")
+def consistent(seg):
+    return 0  # no redundant state to check
 
 
 @njit(inline="always")

@@ -21,7 +21,9 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import cmpxchg, load, local_add, pause, store, xadd
-from shmrss.designs._common import members_not_zero, mm_word, tally
+from shmrss.designs._common import (
+    JOURNAL, jflag, doubt, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, settle, settle_shared, tally,
+)
 from shmrss.segment import DesignShape
 
 NAME = "pcpcache"
@@ -52,12 +54,15 @@ def _mask(seg, mm, i):
 
 @njit(inline="always")
 def add(seg, cpu, task, mm, k, d, fault):
+    jf = fault & JOURNAL
     if cpu >= 0:
         g = _pc(seg, cpu)
         if seg[g + _MM] == mm + 1:
+            jstep_save(seg, cpu, jf, _HIT, L.J_A, seg[g + _DELTA + k])
             local_add(seg, g + _DELTA + k, d)
             tally(seg, cpu, L.S_HITS, 1)
             return
+    jstep(seg, cpu, jf, _MISS)
     xadd(seg, mm_word(seg, mm, k), d)
     tally(seg, cpu, L.S_MISSES, 1)
 
@@ -76,20 +81,94 @@ def _set_mask_bit(seg, mm, cpu):
 
 @njit(inline="always")
 def switch_mm(seg, cpu, old_mm, new_mm):
+    jf = jflag(seg, cpu)
     g = _pc(seg, cpu)
     seq = seg[g + _SEQ]
+    jstep_save(seg, cpu, jf, _SEQ_ODD, L.J_A, seq)
     store(seg, g + _SEQ, seq + 1)
+    _flush_and_switch(seg, cpu, new_mm, seq, jf)
+
+
+@njit(inline="always")
+def _flush_and_switch(seg, cpu, new_mm, seq, jf):
+    """The switch after the sequence count went odd: flush the cached mm's deltas, cache new_mm."""
+    g = _pc(seg, cpu)
     cached = seg[g + _MM] - 1
     if cached >= 0:
         for k in range(L.NMEMBERS):
             dk = seg[g + _DELTA + k]
             if dk != 0:
+                jsave(seg, cpu, jf, L.J_C, k)
+                jstep(seg, cpu, jf, _FLUSH)
                 xadd(seg, mm_word(seg, cached, k), dk)
+                jstep(seg, cpu, jf, _ZERO)
                 store(seg, g + _DELTA + k, 0)
     if new_mm >= 0:
         _set_mask_bit(seg, new_mm, cpu)
+    jstep(seg, cpu, jf, _SWITCHED)
     store(seg, g + _MM, new_mm + 1)
     store(seg, g + _SEQ, seq + 2)
+
+
+_HIT, _MISS, _SEQ_ODD, _FLUSH, _ZERO, _SWITCHED = 1, 2, 3, 4, 5, 6  # kill points
+
+
+@njit(inline="always")
+def recover(seg, cpu, op, step, mm, k, d):
+    """Complete a killed CPU's update or switch from its journal; returns the inconsistencies found.
+
+    A flush's ``lock xadd`` into the mm is the one step nothing local can tell
+    about: its delta is dropped from the cache and left as a doubt, settled by
+    the precise sum when quiescent.
+    """
+    g = _pc(seg, cpu)
+    if op == L.JOP_ADD:
+        if step == _HIT:
+            old = jget(seg, cpu, L.J_A)
+            return int(settle(seg, g + _DELTA + k, old, old + d) == 2)
+        if step == _MISS:
+            doubt(seg, cpu, L.DOUBT_PRECISE, mm, k, d)
+        return 0
+    if op != L.JOP_SWITCH or step < _SEQ_ODD:
+        return 0
+    seq = jget(seg, cpu, L.J_A)
+    store(seg, g + _SEQ, seq + 1)
+    if step == _FLUSH or step == _ZERO:
+        kk = jget(seg, cpu, L.J_C)
+        if step == _FLUSH:
+            doubt(seg, cpu, L.DOUBT_PRECISE, seg[g + _MM] - 1, kk, seg[g + _DELTA + kk])
+        store(seg, g + _DELTA + kk, 0)
+    _flush_and_switch(seg, cpu, jget(seg, cpu, L.J_B), seq, 0)
+    return 0
+
+
+@njit(inline="always")
+def resolve(seg, cpu, kind, mm, k, d, residue):
+    return settle_shared(seg, mm_word(seg, mm, k), d, residue)
+
+
+@njit(inline="always")
+def release_locks(seg, who):
+    pass  # no locks
+
+
+@njit(inline="always")
+def threads(seg, mm):
+    return -1
+
+
+@njit(inline="always")
+def consistent(seg):
+    """Quiescent: no sequence count is left odd, and every CPU caching an mm is in its cpumask."""
+    bad = 0
+    for cpu in range(seg[L.H_POSSIBLE]):
+        g = _pc(seg, cpu)
+        if seg[g + _SEQ] & 1:
+            bad += 1
+        m = seg[g + _MM] - 1
+        if m >= 0 and not (seg[_mask(seg, m, cpu >> 6)] >> (cpu & 63)) & 1:
+            bad += 1
+    return bad
 
 
 @njit(inline="always")

@@ -19,7 +19,9 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import load, local_add, local_cmpxchg, spin_lock, spin_unlock, store
-from shmrss.designs._common import dparam, members_not_zero, mm_word, pcpu_word, tally
+from shmrss.designs._common import (
+    JOURNAL, dparam, hold, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, owner, pcpu_word, release_if_held, settle, tally,
+)
 from shmrss.segment import DesignShape
 
 NAME = "percpu"
@@ -49,27 +51,98 @@ def _count(seg, mm, k):
     return mm_word(seg, mm, 2 * k + _COUNT)
 
 
+# kill points (the journal's steps); single.py reuses this add in per-CPU mode
+P_FAST, P_LOCK, P_COUNT, P_SUB, P_UNLOCK = 1, 2, 3, 4, 5
+
+
 @njit(inline="always")
 def add(seg, cpu, task, mm, k, d, fault):
+    jf = fault & JOURNAL
     batch = dparam(seg, 0)
     w = pcpu_word(seg, cpu, mm, k)
     c = load(seg, w)
     while True:
         if abs(c + d) >= batch:
             lk = _lock(seg, mm, k)
-            spins = spin_lock(seg, lk)
+            jstep(seg, cpu, jf, P_LOCK)
+            spins = spin_lock(seg, lk, owner(cpu))
             c = load(seg, w)
+            jsave(seg, cpu, jf, L.J_A, c)
+            jstep_save(seg, cpu, jf, P_COUNT, L.J_B, load(seg, _count(seg, mm, k)))
             local_add(seg, _count(seg, mm, k), c + d)
+            jstep(seg, cpu, jf, P_SUB)
             local_add(seg, w, -c)
+            jstep(seg, cpu, jf, P_UNLOCK)
             spin_unlock(seg, lk)
             tally(seg, cpu, L.S_SLOW, 1)
             if spins:
                 tally(seg, cpu, L.S_SPINS, spins)
             return
+        jstep_save(seg, cpu, jf, P_FAST, L.J_A, c)
         seen = local_cmpxchg(seg, w, c, c + d)
         if seen == c:
             return
         c = seen
+
+
+@njit(inline="always")
+def recover(seg, cpu, op, step, mm, k, d):
+    """Complete a killed CPU's update from its journal; returns the inconsistencies found.
+
+    Every step touches the CPU's own word or a word under the counter's lock,
+    so the saved old values tell whether it ran: no doubt is left.
+    """
+    if op != L.JOP_ADD or step < P_FAST or step > P_UNLOCK:
+        return 0
+    w = pcpu_word(seg, cpu, mm, k)
+    lk = _lock(seg, mm, k)
+    c = jget(seg, cpu, L.J_A)
+    if step == P_FAST:
+        return int(settle(seg, w, c, c + d) == 2)
+    if step == P_LOCK:  # nothing changed yet: let go of the lock if it was taken, then do it all
+        release_if_held(seg, lk, cpu)
+        add(seg, cpu, -1, mm, k, d, 0)
+        return 0
+    hold(seg, lk, cpu)
+    bad = 0
+    if step == P_COUNT:
+        cnt = jget(seg, cpu, L.J_B)
+        bad += int(settle(seg, _count(seg, mm, k), cnt, cnt + c + d) == 2)
+    if step <= P_SUB:
+        bad += int(settle(seg, w, c, 0) == 2)
+    release_if_held(seg, lk, cpu)
+    return bad
+
+
+@njit(inline="always")
+def resolve(seg, cpu, kind, mm, k, d, residue):
+    return L.RES_BAD  # recover() leaves no doubt
+
+
+@njit(inline="always")
+def release_locks(seg, who):
+    for mm in range(seg[L.H_NMM]):
+        for k in range(L.NMEMBERS):
+            if seg[_lock(seg, mm, k)] == who:
+                spin_unlock(seg, _lock(seg, mm, k))
+
+
+@njit(inline="always")
+def threads(seg, mm):
+    return -1
+
+
+@njit(inline="always")
+def consistent(seg):
+    """Quiescent: every CPU's value is below the batch (what the approximate bound rests on)."""
+    bad = 0
+    batch = dparam(seg, 0)
+    for mm in range(seg[L.H_NMM]):
+        for k in range(L.NMEMBERS):
+            for cpu in range(seg[L.H_POSSIBLE]):
+                if abs(seg[pcpu_word(seg, cpu, mm, k)]) >= batch:
+                    bad += 1
+    return bad
 
 
 @njit(inline="always")
@@ -91,7 +164,7 @@ def approx_bound(seg, mm, k):
 @njit(inline="always")
 def read_precise(seg, mm, k):
     lk = _lock(seg, mm, k)
-    spin_lock(seg, lk)
+    spin_lock(seg, lk, L.OWNER_READER)
     s = load(seg, _count(seg, mm, k))
     for cpu in range(seg[L.H_POSSIBLE]):
         s += load(seg, pcpu_word(seg, cpu, mm, k))
@@ -114,7 +187,7 @@ def cpu_offline(seg, cpu):
     for mm in range(seg[L.H_NMM]):
         for k in range(L.NMEMBERS):
             lk = _lock(seg, mm, k)
-            spin_lock(seg, lk)
+            spin_lock(seg, lk, L.OWNER_PARENT)
             w = pcpu_word(seg, cpu, mm, k)
             local_add(seg, _count(seg, mm, k), load(seg, w))
             store(seg, w, 0)

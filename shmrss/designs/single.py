@@ -21,10 +21,14 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import load, local_add, spin_lock, spin_unlock, store, xadd
-from shmrss.designs._common import members_not_zero, mm_word, pcpu_word, tally
+from shmrss.designs._common import (
+    JOURNAL, jflag, doubt, hold, jget, jstep, jstep_save, members_not_zero, mm_word, owner, pcpu_word, release_if_held, settle,
+    settle_shared, tally,
+)
 from shmrss.designs.percpu import (
-    add as _pc_add, approx_bound as _pc_bound, batch_for, cpu_offline as _pc_offline,
-    mm_destroy as _pc_destroy, read_approx as _pc_approx, read_precise as _pc_precise,
+    add as _pc_add, approx_bound as _pc_bound, batch_for, consistent as _pc_consistent, cpu_offline as _pc_offline,
+    mm_destroy as _pc_destroy, read_approx as _pc_approx, read_precise as _pc_precise, recover as _pc_recover,
+    release_locks as _pc_release_locks,
 )
 from shmrss.segment import DesignShape
 
@@ -58,19 +62,99 @@ def _own(seg, task, mm):
 
 @njit(inline="always")
 def add(seg, cpu, task, mm, k, d, fault):
+    jf = fault & JOURNAL
     if load(seg, _w(seg, mm, _MODE)) == SINGLE:
         if _own(seg, task, mm):
+            jstep_save(seg, cpu, jf, _LOCAL, L.J_A, seg[_local(seg, mm, k)])
             local_add(seg, _local(seg, mm, k), d)  # the only thread: no lock, no atomic
             return
         lk = _w(seg, mm, _ARG_LOCK)
-        spin_lock(seg, lk)
+        jstep(seg, cpu, jf, _LOCK)
+        spin_lock(seg, lk, owner(cpu))
         if load(seg, _w(seg, mm, _MODE)) == SINGLE:
+            jstep_save(seg, cpu, jf, _REMOTE_ADD, L.J_A, seg[_w(seg, mm, _REMOTE + k)])
             local_add(seg, _w(seg, mm, _REMOTE + k), d)
+            jstep(seg, cpu, jf, _UNLOCK)
             spin_unlock(seg, lk)
             tally(seg, cpu, L.S_SLOW, 1)
             return
+        jstep(seg, cpu, jf, _UNLOCK_SWITCHED)
         spin_unlock(seg, lk)
     _pc_add(seg, cpu, task, mm, k, d, fault)
+
+
+# kill points (percpu's 1..5 in per-CPU mode)
+_LOCAL, _LOCK, _REMOTE_ADD, _UNLOCK, _UNLOCK_SWITCHED, _NTHREADS_ADD = 11, 12, 13, 14, 15, 16
+_TP_ZERO, _TP_LOCK, _TP_COUNTS, _TP_MODE, _TP_UNLOCK = 21, 22, 23, 24, 25
+
+
+@njit(inline="always")
+def recover(seg, cpu, op, step, mm, k, d):
+    """Complete a killed CPU's update or thread change from its journal; returns inconsistencies."""
+    lk = _w(seg, mm, _ARG_LOCK)
+    if op == L.JOP_ADD:
+        if step < _LOCAL:
+            return _pc_recover(seg, cpu, op, step, mm, k, d)
+        if step == _LOCAL:
+            old = jget(seg, cpu, L.J_A)
+            return int(settle(seg, _local(seg, mm, k), old, old + d) == 2)
+        if step == _LOCK or step == _UNLOCK_SWITCHED:  # nothing changed yet: do it all again
+            release_if_held(seg, lk, cpu)
+            add(seg, cpu, -1, mm, k, d, 0)
+            return 0
+        bad = 0
+        if step == _REMOTE_ADD:
+            old = jget(seg, cpu, L.J_A)
+            bad = int(settle(seg, _w(seg, mm, _REMOTE + k), old, old + d) == 2)
+        release_if_held(seg, lk, cpu)
+        return bad
+    if op != L.JOP_SCHED:
+        return 0
+    if step == _NTHREADS_ADD:
+        doubt(seg, cpu, L.DOUBT_THREADS, mm, 0, 1 if k == L.OP_CLONE else -1)
+    elif step == _TP_ZERO or step == _TP_LOCK:
+        release_if_held(seg, lk, cpu)
+        _to_percpu(seg, -1, mm, 0)
+    elif step >= _TP_COUNTS:
+        hold(seg, lk, cpu)
+        if step == _TP_COUNTS:
+            _set_counts(seg, mm)
+        store(seg, _w(seg, mm, _MODE), PERCPU)
+        release_if_held(seg, lk, cpu)
+    return 0
+
+
+@njit(inline="always")
+def resolve(seg, cpu, kind, mm, k, d, residue):
+    if kind == L.DOUBT_THREADS:
+        res = settle_shared(seg, _w(seg, mm, _NTHREADS), d, residue)
+        if res != L.RES_BAD and d > 0 and seg[_w(seg, mm, _NTHREADS)] >= 2 and seg[_w(seg, mm, _MODE)] == SINGLE:
+            _to_percpu(seg, -1, mm, 0)  # what the clone would have gone on to do
+        return res
+    return L.RES_BAD
+
+
+@njit(inline="always")
+def release_locks(seg, who):
+    for mm in range(seg[L.H_NMM]):
+        if seg[_w(seg, mm, _ARG_LOCK)] == who:
+            spin_unlock(seg, _w(seg, mm, _ARG_LOCK))
+    _pc_release_locks(seg, who)
+
+
+@njit(inline="always")
+def threads(seg, mm):
+    return seg[_w(seg, mm, _NTHREADS)]
+
+
+@njit(inline="always")
+def consistent(seg):
+    """Quiescent: no mm with two threads is still in single mode; per-CPU values below the batch."""
+    bad = 0
+    for mm in range(seg[L.H_NMM]):
+        if seg[_w(seg, mm, _NTHREADS)] >= 2 and seg[_w(seg, mm, _MODE)] == SINGLE:
+            bad += 1
+    return bad + _pc_consistent(seg)
 
 
 @njit(inline="always")
@@ -100,7 +184,7 @@ def approx_bound(seg, mm, k):
 def read_precise(seg, mm, k):
     if load(seg, _w(seg, mm, _MODE)) == SINGLE:
         lk = _w(seg, mm, _ARG_LOCK)
-        spin_lock(seg, lk)
+        spin_lock(seg, lk, L.OWNER_READER)
         if load(seg, _w(seg, mm, _MODE)) == SINGLE:
             v = load(seg, _local(seg, mm, k)) + load(seg, _w(seg, mm, _REMOTE + k))
             spin_unlock(seg, lk)
@@ -110,28 +194,41 @@ def read_precise(seg, mm, k):
 
 
 @njit(inline="always")
-def _to_percpu(seg, mm):
-    # the per-CPU allocation the single mode saved until now: zero every possible CPU's slice
-    for cpu in range(seg[L.H_POSSIBLE]):
-        for k in range(L.NMEMBERS):
-            store(seg, pcpu_word(seg, cpu, mm, k), 0)
-    lk = _w(seg, mm, _ARG_LOCK)
-    spin_lock(seg, lk)
+def _set_counts(seg, mm):
     for k in range(L.NMEMBERS):
         store(seg, mm_word(seg, mm, 2 * k + 1), load(seg, _local(seg, mm, k)) + load(seg, _w(seg, mm, _REMOTE + k)))
+
+
+@njit(inline="always")
+def _to_percpu(seg, cpu, mm, jf):
+    # the per-CPU allocation the single mode saved until now: zero every possible CPU's slice
+    jstep(seg, cpu, jf, _TP_ZERO)
+    for c in range(seg[L.H_POSSIBLE]):
+        for k in range(L.NMEMBERS):
+            store(seg, pcpu_word(seg, c, mm, k), 0)
+    lk = _w(seg, mm, _ARG_LOCK)
+    jstep(seg, cpu, jf, _TP_LOCK)
+    spin_lock(seg, lk, owner(cpu))
+    jstep(seg, cpu, jf, _TP_COUNTS)
+    _set_counts(seg, mm)
+    jstep(seg, cpu, jf, _TP_MODE)
     store(seg, _w(seg, mm, _MODE), PERCPU)
+    jstep(seg, cpu, jf, _TP_UNLOCK)
     spin_unlock(seg, lk)
 
 
 @njit(inline="always")
 def thread_created(seg, cpu, mm):
+    jf = jflag(seg, cpu)
+    jstep(seg, cpu, jf, _NTHREADS_ADD)
     n = xadd(seg, _w(seg, mm, _NTHREADS), 1) + 1
     if n >= 2 and load(seg, _w(seg, mm, _MODE)) == SINGLE:
-        _to_percpu(seg, mm)
+        _to_percpu(seg, cpu, mm, jf)
 
 
 @njit(inline="always")
 def task_exit(seg, cpu, task, mm):
+    jstep(seg, cpu, jflag(seg, cpu), _NTHREADS_ADD)
     xadd(seg, _w(seg, mm, _NTHREADS), -1)
 
 

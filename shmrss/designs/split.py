@@ -20,7 +20,9 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import load, local_add, pause, store, xadd
-from shmrss.designs._common import members_not_zero, mm_word, tally, task_word
+from shmrss.designs._common import (
+    JOURNAL, jflag, doubt, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, settle, settle_shared, tally, task_word,
+)
 from shmrss.segment import DesignShape
 
 NAME = "split"
@@ -49,15 +51,24 @@ def _own(seg, task, mm):
 
 
 @njit(inline="always")
-def _sync(seg, task, mm):
+def _sync(seg, cpu, task, mm, jf):
     """sync_mm_rss: fold the task's cache into the mm's atomics."""
     tw = task_word(seg, task, 0)
     seq = seg[tw + _SEQ]
+    jstep_save(seg, cpu, jf, _SEQ_ODD, L.J_C, seq)
     store(seg, tw + _SEQ, seq + 1)
+    _fold(seg, cpu, tw, mm, seq, jf)
+
+
+@njit(inline="always")
+def _fold(seg, cpu, tw, mm, seq, jf):
     for k in range(L.NMEMBERS):
         c = seg[tw + _CACHE + k]
         if c != 0:
+            jsave(seg, cpu, jf, L.J_E, k)
+            jstep(seg, cpu, jf, _FOLD)
             xadd(seg, mm_word(seg, mm, k), c)
+            jstep(seg, cpu, jf, _ZERO)
             store(seg, tw + _CACHE + k, 0)
     store(seg, tw + _EVENTS, 0)
     store(seg, tw + _SEQ, seq + 2)
@@ -65,16 +76,108 @@ def _sync(seg, task, mm):
 
 @njit(inline="always")
 def add(seg, cpu, task, mm, k, d, fault):
-    if fault and _own(seg, task, mm):
+    jf = fault & JOURNAL
+    if fault & 1 and _own(seg, task, mm):
         tw = task_word(seg, task, 0)
         ev = seg[tw + _EVENTS]
+        jstep_save(seg, cpu, jf, _EVENT, L.J_A, ev)
         store(seg, tw + _EVENTS, ev + 1)
         if ev > THRESH:  # check_sync_rss_stat, before the fault's own update
-            _sync(seg, task, mm)
+            _sync(seg, cpu, task, mm, jf)
             tally(seg, cpu, L.S_SLOW, 1)
+        jstep_save(seg, cpu, jf, _CACHED, L.J_B, seg[tw + _CACHE + k])
         local_add(seg, tw + _CACHE + k, d)
     else:
+        jstep(seg, cpu, jf, _SHARED)
         xadd(seg, mm_word(seg, mm, k), d)
+
+
+# kill points: an update's steps, then a fold's (in an update or at exit), then the thread count's
+_EVENT, _CACHED, _SHARED, _SEQ_ODD, _FOLD, _ZERO, _NTHREADS_ADD = 1, 2, 3, 4, 5, 6, 7
+
+
+@njit(inline="always")
+def _recover_fold(seg, cpu, tw, mm, step):
+    """Finish a fold the CPU died in: a cache member whose xadd is in doubt leaves the cache as a doubt."""
+    seq = jget(seg, cpu, L.J_C)
+    store(seg, tw + _SEQ, seq + 1)
+    if step == _FOLD or step == _ZERO:
+        kk = jget(seg, cpu, L.J_E)
+        if step == _FOLD:
+            doubt(seg, cpu, L.DOUBT_PRECISE, mm, kk, seg[tw + _CACHE + kk])
+        store(seg, tw + _CACHE + kk, 0)
+    _fold(seg, cpu, tw, mm, seq, 0)
+
+
+@njit(inline="always")
+def recover(seg, cpu, op, step, mm, k, d):
+    """Complete a killed CPU's update, or its task's exit, from the journal; returns inconsistencies.
+
+    The task's cache words move with the task, but nobody runs it until the
+    recovery has given it to a live CPU, so they are the dead CPU's to fix.
+    """
+    task = jget(seg, cpu, L.J_TASK)
+    if op == L.JOP_SCHED:
+        # an exit (a clone has only its thread count step): the fold, then the thread count
+        if step >= _SEQ_ODD and step <= _ZERO:
+            _recover_fold(seg, cpu, task_word(seg, task, 0), mm, step)
+            step = _NTHREADS_ADD - 1
+        if step == _NTHREADS_ADD - 1 and k == L.OP_EXIT:
+            xadd(seg, mm_word(seg, mm, _NTHREADS), -1)
+        elif step == _NTHREADS_ADD:
+            doubt(seg, cpu, L.DOUBT_THREADS, mm, 0, 1 if k == L.OP_CLONE else -1)
+        return 0
+    if op != L.JOP_ADD:
+        return 0
+    if step == _SHARED:
+        doubt(seg, cpu, L.DOUBT_PRECISE, mm, k, d)
+        return 0
+    tw = task_word(seg, task, 0)
+    bad = 0
+    if step == _EVENT:
+        ev = jget(seg, cpu, L.J_A)
+        bad += int(settle(seg, tw + _EVENTS, ev, ev + 1) == 2)
+        if ev > THRESH:
+            _sync(seg, -1, task, mm, 0)
+        local_add(seg, tw + _CACHE + k, d)
+    elif step >= _SEQ_ODD and step <= _ZERO:
+        _recover_fold(seg, cpu, tw, mm, step)
+        local_add(seg, tw + _CACHE + k, d)
+    elif step == _CACHED:
+        old = jget(seg, cpu, L.J_B)
+        bad += int(settle(seg, tw + _CACHE + k, old, old + d) == 2)
+    return bad
+
+
+@njit(inline="always")
+def resolve(seg, cpu, kind, mm, k, d, residue):
+    if kind == L.DOUBT_THREADS:
+        return settle_shared(seg, mm_word(seg, mm, _NTHREADS), d, residue)
+    return settle_shared(seg, mm_word(seg, mm, k), d, residue)
+
+
+@njit(inline="always")
+def release_locks(seg, who):
+    pass  # no locks
+
+
+@njit(inline="always")
+def threads(seg, mm):
+    return seg[mm_word(seg, mm, _NTHREADS)]
+
+
+@njit(inline="always")
+def consistent(seg):
+    """Quiescent: no task's sequence count is left odd, no cache holds more than a thread can."""
+    bad = 0
+    for t in range(seg[L.H_NTASK]):
+        tw = task_word(seg, t, 0)
+        if seg[tw + _SEQ] & 1:
+            bad += 1
+        for k in range(L.NMEMBERS):
+            if abs(seg[tw + _CACHE + k]) > PER_THREAD:
+                bad += 1
+    return bad
 
 
 @njit(inline="always")
@@ -133,12 +236,15 @@ def read_precise(seg, mm, k):
 
 @njit(inline="always")
 def thread_created(seg, cpu, mm):
+    jstep(seg, cpu, jflag(seg, cpu), _NTHREADS_ADD)
     xadd(seg, mm_word(seg, mm, _NTHREADS), 1)
 
 
 @njit(inline="always")
 def task_exit(seg, cpu, task, mm):
-    _sync(seg, task, mm)
+    jf = jflag(seg, cpu)
+    _sync(seg, cpu, task, mm, jf)
+    jstep(seg, cpu, jf, _NTHREADS_ADD)
     xadd(seg, mm_word(seg, mm, _NTHREADS), -1)
 
 

@@ -31,7 +31,9 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import load, local_xadd, store, xadd
-from shmrss.designs._common import dparam, members_not_zero, mm_word, pcpu_word, tally
+from shmrss.designs._common import (
+    JOURNAL, doubt, dparam, jget, jsave, jstep_save, members_not_zero, mm_word, pcpu_word, settle, tally,
+)
 from shmrss.segment import DesignShape
 
 NAME = "tree"
@@ -105,7 +107,10 @@ def _hi(x, log2b):
 
 @njit(inline="always")
 def add(seg, cpu, task, mm, k, d, fault):
-    old = local_xadd(seg, pcpu_word(seg, cpu, mm, k), d)
+    jf = fault & JOURNAL
+    w0 = pcpu_word(seg, cpu, mm, k)
+    jstep_save(seg, cpu, jf, _L0, L.J_A, seg[w0])
+    old = local_xadd(seg, w0, d)
     log2b = dparam(seg, 0)
     carry = _hi(old + d, log2b) - _hi(old, log2b)
     if carry == 0:
@@ -118,6 +123,8 @@ def add(seg, cpu, task, mm, k, d, fault):
         shift += dparam(seg, 5 + lev)
         items = 1 << (_k(seg) - shift)
         w = _item(seg, mm, k, first + (cpu & (items - 1)))
+        jsave(seg, cpu, jf, L.J_B, lev)
+        jstep_save(seg, cpu, jf, _CARRY, L.J_C, carry)
         old = xadd(seg, w, carry)
         if lev == nlev - 1:
             return  # the root keeps everything
@@ -126,6 +133,105 @@ def add(seg, cpu, task, mm, k, d, fault):
         if carry == 0:
             return
         first += items
+
+
+_L0, _CARRY = 1, 2  # kill points
+
+
+@njit(inline="always")
+def recover(seg, cpu, op, step, mm, k, d):
+    """Complete a killed CPU's update: its level-0 add is told by the saved old value; a carry in
+    flight is left as a doubt, settled when quiescent by recomputing the CPU's path from below."""
+    if op != L.JOP_ADD:
+        return 0
+    if step == _L0:
+        old = jget(seg, cpu, L.J_A)
+        if settle(seg, pcpu_word(seg, cpu, mm, k), old, old + d) == 2:
+            return 1
+        if dparam(seg, 1) > 0:
+            carry = _hi(old + d, dparam(seg, 0)) - _hi(old, dparam(seg, 0))
+            if carry != 0:
+                seg[seg[L.H_CPUSTAT] + cpu * seg[L.H_CPUSTAT_STRIDE] + L.S_J + L.J_B] = 0
+                doubt(seg, cpu, L.DOUBT_TREE, mm, k, carry)
+    elif step == _CARRY:
+        doubt(seg, cpu, L.DOUBT_TREE, mm, k, jget(seg, cpu, L.J_C))
+    return 0
+
+
+@njit(inline="always")
+def _expected(seg, mm, k, lev, j):
+    """What item j of level lev+1 holds when every carry into it has landed: its children's carries."""
+    s = 0
+    log2b = dparam(seg, 0)
+    if lev == 0:
+        items = 1 << (_k(seg) - dparam(seg, 5))
+        for c in range(seg[L.H_POSSIBLE]):
+            if c & (items - 1) == j:
+                s += _hi(seg[pcpu_word(seg, c, mm, k)], log2b)
+        return s
+    shift = 0
+    first = 0
+    for i in range(lev - 1):
+        shift += dparam(seg, 5 + i)
+        first += 1 << (_k(seg) - shift)
+    shift += dparam(seg, 5 + lev - 1)
+    below = 1 << (_k(seg) - shift)  # items of the level below
+    items = 1 << (_k(seg) - shift - dparam(seg, 5 + lev))
+    for c in range(below):
+        if c & (items - 1) == j:
+            s += _hi(seg[_item(seg, mm, k, first + c)], log2b + shift)
+    return s
+
+
+@njit(inline="always")
+def resolve(seg, cpu, kind, mm, k, d, residue):
+    """Recompute the dead CPU's path bottom-up: the carry in doubt either landed or is added now."""
+    if kind != L.DOUBT_TREE:
+        return L.RES_BAD
+    at = seg[seg[L.H_CPUSTAT] + cpu * seg[L.H_CPUSTAT_STRIDE] + L.S_J + L.J_B]  # the level in doubt
+    res = L.RES_LANDED
+    shift = 0
+    first = 0
+    for lev in range(dparam(seg, 1)):
+        shift += dparam(seg, 5 + lev)
+        items = 1 << (_k(seg) - shift)
+        w = _item(seg, mm, k, first + (cpu & (items - 1)))
+        diff = _expected(seg, mm, k, lev, cpu & (items - 1)) - seg[w]
+        if diff != 0:
+            if lev < at or (lev == at and diff != d):
+                return L.RES_BAD
+            xadd(seg, w, diff)
+            res = L.RES_APPLIED
+        first += items
+    return res
+
+
+@njit(inline="always")
+def consistent(seg):
+    """Quiescent: every item equals the carries of its children (what the root's range rests on)."""
+    bad = 0
+    for mm in range(seg[L.H_NMM]):
+        for k in range(L.NMEMBERS):
+            shift = 0
+            first = 0
+            for lev in range(dparam(seg, 1)):
+                shift += dparam(seg, 5 + lev)
+                items = 1 << (_k(seg) - shift)
+                for j in range(items):
+                    if seg[_item(seg, mm, k, first + j)] != _expected(seg, mm, k, lev, j):
+                        bad += 1
+                first += items
+    return bad
+
+
+@njit(inline="always")
+def release_locks(seg, who):
+    pass  # no locks
+
+
+@njit(inline="always")
+def threads(seg, mm):
+    return -1
 
 
 @njit(inline="always")
