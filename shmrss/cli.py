@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-calibrate", action="store_true", help="do not embed a hardware calibration")
     r.add_argument("--perf", action="store_true",
                    help="add perf stat counters of the CPU processes (what the host supports) to the result")
+    r.add_argument("--offline-at", action="append", default=[], metavar="T:CPU",
+                   help="take emulated CPU CPU offline T seconds into each run (repeatable)")
+    r.add_argument("--kill-at", action="append", default=[], metavar="T:CPU",
+                   help="SIGKILL emulated CPU CPU (or 'reader', 'reclaimer') T seconds into each run (repeatable)")
+    r.add_argument("--check-every", type=_positive_float, metavar="S",
+                   help="soak mode: park every CPU each S seconds and check the invariants there")
     r.add_argument("--json", metavar="PATH", help="write the result(s) as JSON")
     r.add_argument("--live", action="store_true",
                    help="show the live monitor view of the run (per CPU, per mm, host) instead of the progress bar")
@@ -298,6 +304,20 @@ def cmd_run(args, err: Console) -> int:
                     orders_for(max(pc or 0, ncpu + int(reclaimer)), args.tree_orders)
             except ValueError as e:
                 raise UsageError(str(e)) from None
+        from shmrss import faults as F
+
+        try:
+            fault_list = [F.parse(x, "offline") for x in args.offline_at] + [F.parse(x, "kill") for x in args.kill_at]
+            if fault_list or args.check_every:
+                if fork_exit:
+                    raise F.FaultError("--offline-at, --kill-at and --check-every go with the tape workloads, "
+                                       "not fork_exit")
+                if args.check_every and args.check_every >= args.duration:
+                    raise F.FaultError(f"--check-every {args.check_every:g} must be shorter than --duration "
+                                       f"{args.duration:g}")
+            F.validate(fault_list, len(placement.cpus), args.duration, reclaimer, not args.no_reader)
+        except F.FaultError as e:
+            raise UsageError(str(e)) from None
         for path in (args.json, args.plot):
             if path:
                 parent = Path(path).resolve().parent
@@ -322,14 +342,16 @@ def cmd_run(args, err: Console) -> int:
 
     options = {"mode": spec.get("mode"), "tasks_option": args.tasks, "smt": args.smt, "reclaimer": reclaimer,
                "nodes_option": args.nodes, "tree_orders": list(args.tree_orders) if args.tree_orders else None,
-               "perf": args.perf}
+               "perf": args.perf, "offline_at": args.offline_at, "kill_at": args.kill_at,
+               "check_every": args.check_every}
 
     def params_for(design: str, possible: int | None) -> RunParams:
         return RunParams(design=design, workload=wl, placement=placement, topo=topo, duration=args.duration,
                          read_interval=args.read_interval / 1000.0, line=line, pack=args.pack, slice=args.slice,
                          possible=possible, reader=not args.no_reader, reclaimer=reclaimer, nodes=args.nodes,
                          oom=args.oom or bool(spec.get("oom")),
-                         design_options={"tree_orders": args.tree_orders}, options=options)
+                         design_options={"tree_orders": args.tree_orders}, options=options,
+                         faults=fault_list, check_every=args.check_every)
 
     # one job per (design or lifecycle variant) x possible CPUs: (label, run -> raw, raw -> result)
     jobs = []
@@ -439,15 +461,6 @@ def cmd_run(args, err: Console) -> int:
     return code
 
 
-def cmd_monitor(args, err: Console) -> int:
-    from shmrss.monitor import MonitorUsage, command
-
-    try:
-        return command(args)
-    except MonitorUsage as e:
-        raise UsageError(str(e)) from None
-
-
 def cmd_sweep(args, err: Console) -> int:
     from shmrss import sweep
     from shmrss.results_file import InputError
@@ -465,6 +478,15 @@ def cmd_report(args, err: Console) -> int:
     try:
         return report.main(args, err)
     except InputError as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_monitor(args, err: Console) -> int:
+    from shmrss.monitor import MonitorUsage, command
+
+    try:
+        return command(args)
+    except MonitorUsage as e:
         raise UsageError(str(e)) from None
 
 

@@ -21,11 +21,21 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import compiler_barrier, load, local_add, pause, raw, rdtsc, spin_lock, spin_unlock, store, xadd
+from shmrss.designs._common import JOURNAL
 from shmrss.designs.atomic import (  # DESIGN-IMPORT
-    add, approx_bound, cpu_offline, mm_destroy, mm_init, read_approx, read_precise, switch_mm, task_exit, thread_created,
+    add, approx_bound, consistent, cpu_offline, mm_destroy, mm_init, read_approx, read_precise, recover,
+    release_locks, resolve, switch_mm, task_exit, thread_created, threads,
 )
 
-_ = cpu_offline  # part of the interface; driven by the fault-injection work
+# the design's operations as calls, for recovery: inlining them into it again would multiply compile time
+_add_call = njit(cache=True)(add.py_func)
+_switch_call = njit(cache=True)(switch_mm.py_func)
+_created_call = njit(cache=True)(thread_created.py_func)
+_exit_call = njit(cache=True)(task_exit.py_func)
+_recover_call = njit(cache=True)(recover.py_func)
+_resolve_call = njit(cache=True)(resolve.py_func)
+
+RECOVERY_VAR = 1 << 40  # added to a dead CPU's VAR while it is recovered: reads overlapping it are not judged
 
 
 @njit(inline="always")
@@ -53,20 +63,43 @@ def _step_remain(seg, tape_start, step):
 
 
 @njit(inline="always")
-def _apply(seg, st, truth, var, cpu, t, mm, k, d, fault):
-    """One counter update with the ground-truth protocol; returns the new VAR."""
+def _apply(seg, st, truth, var, cpu, t, mm, k, d, fault, jon):
+    """One counter update with the ground-truth protocol; returns the new VAR.
+
+    With the journal on (``jon``), the event is recorded first, so that the
+    parent can complete it if this CPU is killed before COMMIT.
+    """
+    if jon:
+        j = st + L.S_J
+        store(seg, j + L.J_MM, mm)
+        store(seg, j + L.J_K, k)
+        store(seg, j + L.J_D, d)
+        store(seg, j + L.J_TASK, t)
+        store(seg, j + L.J_FAULT, fault)
+        store(seg, j + L.J_T0, seg[truth + mm * L.NMEMBERS + k])
+        store(seg, j + L.J_STEP, 0)
+        store(seg, j + L.J_OP, L.JOP_ADD)
     var += abs(d)
     store(seg, st + L.S_VAR, var)
     compiler_barrier()
     local_add(seg, truth + mm * L.NMEMBERS + k, d)
-    add(seg, cpu, t, mm, k, d, fault)
+    add(seg, cpu, t, mm, k, d, fault | JOURNAL if jon else fault)
     store(seg, st + L.S_COMMIT, var)
+    if jon:
+        store(seg, st + L.S_J + L.J_OP, L.JOP_NONE)
     return var
 
 
+@njit(cache=True)
+def _apply_call(seg, st, truth, var, cpu, t, mm, k, d, fault, jon):
+    """``_apply`` as a call: for the rare updates (unmap, remote, the reclaimer), so that the design's
+    update is inlined once per loop, not at every site (compile time)."""
+    return _apply(seg, st, truth, var, cpu, t, mm, k, d, fault, jon)
+
+
 @njit(inline="always")
-def _rq_remove(seg, rq, t):
-    spin_lock(seg, rq + L.Q_LOCK)
+def _rq_remove(seg, rq, t, who):
+    spin_lock(seg, rq + L.Q_LOCK, who)
     n = load(seg, rq + L.Q_N)
     for i in range(n):
         if seg[rq + L.Q_IDS + i] == t:
@@ -77,8 +110,8 @@ def _rq_remove(seg, rq, t):
 
 
 @njit(inline="always")
-def _rq_append(seg, rq, t):
-    spin_lock(seg, rq + L.Q_LOCK)
+def _rq_append(seg, rq, t, who):
+    spin_lock(seg, rq + L.Q_LOCK, who)
     n = load(seg, rq + L.Q_N)
     store(seg, rq + L.Q_IDS + n, t)
     store(seg, rq + L.Q_N, n + 1)  # release: the id and the task's saved state are visible first
@@ -103,9 +136,33 @@ def _pick(seg, rq, after):
     return -1
 
 
+@njit(inline="always")
+def _save_task(seg, tb, step, remain):
+    seg[tb + L.T_STEP] = step
+    seg[tb + L.T_REMAIN] = remain
+
+
+@njit(inline="always")
+def _park(seg, st, ctrl, t, tb, step, remain):
+    """Wait at a check point while the parent holds every CPU still (checks, recovery of a dead CPU)."""
+    if t >= 0:
+        _save_task(seg, tb, step, remain)
+    store(seg, st + L.S_CUR_TASK, t)
+    store(seg, st + L.S_STATUS, L.CPU_PARKED)
+    while load(seg, ctrl + L.C_PAUSE) != 0 and load(seg, ctrl + L.C_STOP) == 0:
+        pause()
+    store(seg, st + L.S_STATUS, L.CPU_RUNNING)
+
+
+@njit(inline="always")
+def _alive(seg, cpu):
+    s = load(seg, _stat(seg, cpu) + L.S_STATUS)
+    return s == L.CPU_RUNNING or s == L.CPU_PARKED or s == L.CPU_BARRIER
+
+
 @njit("int64(int64[::1], int64)", cache=True)
 def cpu_main(words, cpu):
-    """Run emulated CPU ``cpu`` until the stop flag; return its event count."""
+    """Run emulated CPU ``cpu`` until the stop flag (or an offline request); return its event count."""
     seg = raw(words)
     st = _stat(seg, cpu)
     ctrl = seg[L.H_CTRL]
@@ -116,6 +173,8 @@ def cpu_main(words, cpu):
     slice_len = seg[L.H_SLICE]
     nwork = seg[L.H_NWORK]
     nmm = seg[L.H_NMM]
+    jon = seg[st + L.S_J + L.J_ON] != 0
+    j = st + L.S_J
 
     store(seg, st + L.S_STATUS, L.CPU_BARRIER)
     xadd(seg, ctrl + line + L.C_BARRIER, 1)
@@ -146,26 +205,31 @@ def cpu_main(words, cpu):
     left = 0
     check_at = every
     need_pick = True
+    offline = False
 
     while True:
         if need_pick:
             # scheduler: the next runnable task of this CPU's queue, idling while there is none
             if t >= 0:
-                seg[tb + L.T_STEP] = step
-                seg[tb + L.T_REMAIN] = remain
-            j = _pick(seg, rq, qi)
-            while j < 0:
+                _save_task(seg, tb, step, remain)
+            j_ = _pick(seg, rq, qi)
+            while j_ < 0:
                 idle += 1
                 for _ in range(L.IDLE_PAUSES):
                     pause()
                 if load(seg, ctrl + L.C_STOP) != 0:
                     break
-                j = _pick(seg, rq, -1)
-            if j < 0:
+                if load(seg, st + L.S_REQ) == L.REQ_OFFLINE:
+                    offline = True
+                    break
+                if load(seg, ctrl + L.C_PAUSE) != 0:
+                    _park(seg, st, ctrl, -1, 0, 0, 0)
+                j_ = _pick(seg, rq, -1)
+            if j_ < 0:
                 t = -1
                 break
-            qi = j
-            t = load(seg, rq + L.Q_IDS + j)
+            qi = j_
+            t = load(seg, rq + L.Q_IDS + j_)
             tb = _task(seg, t)
             mm = seg[tb + L.T_MM]
             tape_start = seg[tb + L.T_TAPE_START]
@@ -173,11 +237,18 @@ def cpu_main(words, cpu):
             step = seg[tb + L.T_STEP]
             remain = seg[tb + L.T_REMAIN]
             if mm != cur_mm:
+                if jon:
+                    store(seg, j + L.J_MM, cur_mm)
+                    store(seg, j + L.J_B, mm)
+                    store(seg, j + L.J_STEP, 0)
+                    store(seg, j + L.J_OP, L.JOP_SWITCH)
                 switch_mm(seg, cpu, cur_mm, mm)
                 if cur_mm >= 0:
                     switches += 1
                 cur_mm = mm
                 store(seg, st + L.S_CUR_MM, mm)
+                if jon:
+                    store(seg, j + L.J_OP, L.JOP_NONE)
             left = slice_len
             need_pick = False
 
@@ -192,21 +263,38 @@ def cpu_main(words, cpu):
                 n = left
             if check_at - steps < n:
                 n = check_at - steps
-            for _ in range(n):
-                var = _apply(seg, st, truth, var, cpu, t, mm, k, 1, 1)
+            if jon:  # journaled runs (faults) are not the ones timed: their updates are calls
+                for _ in range(n):
+                    var = _apply_call(seg, st, truth, var, cpu, t, mm, k, 1, 1, True)
+            else:  # the constant lets the compiler drop every journal test from the timed loop
+                for _ in range(n):
+                    var = _apply(seg, st, truth, var, cpu, t, mm, k, 1, 1, False)
             events += n
         else:
             n = 1
+            if jon and (op == L.OP_UNMAP or op == L.OP_REMOTE):
+                # the step counts as taken before it runs: a kill from here on is completed by the parent,
+                # so the task, wherever it runs next, must not do it again (a second unmap would go negative)
+                nxt = step + 1 if step + 1 < tape_len else 0
+                _save_task(seg, tb, nxt, _step_remain(seg, tape_start, nxt))
             if op == L.OP_UNMAP:
-                var = _apply(seg, st, truth, var, cpu, t, mm, k, -seg[sb + 2], 0)
+                var = _apply_call(seg, st, truth, var, cpu, t, mm, k, -seg[sb + 2], 0, jon)
                 events += 1
             elif op == L.OP_REMOTE:
-                var = _apply(seg, st, truth, var, cpu, t, (mm + seg[sb + 3]) % nmm, k, seg[sb + 2], 0)
+                var = _apply_call(seg, st, truth, var, cpu, t, (mm + seg[sb + 3]) % nmm, k, seg[sb + 2], 0, jon)
                 events += 1
-            elif op == L.OP_CLONE:
-                thread_created(seg, cpu, mm)
-            elif op == L.OP_EXIT:
-                task_exit(seg, cpu, t, mm)  # the slot carries on as the thread an earlier clone made
+            elif op == L.OP_CLONE or op == L.OP_EXIT:
+                if jon:  # the task's place in its tape is saved after the step: it is never done twice
+                    store(seg, j + L.J_MM, mm)
+                    store(seg, j + L.J_K, op)
+                    store(seg, j + L.J_TASK, t)
+                    store(seg, j + L.J_D, step)
+                    store(seg, j + L.J_STEP, 0)
+                    store(seg, j + L.J_OP, L.JOP_SCHED)
+                if op == L.OP_CLONE:
+                    thread_created(seg, cpu, mm)
+                else:
+                    task_exit(seg, cpu, t, mm)  # the slot carries on as the thread an earlier clone made
             elif op == L.OP_YIELD:
                 need_pick = True
             elif op == L.OP_SLEEP:
@@ -214,6 +302,10 @@ def cpu_main(words, cpu):
                 need_pick = True
             elif op == L.OP_MIGRATE:
                 target = (cpu + seg[sb + 2]) % nwork
+                for _ in range(nwork):  # a CPU that is gone takes no tasks: the next live one does
+                    if _alive(seg, target):
+                        break
+                    target = (target + 1) % nwork
                 if target != cpu:
                     need_pick = True
         steps += n
@@ -225,14 +317,16 @@ def cpu_main(words, cpu):
             if step == tape_len:
                 step = 0
             remain = _step_remain(seg, tape_start, step)
+        if jon and (op == L.OP_CLONE or op == L.OP_EXIT):
+            _save_task(seg, tb, step, remain)
+            store(seg, j + L.J_OP, L.JOP_NONE)
 
         if op == L.OP_MIGRATE and need_pick:
             # hand the task over: its saved state first, then the target's queue
-            seg[tb + L.T_STEP] = step
-            seg[tb + L.T_REMAIN] = remain
-            _rq_remove(seg, rq, t)
+            _save_task(seg, tb, step, remain)
+            _rq_remove(seg, rq, t, cpu + 1)
             seg[tb + L.T_CPU] = target
-            _rq_append(seg, _rq(seg, target), t)
+            _rq_append(seg, _rq(seg, target), t, cpu + 1)
             migrations += 1
             t = -1
             qi -= 1
@@ -252,17 +346,22 @@ def cpu_main(words, cpu):
             store(seg, st + L.S_BEAT, rdtsc())
             if load(seg, ctrl + L.C_STOP) != 0:
                 break
+            if load(seg, st + L.S_REQ) == L.REQ_OFFLINE:
+                offline = True
+                break
+            if load(seg, ctrl + L.C_PAUSE) != 0:
+                _park(seg, st, ctrl, t, tb, step, remain)
 
     store(seg, st + L.S_TSC_END, rdtsc())
     if t >= 0:
-        seg[tb + L.T_STEP] = step
-        seg[tb + L.T_REMAIN] = remain
+        _save_task(seg, tb, step, remain)
+    store(seg, st + L.S_CUR_TASK, t)
     store(seg, st + L.S_EVENTS, events)
     store(seg, st + L.S_SWITCHES, switches)
     store(seg, st + L.S_OPS, steps - events)
     store(seg, st + L.S_MIGRATIONS, migrations)
     store(seg, st + L.S_IDLE, idle)
-    store(seg, st + L.S_STATUS, L.CPU_DONE)
+    store(seg, st + L.S_STATUS, L.CPU_OFFLINE if offline else L.CPU_DONE)
     return events
 
 
@@ -297,9 +396,11 @@ def reclaimer_main(words, cpu, seed, batch, pause_n):
     ctrl = seg[L.H_CTRL]
     truth = seg[L.H_TRUTH] + cpu * seg[L.H_TRUTH_STRIDE]
     nmm = seg[L.H_NMM]
+    jon = seg[st + L.S_J + L.J_ON] != 0
     xadd(seg, ctrl + seg[L.H_LINE] + L.C_BARRIER, 1)
     while load(seg, ctrl + L.C_GO) == 0 and load(seg, ctrl + L.C_STOP) == 0:
         pause()
+    store(seg, st + L.S_STATUS, L.CPU_RUNNING)
     store(seg, st + L.S_TSC_START, rdtsc())
     pending = np.full(8, -1, dtype=np.int64)  # swapped-out mms; each comes back in 8 moves later
     x = seed | 1
@@ -309,23 +410,25 @@ def reclaimer_main(words, cpu, seed, batch, pause_n):
         slot = moves & 7
         back = pending[slot]
         if back >= 0:
-            var = _apply(seg, st, truth, var, cpu, -1, back, L.SWAP, -batch, 0)
-            var = _apply(seg, st, truth, var, cpu, -1, back, L.ANON, batch, 0)
+            var = _apply_call(seg, st, truth, var, cpu, -1, back, L.SWAP, -batch, 0, jon)
+            var = _apply_call(seg, st, truth, var, cpu, -1, back, L.ANON, batch, 0, jon)
         x ^= x << 13
         x ^= (x >> 7) & ((1 << 57) - 1)
         x ^= x << 17
         victim = (x & 0x7FFFFFFF) % nmm
-        var = _apply(seg, st, truth, var, cpu, -1, victim, L.ANON, -batch, 0)
-        var = _apply(seg, st, truth, var, cpu, -1, victim, L.SWAP, batch, 0)
+        var = _apply_call(seg, st, truth, var, cpu, -1, victim, L.ANON, -batch, 0, jon)
+        var = _apply_call(seg, st, truth, var, cpu, -1, victim, L.SWAP, batch, 0, jon)
         pending[slot] = victim
         moves += 1
         store(seg, st + L.S_EVENTS, 4 * moves)
         for _ in range(pause_n):
             pause()
+        if load(seg, ctrl + L.C_PAUSE) != 0:
+            _park(seg, st, ctrl, -1, 0, 0, 0)
     for slot in range(8):  # swap everything back in before leaving
         if pending[slot] >= 0:
-            var = _apply(seg, st, truth, var, cpu, -1, pending[slot], L.SWAP, -batch, 0)
-            var = _apply(seg, st, truth, var, cpu, -1, pending[slot], L.ANON, batch, 0)
+            var = _apply_call(seg, st, truth, var, cpu, -1, pending[slot], L.SWAP, -batch, 0, jon)
+            var = _apply_call(seg, st, truth, var, cpu, -1, pending[slot], L.ANON, batch, 0, jon)
     store(seg, st + L.S_TSC_END, rdtsc())
     store(seg, st + L.S_STATUS, L.CPU_DONE)
 
@@ -575,3 +678,177 @@ def oom_pass(words):
         seg[o + L.O_JUDGED] += 1
         if victim != scan and _badness_precise(seg, victim) != _badness_precise(seg, scan):
             seg[o + L.O_DISAGREE] += 1
+
+
+# ---- faults: recovery of a dead CPU, quiescent checks
+
+@njit(inline="always")
+def _truth_sum(seg, mm, k):
+    s = 0
+    for cpu in range(seg[L.H_NCPU]):
+        s += seg[seg[L.H_TRUTH] + cpu * seg[L.H_TRUTH_STRIDE] + mm * L.NMEMBERS + k]
+    return s
+
+
+@njit(inline="always")
+def _expected_threads(seg, mm):
+    """Threads of mm by the tasks' places in their tapes: one each, plus the clones not yet exited."""
+    n = 0
+    for t in range(seg[L.H_NTASK]):
+        tb = _task(seg, t)
+        if seg[tb + L.T_MM] != mm:
+            continue
+        n += 1
+        for i in range(seg[tb + L.T_STEP]):
+            op = seg[seg[L.H_TAPE] + (seg[tb + L.T_TAPE_START] + i) * L.STEP_WORDS]
+            if op == L.OP_CLONE:
+                n += 1
+            elif op == L.OP_EXIT:
+                n -= 1
+    return n
+
+
+@njit("void(int64[::1], int64)", cache=True)
+def release_owner(words, who):
+    """Release every lock (the design's and the run queues') that ``who`` holds: it died holding them."""
+    seg = raw(words)
+    release_locks(seg, who)
+    for c in range(seg[L.H_NWORK]):
+        if seg[_rq(seg, c) + L.Q_LOCK] == who:
+            spin_unlock(seg, _rq(seg, c) + L.Q_LOCK)
+
+
+@njit("int64(int64[::1], int64, int64)", cache=True)
+def recover_dead(words, cpu, in_flight):
+    """First half of a killed CPU's recovery, while the others run: complete the operation its journal
+    shows in flight (leaving at most one doubtful shared update) and release its locks.
+
+    ``in_flight``: VAR differed from COMMIT when it died. Returns the inconsistencies found.
+    """
+    seg = raw(words)
+    st = _stat(seg, cpu)
+    j = st + L.S_J
+    seg[j + L.J_ON] = 0  # the steps redone for it are not journaled again
+    seg[j + L.J_KILL] = 0
+    seg[j + L.J_DOUBT_KIND] = L.DOUBT_NONE
+    op = seg[j + L.J_OP]
+    step = seg[j + L.J_STEP]
+    mm = seg[j + L.J_MM]
+    k = seg[j + L.J_K]
+    d = seg[j + L.J_D]
+    bad = 0
+    if op == L.JOP_ADD and in_flight != 0:
+        # roll forward: the truth of the event, then the design's remaining steps
+        seg[seg[L.H_TRUTH] + cpu * seg[L.H_TRUTH_STRIDE] + mm * L.NMEMBERS + k] = seg[j + L.J_T0] + d
+        if step == 0:
+            _add_call(seg, cpu, seg[j + L.J_TASK], mm, k, d, seg[j + L.J_FAULT])
+        else:
+            bad += _recover_call(seg, cpu, op, step, mm, k, d)
+    elif op == L.JOP_SWITCH:
+        if step == 0:
+            _switch_call(seg, cpu, mm, seg[j + L.J_B])
+        else:
+            bad += _recover_call(seg, cpu, op, step, mm, k, d)
+        seg[st + L.S_CUR_MM] = seg[j + L.J_B]
+    elif op == L.JOP_SCHED:
+        t = seg[j + L.J_TASK]
+        if step == 0:
+            if k == L.OP_CLONE:
+                _created_call(seg, cpu, mm)
+            else:
+                _exit_call(seg, cpu, t, mm)
+        else:
+            bad += _recover_call(seg, cpu, op, step, mm, k, d)
+        tb = _task(seg, t)
+        nxt = d + 1
+        if nxt == seg[tb + L.T_TAPE_LEN]:
+            nxt = 0
+        seg[tb + L.T_STEP] = nxt
+        seg[tb + L.T_REMAIN] = _step_remain(seg, seg[tb + L.T_TAPE_START], nxt)
+    seg[j + L.J_OP] = L.JOP_NONE
+    release_owner(words, cpu + 1)
+    return bad
+
+
+@njit(inline="always")
+def _rehome_tasks(seg):
+    """Every task in exactly one live CPU's queue: those of dead CPUs, and any lost mid-migration, are
+    dealt round robin to the live CPUs. Returns the tasks moved."""
+    nwork = seg[L.H_NWORK]
+    seen = np.zeros(seg[L.H_NTASK], dtype=np.int64)
+    live = np.empty(nwork, dtype=np.int64)
+    nlive = 0
+    for c in range(nwork):
+        rq = _rq(seg, c)
+        status = seg[_stat(seg, c) + L.S_STATUS]
+        if status == L.CPU_DEAD or status == L.CPU_OFFLINE:
+            seg[rq + L.Q_N] = 0
+            continue
+        # a CPU not yet recovered (frozen, or killed a moment ago) keeps its tasks for its own recovery
+        for i in range(seg[rq + L.Q_N]):
+            seen[seg[rq + L.Q_IDS + i]] += 1
+        if _alive(seg, c):
+            live[nlive] = c
+            nlive += 1
+    if nlive == 0:
+        return 0
+    moved = 0
+    for t in range(seg[L.H_NTASK]):
+        if seen[t] == 0:
+            c = live[moved % nlive]
+            seg[_task(seg, t) + L.T_CPU] = c
+            _rq_append(seg, _rq(seg, c), t, L.OWNER_PARENT)
+            moved += 1
+    return moved
+
+
+@njit("int64(int64[::1], int64, int64[::1])", cache=True)
+def settle_dead(words, cpu, out):
+    """Second half, with every live CPU parked: settle the doubt by its conservation law, give the dead
+    (or offline) CPU's tasks to live CPUs and fold its per-CPU state (the CPU-dead callback).
+
+    out = (doubt kind, resolution or -1, tasks moved). Returns 1 if the doubt could not be settled.
+    """
+    seg = raw(words)
+    st = _stat(seg, cpu)
+    j = st + L.S_J
+    kind = seg[j + L.J_DOUBT_KIND]
+    res = -1
+    if kind != L.DOUBT_NONE:
+        mm = seg[j + L.J_DOUBT_MM]
+        k = seg[j + L.J_DOUBT_K]
+        d = seg[j + L.J_DOUBT_D]
+        residue = 0
+        if kind == L.DOUBT_PRECISE:
+            residue = read_precise(seg, mm, k) - _truth_sum(seg, mm, k)
+        elif kind == L.DOUBT_THREADS:
+            residue = threads(seg, mm) - _expected_threads(seg, mm)
+        res = _resolve_call(seg, cpu, kind, mm, k, d, residue)
+        seg[j + L.J_DOUBT_KIND] = L.DOUBT_NONE
+    moved = _rehome_tasks(seg)
+    _switch_call(seg, cpu, seg[st + L.S_CUR_MM], -1)
+    seg[st + L.S_CUR_MM] = -1
+    cpu_offline(seg, cpu)
+    seg[st + L.S_COMMIT] = seg[st + L.S_VAR]
+    out[0] = kind
+    out[1] = res
+    out[2] = moved
+    return 1 if res == L.RES_BAD else 0
+
+
+@njit("int64(int64[::1])", cache=True)
+def design_consistent(words):
+    """Quiescent: the design's own redundant state agrees with itself (0: it does)."""
+    return consistent(raw(words))
+
+
+@njit("int64(int64[::1])", cache=True)
+def threads_off(words):
+    """Quiescent: mms whose thread count differs from what the tasks' tapes say (designs that keep one)."""
+    seg = raw(words)
+    bad = 0
+    for mm in range(seg[L.H_NMM]):
+        n = threads(seg, mm)
+        if n >= 0 and n != _expected_threads(seg, mm):
+            bad += 1
+    return bad

@@ -58,12 +58,19 @@ class RunParams:
     oom: bool = False  # the reader also selects OOM victims, 2-pass and all-precise
     nodes: int | None = None  # emulate this many NUMA nodes (pernode); None: the host's
     design_options: dict = field(default_factory=dict)  # e.g. tree_orders
+    faults: list = field(default_factory=list)  # shmrss.faults.Fault: offline / kill an emulated CPU mid-run
+    check_every: float | None = None  # soak mode: park every CPU and check the invariants this often
     options: dict = field(default_factory=dict)  # the user's options, for the result
 
     @property
     def nwork(self) -> int:
         """Emulated CPUs that run tapes."""
         return len(self.placement.cpus)
+
+    @property
+    def journal(self) -> bool:
+        """The CPUs keep an in-flight journal: a CPU killed mid-update can be recovered."""
+        return bool(self.faults)
 
     @property
     def ncpu(self) -> int:
@@ -124,6 +131,10 @@ def _populate(seg: Segment, p: RunParams) -> None:
     for cpu in range(p.ncpu):
         w[st + cpu * ss + L.S_CUR_MM] = -1
     w[int(w[L.H_READER]) + L.R_MIN_RATIO_PPM] = 1 << 62
+    for cpu in range(p.ncpu):
+        # the reclaimer always journals (it is not timed per event), so that losing it loses nothing
+        w[st + cpu * ss + L.S_J + L.J_ON] = int(p.journal or (p.reclaimer and cpu == p.nwork))
+    w[L.H_FAULTS] = int(p.journal)
     mod = designs.get(p.design)
     if hasattr(mod, "setup"):
         mod.setup(w, p.ncpu, p.node_of())
@@ -150,6 +161,8 @@ class Run:
         self.partial = False
         self.reader_died = False
         self.moved: set[int] = set()
+        self.faults = None  # shmrss.faults.FaultDriver, once the segment exists
+        self.t0 = 0.0
         self.perf = None  # --perf: a shmrss.perf.PerfStat on the CPU processes
 
     # ---- life cycle
@@ -173,6 +186,10 @@ class Run:
             self.seg = Segment.create(self._make_geometry())
             logger.debug("segment /{} ({} words)", self.seg.name, self.seg.h(L.H_TOTAL))
             self._fill()
+            from shmrss.faults import FaultDriver
+
+            self.faults = FaultDriver(self, eng, self.p.faults, self.p.check_every)
+            self.faults.arm()
             tsc_per_ns = calibrate_tsc()
             t_fork = time.perf_counter()
             self._fork()
@@ -226,16 +243,29 @@ class Run:
         return int(w[L.H_CTRL]) + line * int(w[L.H_LINE]) + slot
 
     def _check_children(self) -> None:
+        gone = self.faults.gone if self.faults is not None else set()
+        live = self.seg is not None and int(self.seg.words[self._ctrl(L.C_GO)]) != 0
         for cpu, proc in enumerate(self.cpus):
-            if proc.exitcode is not None:
-                raise RunFailed(f"emulated CPU {cpu} (pid {proc.pid}) died: {_exit_text(proc.exitcode)}")
+            if proc.exitcode is not None and cpu not in gone:
+                if not (live and self.p.journal):
+                    raise RunFailed(f"emulated CPU {cpu} (pid {proc.pid}) died: {_exit_text(proc.exitcode)}")
+                msg = f"emulated CPU {cpu} (pid {proc.pid}) died ({_exit_text(proc.exitcode)}): recovered from its journal"
+                logger.warning(msg)
+                self.warnings.append(msg)
+                self.faults.recover(cpu, None, time.perf_counter() - self.t0, killed=True)
         if self.reclaimer is not None and not self.reclaimer_died and self.reclaimer.exitcode is not None:
             self.reclaimer_died = True
             msg = f"the reclaimer (pid {self.reclaimer.pid}) died ({_exit_text(self.reclaimer.exitcode)})"
+            if live and self.faults is not None:
+                # it journals always: its last update is completed, and the run goes on without it
+                self.faults.recover(self.p.nwork, None, time.perf_counter() - self.t0, killed=True)
+                msg += ": its last update recovered, the run goes on without it"
             logger.warning(msg)
             self.warnings.append(msg)
         if self.reader is not None and not self.reader_died and self.reader.exitcode is not None:
             self.reader_died = True
+            if self.seg is not None:
+                self._engine().release_owner(self.seg.words, L.OWNER_READER)  # a lock it died holding
             msg = f"the reader (pid {self.reader.pid}) died ({_exit_text(self.reader.exitcode)}): reads stop there"
             logger.warning(msg)
             self.warnings.append(msg)
@@ -264,18 +294,24 @@ class Run:
             self.perf = PerfStat([c.pid for c in self.cpus], events_fn=lambda: int(self._events().sum()))
             self.perf.start()
         w[self._ctrl(L.C_STATE)] = L.STATE_RUNNING
-        t0 = time.perf_counter()
+        t0 = self.t0 = time.perf_counter()
         w[self._ctrl(L.C_GO)] = 1
         self.samples.append(Sample(0.0, self._events()))
-        sentinels = [p.sentinel for p in self._children()]
         end = t0 + self.p.duration
         next_sample = t0 + 1.0
         while True:
             now = time.perf_counter()
             if now >= end:
                 break
-            mp.connection.wait(sentinels, timeout=max(0.0, min(next_sample, end) - now))
+            wake = min(next_sample, end)
+            due = self.faults.next_due() if self.faults is not None else None
+            if due is not None:
+                wake = min(wake, t0 + due)
+            sentinels = [p.sentinel for p in self._children() if p.exitcode is None]
+            mp.connection.wait(sentinels, timeout=max(0.0, wake - now))
             self._check_children()
+            if self.faults is not None:
+                self.faults.tick(time.perf_counter() - t0)
             now = time.perf_counter()
             if now >= next_sample or now >= end:
                 self.samples.append(Sample(now - t0, self._events()))
@@ -304,7 +340,10 @@ class Run:
         w[self._ctrl(L.C_STOP)] = 1
         w[self._ctrl(L.C_STATE)] = L.STATE_STOP
         deadline = time.perf_counter() + STOP_TIMEOUT_S
+        gone = self.faults.gone if self.faults is not None else set()
         for cpu, proc in enumerate(self.cpus):
+            if cpu in gone:
+                continue
             proc.join(max(0.0, deadline - time.perf_counter()))
             if proc.exitcode is None:
                 raise RunFailed(f"emulated CPU {cpu} did not stop within {STOP_TIMEOUT_S:.0f} s")
@@ -350,6 +389,7 @@ class Run:
                 "hits": int(w[b + L.S_HITS]), "misses": int(w[b + L.S_MISSES]),
                 "sched_steps": int(w[b + L.S_OPS]), "migrations": int(w[b + L.S_MIGRATIONS]),
                 "idle_passes": int(w[b + L.S_IDLE]),
+                "state": {L.CPU_DEAD: "killed", L.CPU_OFFLINE: "offline"}.get(int(w[b + L.S_STATUS]), "ran"),
             })
         reclaimer = None
         if self.p.reclaimer:
@@ -391,6 +431,8 @@ class Run:
                 ("last_two_pass_victim", L.O_LAST_2P), ("last_precise_victim", L.O_LAST_PRECISE))}
             oom["lat_two_pass_ns"] = np.array(w[o + L.O_HEAD_WORDS: o + L.O_HEAD_WORDS + keep]) / tsc_per_ns
             oom["lat_precise_ns"] = np.array(w[o + L.O_HEAD_WORDS + ring: o + L.O_HEAD_WORDS + ring + keep]) / tsc_per_ns
+        own_bad = int(eng.design_consistent(w))  # before the exits change the thread counts
+        threads_off = int(eng.threads_off(w))
         eng.exit_all(w)  # every task exits, every CPU leaves its mm
         bad = eng.teardown(w, 0)
         return {
@@ -398,7 +440,8 @@ class Run:
             "teardown_bad": bad, "samples": self.samples, "tsc_per_ns": tsc_per_ns,
             "timer_overhead_ns": timer / tsc_per_ns, "tsc_step_ns": step_ns, "startup_s": startup_s,
             "warnings": self.warnings, "partial": self.partial, "reader_died": self.reader_died,
-            "reclaimer": reclaimer, "oom": oom,
+            "reclaimer": reclaimer, "oom": oom, "design_bad": own_bad, "threads_off": threads_off,
+            "faults": self.faults.summary() if self.faults is not None else None,
         }
 
 

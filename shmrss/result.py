@@ -69,7 +69,16 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
         "approx_within_bound_at_end": approx_end_ok,
         "zero_at_teardown": bool(np.all(raw["teardown_bad"] == 0)),
         "no_update_in_flight_at_end": all(c["var"] == c["commit"] for c in per_cpu),
+        "design_state_consistent": raw.get("design_bad", 0) == 0,
     }
+    if raw.get("threads_off") is not None:
+        invariants["thread_counts_match_tapes"] = raw["threads_off"] == 0
+    faults = raw.get("faults")
+    if faults and faults["injected"]:
+        invariants["faults_recovered"] = all(e["inconsistencies"] == 0 and e["settled"] != "INCONSISTENT"
+                                             for e in faults["injected"])
+    if faults and faults["checks"]:
+        invariants["soak_checks_clean"] = not faults["violations"]
     warnings = list(raw["warnings"])
     if reads_ran:
         invariants["approx_within_bound_throughout"] = rd["approx_violations"] == 0
@@ -161,6 +170,7 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "timer_step_ns": raw["tsc_step_ns"],
         },
         "oom": oom,
+        "faults": faults if faults and (faults["injected"] or faults["checks"]) else None,
         "perf": perf,
         "invariants": invariants,
         "warnings": warnings,

@@ -1,0 +1,214 @@
+"""Faults mid-run: a CPU killed between any two steps of an update, a CPU taken offline, the reader or
+the reclaimer killed, and soak checks; every design must end with precise == truth and its own state
+consistent, and the checks must catch a broken invariant."""
+
+from __future__ import annotations
+
+import pytest
+
+from shmrss import designs, faults as F, layout as L, result
+from shmrss.faults import Fault
+from shmrss.orchestrator import Run, RunParams
+from shmrss.topology import plan, read_topology
+from shmrss.workload import compile_workload
+
+# one tape that takes every path: own faults (past split's 64), remote updates (misses, single's locked
+# remote words), a clone and an exit (thread counts, single's switch), migrations and yields (mm switches)
+TAPE = [["fault", "anon", 70], ["remote", "anon", 3, 1], ["clone"], ["fault", "file", 40], ["yield"],
+        ["unmap", "file", 40], ["remote", "anon", -3, 1], ["migrate", 1], ["exit"], ["unmap", "anon", 70]]
+
+# the kill points of each design (the journal's steps)
+STEPS = {
+    "atomic": [1],
+    "percpu": [1, 2, 3, 4, 5],
+    "tree": [1, 2],
+    "pcpcache": [1, 2, 3, 4, 5, 6],
+    "split": [1, 2, 3, 4, 5, 6, 7],
+    "single": [16, 1, 3, 4],
+    "pernode": [1, 2, 3, 4, 5],
+}
+# steps that only come before an mm's first clone (single mode, the switch to per-CPU): a CPU is frozen
+# at them from the start, one run each
+EARLY = {"single": [11, 12, 13, 14, 21, 22, 23, 24, 25]}
+CPUS = 4  # oversubscribed on purpose: 3 of them can be killed in one run
+RARE = {("single", s) for s in (12, 13, 14)}  # a remote update must find the other mm still single
+
+
+def _params(design: str, faults: list[Fault], duration: float, *, cpus: int = CPUS, tasks: int = 6,
+            mms: int = 6, reclaimer: bool = False, check_every: float | None = None) -> RunParams:
+    topo = read_topology()
+    placement = plan(topo, cpus, oversubscribe=True)
+    spec = {"name": "faults", "mms": mms, "tapes": {"all": TAPE},
+            "tasks": [{"mm": t % mms, "tape": "all", "cpu": t % cpus} for t in range(tasks)]}
+    wl = compile_workload(spec, cpus)
+    return RunParams(design=design, workload=wl, placement=placement, topo=topo, duration=duration,
+                     read_interval=0.005, reclaimer=reclaimer, faults=faults, check_every=check_every,
+                     slice=500)
+
+
+def _run(p: RunParams) -> dict:
+    run = Run(p)
+    raw = run.execute()
+    res = result.build(p, raw, None)
+    res["_unreached"] = run.faults.unreached
+    return res
+
+
+def _assert_clean(res: dict) -> None:
+    bad = {k: v for k, v in res["invariants"].items() if not v}
+    assert not bad, (bad, res["faults"], res["reads"]["first_violation"])
+
+
+def _cases():
+    for design in designs.DESIGNS:
+        steps = STEPS[design]
+        for i in range(0, len(steps), CPUS - 1):
+            # one CPU at a time: frozen at its step, killed, recovered, then the next is armed (a frozen CPU
+            # may hold a lock the recovery of another needs)
+            yield design, tuple(steps[i:i + CPUS - 1]), False
+        for s in EARLY.get(design, ()):
+            yield design, (s,), True
+
+
+@pytest.mark.parametrize("design,steps,early", list(_cases()),
+                         ids=lambda x: x if isinstance(x, str) else ("early" if x is True else "" if x is False
+                                                                     else ",".join(map(str, x))))
+def test_kill_between_any_two_steps_is_recovered(design, steps, early):
+    """Each CPU is frozen at a chosen step of an update (the kill point before it), SIGKILLed there, and
+    the parent completes what it was doing: precise == truth, approximate within bound, tasks re-homed."""
+    if early:
+        faults = [Fault(0.0, "freeze", 1, points=1, step=steps[0])]
+    else:
+        faults = [Fault(0.1 + 0.3 * i, "freeze", 1 + i, points=1, step=s) for i, s in enumerate(steps)]
+    res = _run(_params(design, faults, duration=0.3 + 0.3 * len(steps)))
+    _assert_clean(res)
+    injected = res["faults"]["injected"]
+    assert [e["cpu"] for e in injected] == [f.target for f in faults]
+    unreached = {(design, f.step) for f in res["_unreached"]}
+    assert unreached <= RARE, f"kill points never reached: {sorted(unreached)}"
+    for f, e in zip(faults, injected):
+        assert e["killed"] and e["inconsistencies"] == 0
+        if (design, f.step) not in unreached:
+            assert e["step"] == f.step, e  # it died exactly there
+            assert e["settled"] != "INCONSISTENT"
+    assert all(c["state"] == "killed" for c in res["throughput"]["per_cpu"][1:1 + len(steps)])
+
+
+@pytest.mark.parametrize("extra,settled,clean", [(0, "applied by recovery", True), (1, "had landed", True),
+                                                 (2, None, False)], ids=["not-landed", "landed", "neither"])
+def test_a_doubtful_xadd_is_settled_by_conservation(monkeypatch, extra, settled, clean):
+    """A CPU frozen before its ``lock xadd``: killed there, the xadd did not land; the parent doing that
+    xadd for it first is the CPU dying just after it landed; anything else is a lost update, reported."""
+    real_freeze = F.FaultDriver._freeze
+
+    def freeze_then(self, cpu, f):
+        real_freeze(self, cpu, f)
+        w = self.words
+        j = self._stat(cpu) + L.S_J
+        word = int(w[L.H_MM]) + int(w[j + L.J_MM]) * int(w[L.H_MM_STRIDE]) + int(w[j + L.J_K])
+        w[word] += extra * int(w[j + L.J_D])  # 0: not landed, 1: landed, 2: landed twice (impossible)
+
+    monkeypatch.setattr(F.FaultDriver, "_freeze", freeze_then)
+    res = _run(_params("atomic", [Fault(0.2, "freeze", 1, points=1, step=1)], duration=0.6))
+    e = res["faults"]["injected"][0]
+    assert e["doubt"] == "precise sum" and e["step"] == 1
+    if clean:
+        _assert_clean(res)
+        assert e["settled"] == settled
+    else:
+        assert e["settled"] == "INCONSISTENT"
+        assert res["invariants"]["faults_recovered"] is False
+
+
+def test_recovery_is_needed():
+    """Without the completion step the same kill leaves precise != truth: the recovery is what fixes it."""
+    p = _params("percpu", [Fault(0.3, "freeze", 1, points=1, step=4)], duration=0.8)
+    run = Run(p)
+
+    eng = run._engine()
+    original = eng.recover_dead
+
+    def release_only(words, cpu, in_flight):  # lets go of its locks, completes nothing
+        eng.release_owner(words, cpu + 1)
+        return 0
+
+    eng.recover_dead = release_only
+    try:
+        res = result.build(p, run.execute(), None)
+    finally:
+        eng.recover_dead = original
+    assert not res["invariants"]["precise_equals_truth"]
+
+
+@pytest.mark.parametrize("design", designs.DESIGNS)
+def test_offline_and_random_kills(design):
+    """A CPU taken offline folds cleanly; CPUs killed anywhere (no kill point) are recovered too."""
+    faults = [Fault(0.3, "offline", 1), Fault(0.6, "kill", 2), Fault(0.9, "kill", 3)]
+    res = _run(_params(design, faults, duration=1.3, reclaimer=True, check_every=0.25))
+    _assert_clean(res)
+    kinds = [(e["kind"], e["cpu"]) for e in res["faults"]["injected"]]
+    assert kinds == [("offline", 1), ("kill", 2), ("kill", 3)]
+    assert res["faults"]["checks"] >= 3 and not res["faults"]["violations"]
+    assert [c["state"] for c in res["throughput"]["per_cpu"]] == ["ran", "offline", "killed", "killed"]
+
+
+def test_reader_and_reclaimer_killed_the_run_goes_on():
+    p = _params("percpu", [Fault(0.3, "kill", "reader"), Fault(0.5, "kill", "reclaimer")], duration=1.0,
+                reclaimer=True)
+    run = Run(p)
+    res = result.build(p, run.execute(), None)
+    _assert_clean(res)
+    assert res["reads"]["reader_died"]
+    assert any("reclaimer" in w and "recovered" in w for w in res["warnings"])
+    assert res["throughput"]["events_per_s"] > 0
+
+
+def test_soak_check_reports_a_violation_at_once(monkeypatch):
+    """A corrupted counter is caught by the next check, with what reproduces it."""
+    p = _params("atomic", [], duration=1.0, check_every=0.3)
+    real_check = F.FaultDriver.check
+
+    def corrupting_check(self, elapsed):
+        if self.checks == 1:
+            w = self.words
+            w[int(w[L.H_MM]) + L.ANON] += 5  # mm 0's anon counter drifts from the truth
+        return real_check(self, elapsed)
+
+    monkeypatch.setattr(F.FaultDriver, "check", corrupting_check)
+    res = _run(p)
+    v = res["faults"]["violations"]
+    assert v and v[0]["check"] == 2 and "precise" in v[0]["found"][0]
+    assert v[0]["design"] == "atomic" and len(v[0]["events_per_cpu"]) == CPUS
+    assert res["invariants"]["soak_checks_clean"] is False
+
+
+@pytest.mark.parametrize("spec,msg", [
+    ("1", "takes T:CPU"), ("x:1", "not a time"), ("-1:1", "between 0"), ("1:cpu", "not an emulated CPU"),
+    ("1:-2", "start at 0"),
+])
+def test_bad_fault_specs(spec, msg):
+    with pytest.raises(F.FaultError, match=msg):
+        F.parse(spec, "kill")
+
+
+def test_fault_validation():
+    with pytest.raises(F.FaultError, match="lasts"):
+        F.validate([Fault(5, "kill", 0)], 2, 3.0, False, True)
+    with pytest.raises(F.FaultError, match="0..1"):
+        F.validate([Fault(1, "kill", 2)], 2, 3.0, False, True)
+    with pytest.raises(F.FaultError, match="every emulated CPU"):
+        F.validate([Fault(1, "kill", 0), Fault(1, "offline", 1)], 2, 3.0, False, True)
+    with pytest.raises(F.FaultError, match="no reclaimer"):
+        F.validate([Fault(1, "kill", "reclaimer")], 2, 3.0, False, True)
+    with pytest.raises(F.FaultError, match="already gone"):
+        F.validate([Fault(1, "kill", 1), Fault(2, "offline", 1)], 3, 3.0, False, True)
+
+
+def test_cli_fault_options(run_cli, tmp_path):
+    code, r = run_cli(["run", "--design", "tree", "--cpus", "3", "--oversubscribe", "--duration", "1",
+                       "--kill-at", "0.3:1", "--offline-at", "0.6:2", "--check-every", "0.3"], tmp_path)
+    assert code == 0, r and r["invariants"]
+    assert [e["kind"] for e in r["faults"]["injected"]] == ["kill", "offline"]
+    assert r["faults"]["checks"] >= 2
+    code, _ = run_cli(["run", "--design", "tree", "--cpus", "2", "--duration", "1", "--kill-at", "0.3:2"], tmp_path)
+    assert code == 2
