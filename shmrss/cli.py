@@ -491,8 +491,11 @@ def cmd_monitor(args, err: Console) -> int:
 
 
 _COMMANDS = {"run": cmd_run, "topology": cmd_topology, "calibrate": cmd_calibrate, "cleanup": cmd_cleanup,
-             "sweep": cmd_sweep, "report": cmd_report}
-_COMMANDS["monitor"] = cmd_monitor
+             "sweep": cmd_sweep, "report": cmd_report, "monitor": cmd_monitor}
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as a script this module is __main__, a second copy of shmrss.cli whose UsageError is not the
+    # one the other modules raise: go through the imported module
+    from shmrss.cli import main as _main
+
+    sys.exit(_main())
