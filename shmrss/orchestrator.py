@@ -431,6 +431,9 @@ class Run:
                 ("last_two_pass_victim", L.O_LAST_2P), ("last_precise_victim", L.O_LAST_PRECISE))}
             oom["lat_two_pass_ns"] = np.array(w[o + L.O_HEAD_WORDS: o + L.O_HEAD_WORDS + keep]) / tsc_per_ns
             oom["lat_precise_ns"] = np.array(w[o + L.O_HEAD_WORDS + ring: o + L.O_HEAD_WORDS + ring + keep]) / tsc_per_ns
+        if self.p.journal:
+            self.warnings.append("faults injected: the CPUs kept an in-flight journal (each update a call); "
+                                 "timings are not comparable with runs without faults")
         own_bad = int(eng.design_consistent(w))  # before the exits change the thread counts
         threads_off = int(eng.threads_off(w))
         eng.exit_all(w)  # every task exits, every CPU leaves its mm
