@@ -113,6 +113,7 @@ class FaultDriver:
         self.checks = 0
         self.violations: list[dict] = []
         self.park_ms: list[float] = []
+        self.reclaimer_fault: Fault | None = None
         self.unreached: list[Fault] = []  # freezes whose kill point did not come in time
 
     @property
@@ -155,6 +156,7 @@ class FaultDriver:
             if run.reclaimer is not None and run.reclaimer.is_alive():
                 os.kill(run.reclaimer.pid, signal.SIGKILL)
                 run.reclaimer.join(5.0)
+                self.reclaimer_fault = f  # so that its recovery is recorded as this kill
                 run._check_children()
             return
         cpu = f.target

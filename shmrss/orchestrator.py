@@ -258,7 +258,8 @@ class Run:
             msg = f"the reclaimer (pid {self.reclaimer.pid}) died ({_exit_text(self.reclaimer.exitcode)})"
             if live and self.faults is not None:
                 # it journals always: its last update is completed, and the run goes on without it
-                self.faults.recover(self.p.nwork, None, time.perf_counter() - self.t0, killed=True)
+                self.faults.recover(self.p.nwork, self.faults.reclaimer_fault, time.perf_counter() - self.t0,
+                                    killed=True)
                 msg += ": its last update recovered, the run goes on without it"
             logger.warning(msg)
             self.warnings.append(msg)
