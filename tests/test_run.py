@@ -254,3 +254,26 @@ def test_run_without_reader_succeeds_and_says_what_it_skipped(run_cli, tmp_path)
     assert "approx_within_bound_throughout" not in res["invariants"]
     assert res["invariants"]["precise_equals_truth"] is True
     assert any("reader made no read" in w for w in res["warnings"])
+
+
+@needs_2_cores
+def test_dead_parent_children_exit_and_cleanup_removes_the_segment(tmp_path):
+    """kill -9 of the parent: the CPUs and the reader die with it within a second (PR_SET_PDEATHSIG), and
+    ``shmrss cleanup`` removes the segment it could not unlink."""
+    from shmrss.cli import main
+
+    proc = _start(tmp_path, "--reclaimer")
+    name = None
+    try:
+        name, seg = _wait_running(proc)
+        seg.close()
+        children = [c.pid for c in psutil.Process(proc.pid).children()]
+        assert len(children) >= 4  # 2 CPUs, the reclaimer, the reader
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+        assert _gone(children, timeout=1.0), "children outlived their parent by more than a second"
+        assert os.path.exists(os.path.join(SHM_DIR, name))  # nobody was left to unlink it...
+        assert main(["cleanup"]) == 0
+        assert not os.path.exists(os.path.join(SHM_DIR, name))  # ...until cleanup
+    finally:
+        _finish(proc, name)
