@@ -247,15 +247,9 @@ def _write_json(path: str, obj) -> None:
 
 
 def _json_default(o):
-    import numpy as np
+    from shmrss.results_file import json_default
 
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON-able: {type(o)}")
+    return json_default(o)
 
 
 def cmd_run(args, err: Console) -> int:

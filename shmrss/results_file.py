@@ -115,7 +115,7 @@ class Appender:
         self._tail_checked = False
 
     def append(self, obj: dict) -> None:
-        data = (json.dumps(obj, separators=(",", ":"), default=_json_default) + "\n").encode()
+        data = (json.dumps(obj, separators=(",", ":"), default=json_default) + "\n").encode()
         if not self._tail_checked:  # a line cut short by a crash must not swallow this one
             self._tail_checked = True
             size = os.fstat(self.fd).st_size
@@ -136,7 +136,8 @@ class Appender:
             self.fd = -1
 
 
-def _json_default(o):
+def json_default(o):
+    """``json.dumps`` default for the numpy numbers and arrays in results."""
     import numpy as np
 
     if isinstance(o, np.integer):
