@@ -48,6 +48,24 @@ def no_segment_left_behind():
     assert not leaked, f"test session left shared-memory segments behind: {leaked}"
 
 
+def _compile_engine(design: str) -> None:
+    from shmrss.engine import engine_for
+
+    engine_for(design)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_engines():
+    """Every design's compiled loops, built once before the tests, in parallel on the usable CPUs: on a fresh
+    machine the tests would otherwise compile them one after another (about 35 s each on one core)."""
+    import multiprocessing as mp
+
+    n = min(len(os.sched_getaffinity(0)), len(designs.DESIGNS))
+    if n > 1:
+        with mp.get_context("fork").Pool(n) as pool:
+            pool.map(_compile_engine, designs.DESIGNS, chunksize=1)
+
+
 @pytest.fixture
 def run_cli():
     """``run_cli(args, tmp_path) -> (exit_code, json_result)`` through ``shmrss.cli.main``.
