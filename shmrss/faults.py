@@ -29,8 +29,7 @@ from shmrss import layout as L
 
 PARK_TIMEOUT_S = 10.0
 FREEZE_TIMEOUT_S = 5.0
-OP_NAMES = {L.JOP_NONE: "none", L.JOP_ADD: "update", L.JOP_SWITCH: "mm switch", L.JOP_SCHED: "clone/exit",
-            L.JOP_MIGRATE: "migration"}
+OP_NAMES = {L.JOP_NONE: "none", L.JOP_ADD: "update", L.JOP_SWITCH: "mm switch", L.JOP_SCHED: "clone/exit"}
 RES_NAMES = {L.RES_LANDED: "had landed", L.RES_APPLIED: "applied by recovery", L.RES_BAD: "INCONSISTENT"}
 
 
@@ -226,9 +225,10 @@ class FaultDriver:
                    "recovery_ms": round((time.perf_counter() - t0) * 1e3, 3)})
         self.gone.add(cpu)
         self.events.append(ev)
-        msg = (f"cpu{cpu} {'killed' if killed else 'offline'} at {elapsed:.2f} s: "
-               f"{'in the middle of an ' + ev['op'] + ' (step ' + str(ev['step']) + ')' if var != commit or ev['op'] != 'none' else 'between operations'}"
-               f"{', doubt on the ' + ev['doubt'] + ' ' + str(ev['settled']) if kind else ''}; "
+        busy = var != commit or ev["op"] != "none"
+        where = f"in the middle of an {ev['op']} (step {ev['step']})" if busy else "between operations"
+        doubt = f", doubt on the {ev['doubt']} {ev['settled']}" if kind else ""
+        msg = (f"cpu{cpu} {'killed' if killed else 'offline'} at {elapsed:.2f} s: {where}{doubt}; "
                f"{moved} task(s) moved; {ev['recovery_ms']:.1f} ms")
         (logger.error if bad else logger.info)(msg + (f"; {bad} INCONSISTENCIES" if bad else ""))
         return ev

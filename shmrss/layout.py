@@ -129,7 +129,7 @@ CPU_INIT, CPU_BARRIER, CPU_RUNNING, CPU_DONE, CPU_FAILED, CPU_PARKED, CPU_FROZEN
 REQ_OFFLINE = 1
 
 # journal operations
-JOP_NONE, JOP_ADD, JOP_SWITCH, JOP_SCHED, JOP_MIGRATE = range(5)
+JOP_NONE, JOP_ADD, JOP_SWITCH, JOP_SCHED = range(4)  # a migration needs none: recovery re-homes every task
 # doubts: which conservation law decides whether the shared update landed
 DOUBT_NONE, DOUBT_PRECISE, DOUBT_TREE, DOUBT_PERNODE, DOUBT_THREADS = range(5)
 DOUBT_NAMES = ("none", "precise sum", "tree items", "pernode global", "thread count")

@@ -32,7 +32,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, local_xadd, store, xadd
 from shmrss.designs._common import (
-    JOURNAL, doubt, dparam, jget, jsave, jstep_save, members_not_zero, mm_word, pcpu_word, settle, tally,
+    JOURNAL, doubt, dparam, jget, jsave, jstep_save, jword, members_not_zero, mm_word, pcpu_word, settle, tally,
 )
 from shmrss.segment import DesignShape
 
@@ -151,7 +151,7 @@ def recover(seg, cpu, op, step, mm, k, d):
         if dparam(seg, 1) > 0:
             carry = _hi(old + d, dparam(seg, 0)) - _hi(old, dparam(seg, 0))
             if carry != 0:
-                seg[seg[L.H_CPUSTAT] + cpu * seg[L.H_CPUSTAT_STRIDE] + L.S_J + L.J_B] = 0
+                seg[jword(seg, cpu, L.J_B)] = 0
                 doubt(seg, cpu, L.DOUBT_TREE, mm, k, carry)
     elif step == _CARRY:
         doubt(seg, cpu, L.DOUBT_TREE, mm, k, jget(seg, cpu, L.J_C))
@@ -188,7 +188,7 @@ def resolve(seg, cpu, kind, mm, k, d, residue):
     """Recompute the dead CPU's path bottom-up: the carry in doubt either landed or is added now."""
     if kind != L.DOUBT_TREE:
         return L.RES_BAD
-    at = seg[seg[L.H_CPUSTAT] + cpu * seg[L.H_CPUSTAT_STRIDE] + L.S_J + L.J_B]  # the level in doubt
+    at = jget(seg, cpu, L.J_B)  # the level in doubt
     res = L.RES_LANDED
     shift = 0
     first = 0
