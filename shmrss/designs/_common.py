@@ -180,3 +180,16 @@ def jsave(seg, cpu, jf, slot, v):
     """Save a value for recovery before the kill point of the step that needs it."""
     if jf:
         store(seg, jword(seg, cpu, slot), v)
+
+
+# the fault interface's answers for a design without locks or without a thread count
+@njit(inline="always")
+def no_locks(seg, who):
+    """``release_locks`` of a design that takes no lock."""
+    pass
+
+
+@njit(inline="always")
+def no_thread_count(seg, mm):
+    """``threads`` of a design that keeps no thread count: -1."""
+    return -1

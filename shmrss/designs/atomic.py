@@ -9,7 +9,9 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import load, store, xadd
-from shmrss.designs._common import JOURNAL, doubt, jstep, members_not_zero, mm_word, settle_shared
+from shmrss.designs._common import (
+    JOURNAL, doubt, jstep, members_not_zero, mm_word, no_locks, no_thread_count, settle_shared,
+)
 from shmrss.segment import DesignShape
 
 NAME = "atomic"
@@ -44,14 +46,10 @@ def resolve(seg, cpu, kind, mm, k, d, residue):
     return settle_shared(seg, mm_word(seg, mm, k), d, residue)
 
 
-@njit(inline="always")
-def release_locks(seg, who):
-    pass  # no locks
+release_locks = no_locks  # no locks
 
 
-@njit(inline="always")
-def threads(seg, mm):
-    return -1  # no thread count
+threads = no_thread_count  # no thread count
 
 
 @njit(inline="always")

@@ -22,6 +22,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import cmpxchg, load, local_add, pause, store, xadd
 from shmrss.designs._common import (
+    no_locks, no_thread_count,
     JOURNAL, jflag, doubt, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, settle, settle_shared, tally,
 )
 from shmrss.segment import DesignShape
@@ -147,14 +148,10 @@ def resolve(seg, cpu, kind, mm, k, d, residue):
     return settle_shared(seg, mm_word(seg, mm, k), d, residue)
 
 
-@njit(inline="always")
-def release_locks(seg, who):
-    pass  # no locks
+release_locks = no_locks  # no locks
 
 
-@njit(inline="always")
-def threads(seg, mm):
-    return -1
+threads = no_thread_count  # no thread count
 
 
 @njit(inline="always")

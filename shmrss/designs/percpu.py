@@ -20,6 +20,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, local_add, local_cmpxchg, spin_lock, spin_unlock, store
 from shmrss.designs._common import (
+    no_thread_count,
     JOURNAL, dparam, hold, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, owner, pcpu_word, release_if_held, settle, tally,
 )
 from shmrss.segment import DesignShape
@@ -127,9 +128,7 @@ def release_locks(seg, who):
                 spin_unlock(seg, _lock(seg, mm, k))
 
 
-@njit(inline="always")
-def threads(seg, mm):
-    return -1
+threads = no_thread_count  # no thread count
 
 
 @njit(inline="always")

@@ -20,6 +20,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, spin_lock, spin_unlock, store, xadd, xchg
 from shmrss.designs._common import (
+    no_thread_count,
     JOURNAL, doubt, dparam, hold, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, owner, release_if_held,
     settle_shared, tally,
 )
@@ -175,9 +176,7 @@ def release_locks(seg, who):
                 spin_unlock(seg, _fold_lock(seg, mm, node))
 
 
-@njit(inline="always")
-def threads(seg, mm):
-    return -1
+threads = no_thread_count  # no thread count
 
 
 @njit(inline="always")

@@ -21,6 +21,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, local_add, pause, store, xadd
 from shmrss.designs._common import (
+    no_locks,
     JOURNAL, jflag, doubt, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, settle, settle_shared, tally, task_word,
 )
 from shmrss.segment import DesignShape
@@ -156,9 +157,7 @@ def resolve(seg, cpu, kind, mm, k, d, residue):
     return settle_shared(seg, mm_word(seg, mm, k), d, residue)
 
 
-@njit(inline="always")
-def release_locks(seg, who):
-    pass  # no locks
+release_locks = no_locks  # no locks
 
 
 @njit(inline="always")

@@ -32,6 +32,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, local_xadd, store, xadd
 from shmrss.designs._common import (
+    no_locks, no_thread_count,
     JOURNAL, doubt, dparam, jget, jsave, jstep_save, jword, members_not_zero, mm_word, pcpu_word, settle, tally,
 )
 from shmrss.segment import DesignShape
@@ -224,14 +225,10 @@ def consistent(seg):
     return bad
 
 
-@njit(inline="always")
-def release_locks(seg, who):
-    pass  # no locks
+release_locks = no_locks  # no locks
 
 
-@njit(inline="always")
-def threads(seg, mm):
-    return -1
+threads = no_thread_count  # no thread count
 
 
 @njit(inline="always")
