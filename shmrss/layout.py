@@ -189,6 +189,12 @@ R_VIOL_LO = 13
 R_VIOL_HI = 14
 R_VIOL_KIND = 15
 R_BEAT = 16
+# reads outside the stated bound (approximate) or the truth envelope (precise) by no more than the
+# design's documented transient slack: counted and measured, not violations (see transient_slack)
+R_APPROX_TRANSIENT = 17
+R_APPROX_TRANSIENT_MAX = 18  # largest distance beyond the stated bound
+R_PRECISE_TRANSIENT = 19
+R_PRECISE_TRANSIENT_MAX = 20  # largest distance outside the truth envelope
 R_HEAD_WORDS = 24  # then two rings of H_RING latency samples (TSC ticks): approximate, precise
 RATIO_FLOOR = 256  # pages: below this the approximate/truth ratio is not meaningful
 

@@ -411,7 +411,9 @@ class Run:
             ("precise_violations", L.R_PRECISE_VIOL), ("max_bound", L.R_MAX_BOUND), ("err_ppm", L.R_ERR_PPM),
             ("min_ratio_ppm", L.R_MIN_RATIO_PPM), ("passes", L.R_PASSES), ("viol_kind", L.R_VIOL_KIND),
             ("viol_mm", L.R_VIOL_MM), ("viol_member", L.R_VIOL_MEMBER), ("viol_value", L.R_VIOL_VALUE),
-            ("viol_lo", L.R_VIOL_LO), ("viol_hi", L.R_VIOL_HI))}
+            ("viol_lo", L.R_VIOL_LO), ("viol_hi", L.R_VIOL_HI), ("approx_transient", L.R_APPROX_TRANSIENT),
+            ("approx_transient_max", L.R_APPROX_TRANSIENT_MAX), ("precise_transient", L.R_PRECISE_TRANSIENT),
+            ("precise_transient_max", L.R_PRECISE_TRANSIENT_MAX))}
         ring_a = r + L.R_HEAD_WORDS
         timer = tsc_overhead_ticks()  # each latency sample includes one rdtsc pair
         step_ns = tsc_granularity_ticks() / tsc_per_ns

@@ -17,6 +17,11 @@ over the segment words ``seg`` (a raw int64 pointer in the hot loops)::
     cpu_offline(seg, cpu)                  fold a dead CPU's words
     mm_init(seg, mm)
     mm_destroy(seg, mm) -> bad             members not summing to 0 ("Bad rss-counter state")
+    transient_slack(seg, mm, k) -> (a, p)  the error the design itself documents while an update is
+                                           in flight: how far an approximate read may pass its stated
+                                           bound (a) and a precise read the truth (p); the reader
+                                           counts such reads apart from violations (``no_transient``:
+                                           (0, 0) for designs whose bounds hold at every instant)
 
 Adding a design is adding a module here and its name to DESIGNS.
 """

@@ -10,6 +10,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, store, xadd
 from shmrss.designs._common import (
+    no_transient,
     JOURNAL, doubt, jstep, members_not_zero, mm_word, no_locks, no_thread_count, settle_shared,
 )
 from shmrss.segment import DesignShape
@@ -101,3 +102,6 @@ def mm_init(seg, mm):
 @njit(inline="always")
 def mm_destroy(seg, mm):
     return members_not_zero(read_precise, seg, mm)
+
+
+transient_slack = no_transient  # reads keep their stated bounds at every instant

@@ -20,6 +20,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, spin_lock, spin_unlock, store, xadd, xchg
 from shmrss.designs._common import (
+    no_transient,
     no_thread_count,
     JOURNAL, doubt, dparam, hold, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, owner, release_if_held,
     settle_shared, tally,
@@ -242,3 +243,6 @@ def mm_init(seg, mm):
 @njit(inline="always")
 def mm_destroy(seg, mm):
     return members_not_zero(read_precise, seg, mm)
+
+
+transient_slack = no_transient  # reads keep their stated bounds at every instant

@@ -22,6 +22,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, local_add, spin_lock, spin_unlock, store, xadd
 from shmrss.designs._common import (
+    no_transient,
     JOURNAL, jflag, doubt, hold, jget, jstep, jstep_save, members_not_zero, mm_word, owner, pcpu_word, release_if_held, settle,
     settle_shared, tally,
 )
@@ -249,3 +250,6 @@ def mm_destroy(seg, mm):
     if load(seg, _w(seg, mm, _MODE)) == SINGLE:
         return members_not_zero(read_precise, seg, mm)
     return _pc_destroy(seg, mm)
+
+
+transient_slack = no_transient  # reads keep their stated bounds at every instant

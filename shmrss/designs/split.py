@@ -21,6 +21,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, local_add, pause, store, xadd
 from shmrss.designs._common import (
+    no_transient,
     no_locks,
     JOURNAL, jflag, doubt, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, settle, settle_shared, tally, task_word,
 )
@@ -265,3 +266,6 @@ def mm_init(seg, mm):
 @njit(inline="always")
 def mm_destroy(seg, mm):
     return members_not_zero(read_precise, seg, mm)
+
+
+transient_slack = no_transient  # reads keep their stated bounds at every instant

@@ -32,6 +32,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, local_xadd, store, xadd
 from shmrss.designs._common import (
+    no_transient,
     no_locks, no_thread_count,
     JOURNAL, doubt, dparam, jget, jsave, jstep_save, jword, members_not_zero, mm_word, pcpu_word, settle, tally,
 )
@@ -312,3 +313,6 @@ def mm_init(seg, mm):
 @njit(inline="always")
 def mm_destroy(seg, mm):
     return members_not_zero(read_precise, seg, mm)
+
+
+transient_slack = no_transient  # reads keep their stated bounds at every instant
