@@ -21,7 +21,7 @@ class Verdict:
 class Claim:
     key: str
     title: str
-    reported: str  # what the authors reported (quoted from ALGORITHMS.md, not measured here)
+    reported: str  # what the authors reported (quoted from [designs.md](designs.md), not measured here)
     commands: list[str] = field(default_factory=list)
     header: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
@@ -44,7 +44,7 @@ def pct(r: float | None) -> str:
 
 
 def markdown(claims: list[Claim], head: list[str], out: Path) -> str:
-    lines = ["# Findings: the claims of ALGORITHMS.md, measured on this host", "", *head, ""]
+    lines = ["# Findings: the claims of [designs.md](designs.md), measured on this host", "", *head, ""]
     lines += ["| # | claim | verdict |", "|---|---|---|"]
     for i, c in enumerate(claims, 1):
         lines.append(f"| {i} | [{c.title}](#{i}-{_anchor(c.title)}) | "

@@ -1,4 +1,4 @@
-"""Reproduce, on this host, the experiments behind each claim of ../shared/design/ALGORITHMS.md and
+"""Reproduce, on this host, the experiments behind each claim of docs/designs.md and
 write docs/findings.md: per claim what the authors reported, what was measured here, a table, a
 figure, and a verdict (agree / disagree / cannot tell on this host) decided from the measured numbers.
 
@@ -121,10 +121,10 @@ def _anon(r: dict, mm: int = 0) -> dict | None:
 
 def split_rss_steal(size: Size, run: Runner) -> Claim:
     c = Claim("split", "split undercounts on rss_steal",
-              "ALGORITHMS.md §2 (SPLIT_RSS_COUNTING, kernel <= 6.1): a thread's faults stay in its task cache "
+              "[designs.md](designs.md) (split) (SPLIT_RSS_COUNTING, kernel <= 6.1): a thread's faults stay in its task cache "
               "until 64 events, so the error is up to 64 faults per thread, unbounded in threads; the rss_steal "
               "demo (10,000 threads each touching 32 pages, then sleeping) makes `ps` report ~43 MB for ~1.5 GB "
-              "really used (a ratio of about 0.03). §4: pcpcache reads the demo exactly right.")
+              "really used (a ratio of about 0.03). (pcpcache): pcpcache reads the demo exactly right.")
     res = run.run(c, ["--workload", "rss_steal", "--tasks", str(size.rss_tasks),
                       "--design", "split,percpu,pcpcache,tree,atomic", "--duration", str(size.duration)])
     run.keep["rss_steal"] = res
@@ -180,8 +180,8 @@ def _tree_bound(p: int) -> int:
 
 def accuracy_vs_n(size: Size, run: Runner) -> Claim:
     c = Claim("percpu_error", "percpu's O(N²) approximate error against the tree's bound",
-              "ALGORITHMS.md §3: percpu's approximate read (`count`) is off by less than `N*B` with `B = "
-              "max(32, 2N)`, i.e. O(N²) in the online CPUs. §7: the tree's root is within `under = B*M`, "
+              "[designs.md](designs.md) (percpu): percpu's approximate read (`count`) is off by less than `N*B` with `B = "
+              "max(32, 2N)`, i.e. O(N²) in the online CPUs. (tree): the tree's root is within `under = B*M`, "
               "`over = (B-1)*M` (B = 32, M summed over the levels: O(P log P)), e.g. ±768 for 8 CPUs.")
     c.header = ["N (emulated CPUs)", "timings", "percpu B", "percpu max error", "percpu bound N(B-1)",
                 "error / bound", "tree max error", "tree bound B*M", "error / bound", "invariants"]
@@ -268,7 +268,7 @@ def accuracy_vs_n(size: Size, run: Runner) -> Claim:
 
 def pcpcache(size: Size, run: Runner) -> Claim:
     c = Claim("pcpcache", "pcpcache hit rates and the cost of an mm switch",
-              "ALGORITHMS.md §4 (RFC 2022): hit/miss 1,021,027/567 at boot and 35,613,357/68,327 on a kernel "
+              "[designs.md](designs.md) (pcpcache) (RFC 2022): hit/miss 1,021,027/567 at boot and 35,613,357/68,327 on a kernel "
               "build (99.9% and 99.8% hits), near 100% for long-lived tasks; pgbench +4% (8 cores) and +2% "
               "(96 cores), hackbench +1%, kernel build identical. The cost moves to the mm switch, which "
               "flushes the CPU's deltas into the old mm's atomics; no per-switch figure was given.")
@@ -373,7 +373,7 @@ def pcpcache(size: Size, run: Runner) -> Claim:
 
 def single(size: Size, run: Runner) -> Claim:
     c = Claim("single", "single's fork/exit saving and the cost of its switch",
-              "ALGORITHMS.md §5: while an mm has one thread it has no per-CPU memory, so fork/exit pay "
+              "[designs.md](designs.md) (single): while an mm has one thread it has no per-CPU memory, so fork/exit pay "
               "nothing per CPU; motivated by Jan Kara's 10% system-time regression on gitsource after the "
               "per-CPU conversion. Critics: it only helps single-threaded processes; multi-threaded "
               "short-lived ones (lld, Rust tools) still pay, and the switch itself costs.")
@@ -440,7 +440,7 @@ def single(size: Size, run: Runner) -> Claim:
 
 def tree_fast_path(size: Size, run: Runner) -> Claim:
     c = Claim("tree_fast_path", "tree's fast-path overhead against percpu",
-              "ALGORITHMS.md §7: page_fault1 within noise of upstream on a 2x96-core EPYC: 37,994,977 vs "
+              "[designs.md](designs.md) (tree): page_fault1 within noise of upstream on a 2x96-core EPYC: 37,994,977 vs "
               "37,932,035 with 96 processes (+0.2%), 2,484,130 vs 2,504,860 with 96 threads (-0.8%).")
     wall: dict[tuple[str, str], list[float]] = {}
     oncpu: dict[tuple[str, str], list[float | None]] = {}
@@ -519,7 +519,7 @@ def _phase(lc: dict, key: str) -> float:
 
 def lifecycle(size: Size, run: Runner) -> Claim:
     c = Claim("lifecycle", "fork/exit: upstream and the proposed remedies against P",
-              "ALGORITHMS.md §3 and §9: the per-CPU conversion made short-lived processes up to 12% slower and "
+              "[designs.md](designs.md) (percpu) and (fork/exit): the per-CPU conversion made short-lived processes up to 12% slower and "
               "`make test` use 9% more system time; per mm, two per-CPU allocations under the allocator mutex "
               "each zero P slices, and exit sums 4 counters over P. Remedies: one merged allocation and init "
               "loop, a fused teardown loop, a constructor cache keeping the per-CPU memory, lazy per-CPU "
@@ -610,7 +610,7 @@ def lifecycle(size: Size, run: Runner) -> Claim:
 
 def oom(size: Size, run: Runner) -> Claim:
     c = Claim("oom", "OOM victim selection: 2-pass against all-precise",
-              "ALGORITHMS.md §8 (HPCC v16 3/3), KVM with 256 logical CPUs: 40 processes 0.5 ms all-precise vs "
+              "[designs.md](designs.md) (2-pass OOM) (HPCC v16 3/3), KVM with 256 logical CPUs: 40 processes 0.5 ms all-precise vs "
               "0.3 ms 2-pass; 10,000 processes 80.0 ms vs 7.9 ms. The 2-pass selection sums at most 16 mms "
               "precisely; the emulator must count how often that cap changed the victim.")
     c.header = ["mms", "P", "design", "selections (judged)", "disagreements", "cap hits", "precise sums / selection",
@@ -707,7 +707,7 @@ def _head(run: Runner, size_name: str, took: float, when: str, rev: str, replaye
            (": the host was busy with other work at times" if min(run.utils) < 0.9 else "") +
            ". Timing verdicts use perf's on-CPU time (task-clock) per event or per process, not wall time.", ""]
           if run.utils else []),
-        "How to read this page: the authors' figures are quoted from ALGORITHMS.md, not re-measured; every "
+        "How to read this page: the authors' figures are quoted from [designs.md](designs.md), not re-measured; every "
         "other number was measured by the runs listed under each claim (same invocation), except bound formulas "
         "evaluated for CPU counts this host cannot run, marked \"stated, not measured\". The host is a small VM "
         "shared with other work: timings are noisy and only their ratios within one run mean much; counts, "
@@ -751,7 +751,7 @@ def main() -> int:
         try:
             claim = exp(size, run)
         except SystemExit as e:  # a run that wrote no result (run_json ends with its stderr)
-            claim = Claim(exp.__name__, exp.__name__.replace("_", " "), "see ALGORITHMS.md")
+            claim = Claim(exp.__name__, exp.__name__.replace("_", " "), "see [designs.md](designs.md)")
             claim.verdicts.append(Verdict("", CANNOT, f"A run failed: {e}"))
             log(f"    failed: {e}")
         claim.seconds = time.perf_counter() - t if replay is None else rec.get("seconds", {}).get(exp.__name__, 0.0)
