@@ -69,7 +69,13 @@ def _derived_key(r: dict) -> dict:
             "line": p.get("line"), "pack": p.get("pack"), "smt": p.get("smt"),
             "oversubscribed": p.get("oversubscribed"), "slice": p.get("slice"), "reclaimer": p.get("reclaimer"),
             "oom": r.get("oom") is not None, "nodes": p.get("nodes_option"), "tree_orders": p.get("tree_orders"),
-            "pages": None, "clones": None}
+            "pages": None, "clones": None, "online_cpus": p.get("online_cpus"), "fault_pages": p.get("fault_pages"),
+            "fault_body": p.get("fault_body")}
+
+
+def derived_key(r: dict) -> dict:
+    """The point a result measured, from its parameters (its host and label are not part of it)."""
+    return _derived_key(r)
 
 
 def kind_of(r: dict) -> str | None:

@@ -16,7 +16,10 @@ from shmrss import __version__, designs, layout as L
 def host_info(topo, line: int) -> dict:
     import numba
 
+    from shmrss.host_meta import axes
+
     return {
+        **axes(),
         "topology": topo.to_dict(),
         "cache_line": line,
         "cache_line_host": topo.cache_line,
@@ -146,6 +149,7 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "ns_per_event": statistics.median(ns) if ns else None,
             "events_per_s_per_cpu": total_eps / len(per_cpu) if per_cpu else 0.0,
             "events_per_s_intervals": _spread(rates),
+            "events_per_s_samples": rates,  # every per-second rate of the measured window (warm-up dropped)
             "events": sum(c["events"] for c in per_cpu),
             "per_cpu": per_cpu,
             "startup_s": raw["startup_s"],
