@@ -19,7 +19,7 @@ from pathlib import Path
 from loguru import logger
 
 from shmrss.cli import _int_at_least, _int_list, _orders, _positive_float
-from shmrss.results_file import FINISHED, Appender, InputError, finished_keys, read_records
+from shmrss.results_file import FINISHED, Appender, InputError, canonical, finished_keys, read_records
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -62,6 +62,35 @@ def add_parser(sub) -> None:
     s.add_argument("--nodes", type=_int_at_least(1, 64), help="pernode: emulate this many NUMA nodes")
     s.add_argument("--tree-orders", type=_orders, metavar="O1,O2,...", help="tree: arity orders of levels 1..L")
     s.add_argument("--no-calibrate", action="store_true", help="do not embed a hardware calibration")
+    s.add_argument("--shard", type=parse_shard, metavar="K/N",
+                   help="run only shard K of N (0 <= K < N): every N-th point of the plan, all repeats of a point in "
+                        "one shard; N machines with K = 0..N-1 run the whole plan (a Slurm job array, a CI matrix)")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N), 0 <= K < N; anything else is an argparse error (one line, exit 2)."""
+    import argparse
+    import re
+
+    m = re.fullmatch(r"([0-9]{1,6})/([0-9]{1,6})", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"--shard wants K/N (e.g. 0/4), not {text!r}")
+    k, n = int(m.group(1)), int(m.group(2))
+    if n < 1 or k >= n:
+        raise argparse.ArgumentTypeError(f"--shard {text}: K must be at least 0 and below N (shards 0/{max(n, 1)} to "
+                                         f"{max(n, 1) - 1}/{max(n, 1)})")
+    return k, n
+
+
+def shard_of(points: list, shard: tuple[int, int] | None) -> list:
+    """The points of shard K of N: every N-th combination starting at K, with all its repeats, in plan order."""
+    if shard is None:
+        return points
+    k, n = shard
+    ordinal: dict[str, int] = {}
+    for p in points:
+        ordinal.setdefault(canonical({f: v for f, v in p.key.items() if f != "repeat"}), len(ordinal))
+    return [p for p in points if ordinal[canonical({f: v for f, v in p.key.items() if f != "repeat"})] % n == k]
 
 
 def _check_out(path: str) -> Path:
@@ -88,6 +117,10 @@ def main(args, err) -> int:
         raise InputError(str(e)) from None
     out = _check_out(args.out)
     points, notes = plan_points(args, topo)
+    if getattr(args, "shard", None) is not None:
+        whole = len(points)
+        points = shard_of(points, args.shard)
+        notes.append(f"shard {args.shard[0]}/{args.shard[1]}: {len(points)} of the plan's {whole} points")
     # the lock before the read: what is done cannot change under this sweep
     appender = None if args.dry_run else Appender(out)
     try:

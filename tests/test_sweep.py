@@ -254,3 +254,37 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path):
         ro.chmod(0o500)
         assert "cannot create" in usage_error(capsys, ["sweep", *q[2:], "--out", str(ro / "r.jsonl")])
     assert not (tmp_path / "r.jsonl").exists()  # nothing ran, nothing written
+
+
+def test_shards_are_disjoint_and_together_the_whole_plan():
+    from shmrss.sweep import shard_of
+
+    pts, _ = plan_points(args_of("--design", "atomic,percpu,tree", "--mode", "processes,threads", "--cpus", "1",
+                                 "--possible-cpus", "1,4,8", "--repeat", "3"), TOPO)
+    for n in (1, 2, 3, 5, 40):
+        parts = [shard_of(pts, (k, n)) for k in range(n)]
+        ids = [p.id for part in parts for p in part]
+        assert sorted(ids) == sorted(p.id for p in pts) and len(set(ids)) == len(ids)
+        for part in parts:  # every repeat of a point in the same shard: repeats are never split across hosts
+            cells = {canonical({f: v for f, v in p.key.items() if f != "repeat"}) for p in part}
+            assert sum(1 for p in part) == 3 * len(cells)
+
+
+def test_bad_shards_are_refused(capsys, tmp_path):
+    q = ["--out", str(tmp_path / "r.jsonl"), "--duration", "0.2", "--no-calibrate", "--repeat", "1"]
+    for bad in ("3/2", "2/2", "0/0", "-1/2", "a/b", "1"):
+        assert "--shard" in usage_error(capsys, ["sweep", *q, "--shard", bad])
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_the_example_workflow_runs_the_documented_shard_and_gather_commands():
+    yaml = pytest.importorskip("yaml")
+    flow = yaml.safe_load((REPO / ".github" / "workflows" / "sweep.yml").read_text())
+    runs = [s.get("run", "") for job in flow["jobs"].values() for s in job["steps"]]
+    shard = next(r for r in runs if "--shard" in r)
+    gather = next(r for r in runs if r.startswith("shmrss report"))
+    doc = (REPO / "docs" / "sweep-report.md").read_text()
+    assert "shmrss sweep --design all --shard" in doc and gather in doc
+    assert flow["jobs"]["shard"]["strategy"]["matrix"]["shard"] == [0, 1, 2, 3]
+    args = build_parser().parse_args(["sweep", "--design", "all", "--shard", "1/4", "--out", "r.jsonl"])
+    assert args.shard == (1, 4) and "--shard ${{ matrix.shard }}/$SHARDS" in shard
