@@ -16,13 +16,21 @@ other option that varies, e.g. ``page_fault1-percpu.csv``):
 * ``processes`` / ``threads``: median across repeats of events/s of the
   processes / threads mode (fork_exit: mm lifecycles/s; a workload with one
   mode of its own, such as mixed or rss_steal, goes in the column its mode
-  names, mixed in ``processes``); ``-1`` where that mode was not run, as
-  runtest.py writes for a run without a figure;
-* ``processes_idle`` / ``threads_idle``: empty. shmrss does not measure idle
-  time, and writing runtest.py's 100 or 0 would be a number nobody measured;
+  names, mixed in ``processes``); ``0`` where that mode was not run, since
+  lkp-tests' parser (programs/will-it-scale/parse) takes only rows matching
+  ``^[0-9.,]+$``: a ``-1`` would drop the whole row;
+* ``processes_idle`` / ``threads_idle``: the host's idle time during the
+  measured window, in percent of all its CPUs' time (from /proc/stat through
+  psutil, as runtest.py reads it), median across repeats; empty for results
+  written before shmrss recorded it (never a number nobody measured);
 * ``linear``: the larger of the two 1-CPU medians times tasks, empty when the
   series has no 1-CPU point;
-* the ``0`` row: ``0,0,,0,,0``.
+* the ``0`` row: ``0,0,100,0,100,0``, as runtest.py writes it.
+
+Beside each CSV, ``NAME.lkp`` holds what lkp-tests' parser computes from it,
+under lkp's metric names: ``scalability`` (the last row's processes /
+linear), ``per_process_ops`` and ``per_thread_ops`` (the mean over rows of
+ops / tasks), ``workload`` (the sum of both columns).
 """
 
 from __future__ import annotations
@@ -101,18 +109,55 @@ def rows(groups: list[Group]) -> list[list]:
     import statistics
 
     by_cpus: dict[int, dict[str, float]] = {}
+    idle: dict[int, dict[str, float]] = {}
     for g in groups:
         vs = [_rate(r) for r in g.results]
         if vs:
             by_cpus.setdefault(g.key["cpus"], {})[_column(g)] = statistics.median(vs)
+        idles = [i for i in (_idle(r) for r in g.results) if i is not None]
+        if idles:
+            idle.setdefault(g.key["cpus"], {})[_column(g)] = statistics.median(idles)
     one = by_cpus.get(1, {})
     base = max(one.values()) if one else None
-    out = [[0, 0, "", 0, "", 0]]
+    out = [[0, 0, 100, 0, 100, 0]]
     for n in sorted(by_cpus):
-        v = by_cpus[n]
-        out.append([n, round(v["processes"]) if "processes" in v else -1, "",
-                    round(v["threads"]) if "threads" in v else -1, "",
+        v, i = by_cpus[n], idle.get(n, {})
+        out.append([n, round(v.get("processes", 0)), _pct(i.get("processes")),
+                    round(v.get("threads", 0)), _pct(i.get("threads")),
                     round(base * n) if base is not None else ""])
+    return out
+
+
+def _idle(r: dict) -> float | None:
+    section = r.get("lifecycle") if "lifecycle" in r else r.get("throughput")
+    v = section.get("host_idle_pct") if isinstance(section, dict) else None
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def _pct(v: float | None) -> str:
+    return "" if v is None else f"{v:.2f}"
+
+
+def lkp_stats(table: list[list]) -> dict[str, float]:
+    """What lkp-tests' will-it-scale parser reports for these rows, under its metric names."""
+    scalability, per_process, per_thread, workload = [], [], [], 0.0
+    for tasks, processes, _pi, threads, _ti, linear in table:
+        if tasks == 0 or (processes == 0 and threads == 0):
+            continue  # lkp skips the 0 row and rows without a figure
+        linear = int(linear) if linear != "" else 0
+        if linear and tasks != 1:
+            scalability.append(processes / linear)
+        per_process.append(processes / tasks)
+        per_thread.append(threads / tasks)
+        workload += processes + threads
+    out: dict[str, float] = {}
+    if scalability:
+        out["scalability"] = scalability[-1]
+    if per_process:
+        out["per_process_ops"] = int(sum(per_process) / len(per_process))
+        out["per_thread_ops"] = int(sum(per_thread) / len(per_thread))
+    if workload:
+        out["workload"] = int(workload)
     return out
 
 
@@ -141,6 +186,9 @@ def write_series(groups: list[Group], directory: Path) -> list[Path]:
             w.writerow(HEADER)
             w.writerows(rows(gs))
         (directory / f"{stem}.title").write_text(_title(k, gs) + "\n")
+        stats = lkp_stats(rows(gs))
+        (directory / f"{stem}.lkp").write_text("".join(
+            f"{name}: {value:f}\n" if name == "scalability" else f"{name}: {value}\n" for name, value in stats.items()))
         made.append(path)
     return made
 

@@ -146,13 +146,13 @@ def test_csv_follows_will_it_scale_runtest_convention(report):
     _, out, combined = report
     rows = read_csv(out / "wis" / "page_fault1-atomic.csv")
     assert tuple(rows[0]) == HEADER == ("tasks", "processes", "processes_idle", "threads", "threads_idle", "linear")
-    assert rows[1] == ["0", "0", "", "0", "", "0"]
+    assert rows[1] == ["0", "0", "100", "0", "100", "0"]
     base = max(statistics.median(EPS[("atomic", m, 1)]) for m in ("processes", "threads"))
     for row, n in zip(rows[2:], (1, 2, 4)):
         assert int(row[0]) == n
         assert int(row[1]) == round(statistics.median(EPS[("atomic", "processes", n)]))
         assert int(row[3]) == round(statistics.median(EPS[("atomic", "threads", n)]))
-        assert row[2] == row[4] == ""  # idle time is not measured
+        assert row[2] == row[4] == ""  # these synthetic results recorded no idle time
         assert int(row[5]) == round(base * n)
     assert len(rows) == 5
     title = (out / "wis" / "page_fault1-percpu.title").read_text()
@@ -160,7 +160,7 @@ def test_csv_follows_will_it_scale_runtest_convention(report):
     # fork/exit: mm lifecycles/s in the processes column, no threads run
     # P=2 at 2 CPUs is P following the CPU count (no suffix); P=64 is a series of its own
     life = read_csv(out / "wis" / "fork_exit-upstream.csv")
-    assert life[2][0] == "2" and life[2][3] == "-1" and life[2][5] == ""  # no 1-CPU point: no linear
+    assert life[2][0] == "2" and life[2][3] == "0" and life[2][5] == ""  # no 1-CPU point: no linear
     assert int(life[2][1]) == round(2e6 / 2 * 1.1)
     life64 = read_csv(out / "wis" / "fork_exit-upstream-P64.csv")
     assert int(life64[2][1]) == round(2e6 / 64 * 1.1)
@@ -215,3 +215,33 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path):
     assert "does not exist" in usage_error(capsys, ["report", str(good), "--out", str(tmp_path / "o"),
                                                     "--csv", str(tmp_path / "x" / "all.csv")])
     assert "RESULTS" in usage_error(capsys, ["report"])
+
+
+def test_every_csv_row_is_one_lkp_tests_parser_keeps(report):
+    """programs/will-it-scale/parse of lkp-tests takes the header by /^[a-z_,]+$/ and rows by /^[0-9.,]+$/: a
+    row it does not match (a -1 for a mode not run) is silently dropped."""
+    import re
+
+    _, out, _ = report
+    for path in (out / "wis").glob("*.csv"):
+        lines = path.read_text().splitlines()
+        assert re.fullmatch(r"[a-z_,]+", lines[0])
+        assert all(re.fullmatch(r"[0-9.,]+", ln) for ln in lines[1:]), path.name
+        stats = (path.with_suffix(".lkp")).read_text()
+        assert "per_process_ops: " in stats and "per_thread_ops: " in stats
+
+
+def test_lkp_stats_are_what_lkp_computes():
+    from shmrss.wis_csv import lkp_stats
+
+    table = [[0, 0, 100, 0, 100, 0], [1, 100, "50.00", 80, "50.00", 100], [2, 180, "0.10", 0, "", 200]]
+    assert lkp_stats(table) == {"scalability": 0.9, "per_process_ops": 95, "per_thread_ops": 40, "workload": 360}
+
+
+def test_idle_time_measured_is_written_with_two_decimals():
+    from shmrss.report_data import Group
+    from shmrss.wis_csv import rows
+
+    r = {"throughput": {"events_per_s": 1e6, "host_idle_pct": 12.345}}
+    g = Group({"cpus": 1, "mode": "threads"}, "run", [r])
+    assert rows([g])[1] == [1, 0, "", 1000000, "12.35", 1000000]
