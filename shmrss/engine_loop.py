@@ -616,54 +616,68 @@ def _var_sum(seg):
 
 @njit(inline="always")
 def _two_pass(seg):
-    """OOM victim, 2-pass (HPCC v16 3/3): (victim, precise sums done, capped)."""
+    """OOM victim, 2-pass (HPCC v16 3/3, mm/oom_kill.c): (victim, precise sums done, capped).
+
+    Pass 1 is ``select_bad_process``'s approximate scan: ``if (points == LONG_MIN || points <
+    oc->chosen_points) goto next;`` (so the last equal task wins), keeping the chosen task's
+    ``accuracy_under``. Pass 2 visits every task again, the chosen one included::
+
+        if (points == LONG_MIN || (long)(points + accuracy_over + oc->accuracy_under - oc->chosen_points) < 0)
+            goto next;
+        if (oc->nr_precise < max_precise_badness_sums) {
+            accuracy_under = 0;
+            accuracy_over = 0;
+            oc->nr_precise++;
+            points = oom_badness(task, oc->totalpages, false, NULL, NULL);
+            if (points == LONG_MIN || (long)(points + oc->accuracy_under - oc->chosen_points) < 0)
+                goto next;
+        }
+        select: ... oc->chosen_points = points; oc->accuracy_under = accuracy_under;
+
+    with ``static int max_precise_badness_sums = 16;``: once the sums are spent, a task that passes
+    the approximate filter is taken on its approximate points (``capped``: it happened in this
+    selection). Badness is the four members' sum and its range the sum of theirs (oom_badness adds
+    rss and swap; page tables and oom_score_adj are not modelled).
+    """
     nmm = seg[L.H_NMM]
-    best = 0
-    best_a = -(1 << 62)
-    for mm in range(nmm):  # pass 1: the largest approximate badness
+    chosen = -1
+    chosen_points = -(1 << 62)
+    chosen_under = 0
+    for mm in range(nmm):  # pass 1: approximate scan
         a, u, o = _badness_approx(seg, mm)
-        if a > best_a:
-            best = mm
-            best_a = a
-    cur = best
-    cur_val, u, cur_over = _badness_approx(seg, best)
-    exact = False
+        if a < chosen_points:
+            continue
+        chosen = mm
+        chosen_points = a
+        chosen_under = u
     sums = 0
     capped = False
-    for mm in range(nmm):  # pass 2: only the mms whose range reaches the current maximum's
-        if mm == cur:
-            continue
-        a, u, o = _badness_approx(seg, mm)
-        floor = cur_val if exact else cur_val - cur_over
-        if a + u < floor:
-            continue  # cannot be larger: dropped without a sum
-        if sums + (1 if exact else 2) <= L.OOM_CAP:
-            if not exact:
-                cur_val = _badness_precise(seg, cur)
-                exact = True
-                sums += 1
-            p = _badness_precise(seg, mm)
+    for mm in range(nmm):  # pass 2: every task, the chosen one included
+        points, u, o = _badness_approx(seg, mm)
+        if points + o + chosen_under - chosen_points < 0:
+            continue  # below the chosen points' accuracy range
+        if sums < L.OOM_CAP:
             sums += 1
-            if p > cur_val or (p == cur_val and mm < cur):
-                cur = mm
-                cur_val = p
+            u = 0
+            points = _badness_precise(seg, mm)
+            if points + chosen_under - chosen_points < 0:
+                continue
         else:
-            capped = True  # out of precise sums: compare the approximations
-            if a > cur_val:
-                cur = mm
-                cur_val = a
-                cur_over = o
-                exact = False
-    return cur, sums, capped
+            capped = True  # out of precise sums: taken on its approximate points
+        chosen = mm
+        chosen_points = points
+        chosen_under = u
+    return chosen, sums, capped
 
 
 @njit(inline="always")
 def _precise_scan(seg):
+    """The all-precise selection (upstream since "mm: fix OOM killer inaccuracy"): last equal task wins."""
     best = 0
     best_p = -(1 << 62)
     for mm in range(seg[L.H_NMM]):
         p = _badness_precise(seg, mm)
-        if p > best_p:
+        if p >= best_p:
             best = mm
             best_p = p
     return best

@@ -163,6 +163,9 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
         "accuracy": {
             "approx_max_abs_error": approx_max_err,
             "approx_bound": bound,
+            # the stated range: truth - under <= approx <= truth + over (largest over the counters)
+            "approx_range": {"under": int(np.max(under)) if len(under) else 0,
+                             "over": int(np.max(over)) if len(over) else 0},
             "error_to_bound": approx_max_err / bound if bound else (0.0 if approx_max_err == 0 else None),
             "approx_min_ratio_to_truth": ratio,
             "precise_equals_truth": precise_ok,

@@ -408,8 +408,9 @@ class TreeShape:
             self.levels.append((2 ** (self.k - shift), TREE_B * 2 ** shift))
 
     def m(self) -> int:
-        """ALGORITHMS.md's M: sum over levels 0..L-1 of (batch at B = 1) * counters."""
-        m = self.possible  # level 0
+        """calculate_accuracy_topology's M: sum over levels 0..L-1 of (batch at B = 1) * items, level 0
+        counting 2^k items (not the possible CPUs)."""
+        m = 2 ** self.k if self.orders else 0  # level 0
         for items, batch in self.levels[:-1]:
             m += (batch // TREE_B) * items
         return m

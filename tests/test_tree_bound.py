@@ -1,12 +1,13 @@
-"""tree (HPCC) over many shapes: the accuracy formula, the orders table, the root's range, compare_value.
+"""tree (HPCC) over many shapes: the accuracy formula, the orders table, the root's range, compare_value,
+the in-flight slack the reader allows.
 
-ALGORITHMS.md section 7: level 0 is one counter per possible CPU; levels 1..L
-have 2^(k - o1 - ... - ol) items; the batch of level 0 is B = 32 and each
-level's batch is the previous one times its arity. M = sum over levels 0..L-1
-of (batch of the level at B = 1) x (counters at that level); under = B*M,
-over = (B-1)*M; the 8-CPU binary tree has M = 8 + 2*4 + 4*2 = 24 (+/-768).
-Shapes: possible CPUs 1..4096 with the table's orders and with explicit
-``--tree-orders`` overrides.
+lib/percpu_counter_tree.c, calculate_accuracy_topology: level 0 counts 2^k items
+(k = order of nr_cpu_ids), not the CPUs that exist; levels 1..L have
+2^(k - o1 - ... - ol) items; the batch of level 0 is B = 32 and each level's
+batch is the previous one times its arity. M = sum over levels 0..L-1 of
+(batch of the level at B = 1) x (items at that level) = L * 2^k; under = B*M,
+over = (B-1)*M; 6 and 8 CPUs: M = 24 (768, 744). Shapes: possible CPUs
+1..4096 with the table's orders and with explicit ``--tree-orders`` overrides.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ ALGORITHMS = Path(__file__).resolve().parents[2] / "shared" / "design" / "ALGORI
 
 
 def m_by_definition(possible: int, orders) -> int:
-    """M straight from the definition: level 0 (batch 1 at B = 1, one counter per possible CPU),
-    then levels 1..L-1 (the root is not counted)."""
+    """M straight from the kernel's definition: level l (0..L-1) has 2^(k - o1 - ... - ol) items of
+    batch 2^(o1 + ... + ol) at B = 1, level 0 counting 2^k items whatever the CPUs (the root is not counted)."""
     k = sum(orders)
-    m = possible
+    m = 2 ** k if orders else 0
     shift = 0
     for o in list(orders)[:-1]:
         shift += o
@@ -74,6 +75,15 @@ def test_eight_cpu_binary_example():
     assert tree.orders_for(8) == (1, 1, 1)
     assert tree.accuracy(8, (1, 1, 1)) == (24, 768, 744)
     assert m_by_definition(8, (1, 1, 1)) == 8 + 2 * 4 + 4 * 2 == 24
+
+
+@pytest.mark.parametrize("possible,expect", [(6, (24, 768, 744)), (5, (24, 768, 744)), (3, (8, 256, 248)),
+                                             (12, (48, 1536, 1488)), (384, (1536, 49152, 47616))])
+def test_accuracy_counts_level_items_from_the_cpu_order(possible, expect):
+    """calculate_accuracy_topology: ``level_items = 1U << nr_cpus_order``: 6 CPUs is 768/744, not 704/682."""
+    orders = tree.orders_for(possible)
+    assert tree.accuracy(possible, orders) == expect
+    assert expect[0] == len(orders) * 2 ** sum(orders)
 
 
 @settings(deadline=None, max_examples=400)
@@ -203,3 +213,80 @@ def test_compare_value_at_the_edges_of_the_range(new_segment):
         vs = [root - over - 1, root - over, root, precise - 1, precise, precise + 1, root + under, root + under + 1]
         _, res = D.run("tree", seg, [D.op_compare(0, L.ANON, v) for v in vs], record=False)
         assert res.tolist() == [(precise > v) - (precise < v) for v in vs]
+
+
+def _root_addr(seg, mm, k):
+    """The root item of (mm, k): the last item of the member's block, every item on its own line."""
+    nitems = seg.h(L.H_DPARAM + 2)
+    return D.mm_addr(seg, mm, (1 + k * nitems + nitems - 1) * seg.h(L.H_LINE))
+
+
+def test_compare_value_decides_from_the_root_with_the_kernels_sides(new_segment):
+    """precise_compare_value: ``compare_delta(v - count, under, over)``: v above the root by more than
+    ``over`` is "v greater than the counter" without a sum. A crafted state (level 0 far above a root
+    that never saw it) tells the kernel's sides from the swapped ones: the precise sum would say 1."""
+    D.driver("tree")
+    with new_segment(D.geometry("tree", 8)) as seg:
+        D.prepare("tree", seg)
+        seg.words[D.pcpu_addr(seg, 0, 0, L.ANON)] = 1000  # precise 1000, root 0
+        precise, root, under, over = (int(x) for x in D.read_all("tree", seg)[L.ANON])
+        assert (precise, root, under, over) == (1000, 0, 768, 744)
+        vs = [over + 1, over, -under - 1, -under]
+        _, res = D.run("tree", seg, [D.op_compare(0, L.ANON, v) for v in vs], record=False)
+        # over + 1: decided (counter < v); over: summed (1000 > 744); -under - 1: decided; -under: summed
+        assert res.tolist() == [-1, 1, 1, 1]
+
+
+# ================================================================= in flight: the reader's transient slack
+def _reader_words(seg):
+    r = seg.h(L.H_READER)
+    w = seg.words
+    return {"viol": int(w[r + L.R_APPROX_VIOL]), "transient": int(w[r + L.R_APPROX_TRANSIENT]),
+            "transient_max": int(w[r + L.R_APPROX_TRANSIENT_MAX]), "precise_viol": int(w[r + L.R_PRECISE_VIOL])}
+
+
+@pytest.mark.parametrize("ncpu,possible", [(6, 6), (2, 8), (3, 16)])
+def test_reader_counts_an_in_flight_carry_apart_from_violations(ncpu, possible, new_segment):
+    """The measurement's own reader (the compiled engine): a root beyond the stated bound by no more than
+    one carry per online CPU (each less than the batch of the last level below the root) is a transient
+    read, counted and measured; beyond that slack it is a violation. Truth 0, no update in flight."""
+    from shmrss.engine import engine_for
+
+    eng = engine_for("tree")
+    orders = tree.orders_for(possible)
+    _, under, over = tree.accuracy(possible, orders)
+    top = B << (sum(orders) - orders[-1])
+    slack = ncpu * top
+    assert top == (128 if possible <= 8 else 256)  # the header's Level 2: [-128 .. +127] for 8 CPUs
+    g = D.geometry("tree", ncpu, possible)
+    for root, side in ((over + 1, "transient"), (over + slack, "transient"), (-(under + slack), "transient"),
+                       (over + slack + 1, "viol"), (-(under + slack + 1), "viol")):
+        with new_segment(g) as seg:
+            D.prepare("tree", seg)
+            seg.words[_root_addr(seg, 0, L.ANON)] = root
+            eng.reader_pass(seg.words)
+            got = _reader_words(seg)
+            beyond = root - over if root > 0 else -root - under
+            if side == "transient":
+                assert got == {"viol": 0, "transient": 1, "transient_max": beyond, "precise_viol": 0}, root
+            else:
+                assert got["viol"] == 1 and got["transient"] == 0, root
+
+
+def test_settled_reads_stay_within_the_stated_bound(new_segment):
+    """A settled counter (every carry landed) needs no slack: after many -1/+1 updates on every CPU the
+    reader counts neither transient reads nor violations."""
+    from shmrss.engine import engine_for
+
+    eng = engine_for("tree")
+    D.driver("tree")
+    with new_segment(D.geometry("tree", 6)) as seg:
+        D.prepare("tree", seg)
+        rng = np.random.default_rng(7)
+        ops = [D.op_add(int(rng.integers(0, 6)), -1, 0, L.ANON, int(rng.choice([-1, 1, -33, 100])))
+               for _ in range(500)]
+        D.run("tree", seg, ops, record=False)
+        truth = int(D.truth_after_each(ops, 1)[-1][L.ANON])
+        seg.words[seg.h(L.H_TRUTH) + L.ANON] = truth  # CPU 0's truth word holds the whole truth
+        eng.reader_pass(seg.words)
+        assert _reader_words(seg) == {"viol": 0, "transient": 0, "transient_max": 0, "precise_viol": 0}

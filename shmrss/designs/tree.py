@@ -18,11 +18,52 @@ batch (the previous batch times the level's arity), and so on up to the root.
 64-bit words stand in for the kernel's 32-bit counters: the arithmetic is the
 same modular arithmetic with no wrap in reach.
 
-Reads: approximate = the root, with the accuracy range of ALGORITHMS.md,
-``under = B * M``, ``over = (B - 1) * M``, ``M = sum over levels 0..L-1 of
-(the level's batch at B = 1) * (counters at that level)``. Precise = sum of the
-level-0 counters of all possible CPUs (+ a bias, 0 here). ``compare_value``
-decides from the root when the value lies outside the range, else sums.
+Reads: approximate = the root. Its accuracy range is the kernel's
+(lib/percpu_counter_tree.c, ``calculate_accuracy_topology``), which counts the
+items of every level from ``1 << nr_cpus_order``, not from the CPUs that exist::
+
+    unsigned int level_items = 1U << nr_cpus_order;
+    ...
+        accuracy_multiplier += batch_size * level_items;
+        batch_size <<= n_arity_order;
+        level_items >>= n_arity_order;
+
+so ``M = nr_levels * 2^k`` and, from ``__percpu_counter_tree_init``,
+``under = batch_size * accuracy_multiplier``, ``over = (batch_size - 1) *
+accuracy_multiplier`` (6 or 8 possible CPUs, B = 32: under 768, over 744).
+The header states the range as ``(precise_sum - approx_accuracy_range.under)
+<= approx_sum <= (precise_sum + approx_accuracy_range.over)``.
+
+That range holds for a *settled* counter. While a carry is in flight (level 0
+already changed, an item above not yet) the root misses it: a negative carry
+puts the root above the truth by up to that carry. The largest carry one
+update moves is a multiple of the batch of the level it leaves; the file's
+header comment gives it per level (8 CPUs, B = 32)::
+
+    *            per-counter     global
+    *            accuracy        accuracy
+    * Level 0:   [ -32 ..  +31]  ±256  (8 * 32)
+    * Level 1:   [ -64 ..  +63]  ±256  (4 * 64)
+    * Level 2:   [-128 .. +127]  ±256  (2 * 128)
+
+and the carry into the root is ``inc &= ~0b01111111`` there: a multiple of the
+batch of the last level below the root (128). Past what the update's own
+delta explains (the reader's truth envelope already allows it), a carry in
+flight adds less than that batch, and each CPU has at most one update in
+flight: ``transient_slack`` is ``online CPUs * that batch`` for the
+approximate read (0 for the precise one, which sums level 0). The reader
+counts reads beyond the stated bound but within that slack apart from
+violations (``reads.approx_transient``).
+
+Precise = sum of the level-0 counters of all possible CPUs (+ a bias, 0 here).
+``compare_value`` is ``percpu_counter_tree_precise_compare_value``::
+
+    res = compare_delta(v - count, counter->approx_accuracy_range.under,
+                        counter->approx_accuracy_range.over);
+
+decided from the root when ``v - root`` is above ``over`` or below
+``-under``, else summed; the sign is returned as counter - v (the kernel returns
+v - counter).
 """
 
 import math
@@ -32,7 +73,6 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, local_xadd, store, xadd
 from shmrss.designs._common import (
-    no_transient,
     no_locks, no_thread_count,
     JOURNAL, doubt, dparam, jget, jsave, jstep_save, jword, members_not_zero, mm_word, pcpu_word, settle, tally,
 )
@@ -41,7 +81,7 @@ from shmrss.segment import DesignShape
 NAME = "tree"
 ID = 7
 SUMMARY = "hierarchical per-CPU counter tree (HPCC): carries up levels of items, root = approximation"
-BOUND = "truth - B*M <= root <= truth + (B-1)*M (ALGORITHMS.md); M from the tree's shape"
+BOUND = "truth - B*M <= root <= truth + (B-1)*M, M = levels * 2^k (calculate_accuracy_topology); settled counter"
 
 LOG2_BATCH = 5  # B = 32, as for RSS
 # arity orders of levels 1..L by k = ceil(log2(nr_cpu_ids))
@@ -80,10 +120,13 @@ def levels(possible: int, orders: tuple[int, ...]) -> list[tuple[int, int, int]]
 
 
 def accuracy(possible: int, orders: tuple[int, ...]) -> tuple[int, int, int]:
-    """(M, under, over) of ALGORITHMS.md for this shape."""
-    m = possible  # level 0: batch 1 at B = 1, one counter per possible CPU
-    for items, _, log2b in levels(possible, orders)[:-1]:  # every level below the root
-        m += (1 << (log2b - LOG2_BATCH)) * items
+    """(M, under, over) as ``calculate_accuracy_topology``: items counted from 2^k at level 0."""
+    k = sum(orders)
+    m, batch, items = 0, 1, 1 << k
+    for o in orders:  # levels 0 .. nr_levels - 1 (the root is not one)
+        m += batch * items
+        batch <<= o
+        items >>= o
     b = 1 << LOG2_BATCH
     return m, b * m, (b - 1) * m
 
@@ -274,13 +317,14 @@ def read_precise(seg, mm, k):
 
 @njit(inline="always")
 def compare_value(seg, mm, k, v):
-    """Sign of (counter - v): from the root when v is outside its accuracy range, else summed."""
+    """Sign of (counter - v), as percpu_counter_tree_precise_compare_value (which returns v - counter)."""
     a = read_approx(seg, mm, k)
     under, over = approx_bound(seg, mm, k)
-    if v < a - over:
-        return 1
-    if v > a + under:
+    delta = v - a  # compare_delta(v - count, under, over)
+    if delta > over:
         return -1
+    if -delta > under:
+        return 1
     p = read_precise(seg, mm, k)
     return (p > v) - (p < v)
 
@@ -315,4 +359,12 @@ def mm_destroy(seg, mm):
     return members_not_zero(read_precise, seg, mm)
 
 
-transient_slack = no_transient  # reads keep their stated bounds at every instant
+@njit(inline="always")
+def transient_slack(seg, mm, k):
+    """(approximate, precise) slack while carries are in flight: one carry per online CPU, each adding
+    less than the batch of the last level below the root beyond its update's delta (module docstring)."""
+    nlev = dparam(seg, 1)
+    if nlev == 0:
+        return 0, 0
+    top = 1 << (dparam(seg, 0) + _k(seg) - dparam(seg, 5 + nlev - 1))
+    return seg[L.H_NCPU] * top, 0
