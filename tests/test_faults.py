@@ -25,7 +25,7 @@ STEPS = {
     "pcpcache": [1, 2, 3, 4, 5, 6],
     "split": [1, 2, 3, 4, 5, 6, 7],
     "single": [16, 1, 3, 4],
-    "pernode": [1, 2, 3, 4, 5],
+    "pernode": [1, 2, 3],
 }
 # steps that only come before an mm's first clone (single mode, the switch to per-CPU): a CPU is frozen
 # at them from the start, one run each
