@@ -100,6 +100,8 @@ S_LC_REUSE_BAD = 26  # created or reused mms that did not read 0
 S_LC_REUSED = 27
 S_REQ = 28  # written by the parent: REQ_OFFLINE asks the CPU to go offline at its next check point
 S_CUR_TASK = 29  # the task the CPU runs (published at check points and parking)
+S_RACED = 30  # pernode: moves whose node subtraction left the counter a batch or more from 0 (racing movers)
+S_RACED_MAX = 31  # pernode: the largest such |counter| left
 # the in-flight journal (only when H_FAULTS): what the CPU's current multi-step operation is and how
 # far it got, so that the parent can complete it for a CPU that was killed in the middle
 S_J = 32

@@ -33,7 +33,7 @@ from types import ModuleType
 import numpy as np
 
 from shmrss import layout as L
-from shmrss.designs import split, tree
+from shmrss.designs import pernode, split, tree
 from shmrss.segment import SegmentError
 
 # designs whose "precise" column is an unlocked sum, not the design's locked read
@@ -100,7 +100,7 @@ def check_shape(words: np.ndarray, design: str) -> None:
     if design == "pcpcache":
         ok &= h[L.H_GLOBAL_WORDS] >= possible * line
     if design == "pernode":
-        ok &= 1 <= dp[0] <= 4096 and mm_stride >= (dp[0] + 1) * line + dp[0]
+        ok &= 1 <= dp[0] <= pernode.NCOUNTERS and dp[1] >= 32 and mm_stride >= L.NMEMBERS * pernode.STRUCT
     if design == "tree":
         ok &= 0 <= dp[1] <= tree.MAX_LEVELS and 1 <= dp[2] and mm_stride >= (1 + L.NMEMBERS * dp[2]) * line
     if not ok:

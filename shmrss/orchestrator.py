@@ -390,6 +390,7 @@ class Run:
                 "hits": int(w[b + L.S_HITS]), "misses": int(w[b + L.S_MISSES]),
                 "sched_steps": int(w[b + L.S_OPS]), "migrations": int(w[b + L.S_MIGRATIONS]),
                 "idle_passes": int(w[b + L.S_IDLE]),
+                "raced_moves": int(w[b + L.S_RACED]), "raced_left_max": int(w[b + L.S_RACED_MAX]),
                 "state": {L.CPU_DEAD: "killed", L.CPU_OFFLINE: "offline"}.get(int(w[b + L.S_STATUS]), "ran"),
             })
         reclaimer = None
@@ -399,7 +400,8 @@ class Run:
             moves = int(w[b + L.S_EVENTS]) // 4
             reclaimer = {"moves": moves, "moves_per_s": moves / span_ns * 1e9 if span_ns > 0 else 0.0,
                          "misses": int(w[b + L.S_MISSES]), "var": int(w[b + L.S_VAR]),
-                         "commit": int(w[b + L.S_COMMIT]), "died": self.reclaimer_died}
+                         "commit": int(w[b + L.S_COMMIT]), "died": self.reclaimer_died,
+                         "raced_moves": int(w[b + L.S_RACED]), "raced_left_max": int(w[b + L.S_RACED_MAX])}
         nmm = int(w[L.H_NMM])
         check = np.zeros((nmm * L.NMEMBERS, 5), dtype=np.int64)
         eng.quiescent_check(w, check)

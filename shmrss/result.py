@@ -52,6 +52,19 @@ def interval_rates(samples) -> list[float]:
     return rates[1:] if len(rates) > 1 else rates
 
 
+def raced_moves(per_cpu, reclaimer, warnings: list) -> dict:
+    """pernode's racing movers: moves that left their node counter a batch or more from 0, and the largest
+    counter left; a warning when there were any."""
+    rows = list(per_cpu) + ([reclaimer] if reclaimer else [])
+    raced = {"count": sum(c.get("raced_moves", 0) for c in rows),
+             "max_left": max((c.get("raced_left_max", 0) for c in rows), default=0)}
+    if raced["count"]:
+        warnings.append(f"{raced['count']} moves raced another CPU's add and left their node counter up to "
+                        f"{raced['max_left']} from 0 (pernode's double move: its bound is broken until that "
+                        "node's next update)")
+    return raced
+
+
 def build(params, raw: dict, calibration: dict | None) -> dict:
     """The result object of one design's run."""
     per_cpu = raw["per_cpu"]
@@ -128,6 +141,7 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
     hits = sum(c["hits"] for c in per_cpu)
     misses = sum(c["misses"] for c in per_cpu) + ((raw.get("reclaimer") or {}).get("misses") or 0)
     ratio = rd["min_ratio_ppm"] / 1e6 if rd["min_ratio_ppm"] < (1 << 62) else None
+    raced = raced_moves(per_cpu, raw.get("reclaimer"), warnings)
     return {
         "design": params.design,
         "workload": params.workload.name,
@@ -159,6 +173,7 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "hits": hits, "misses": misses,
             "hit_rate": hits / (hits + misses) if hits + misses else None,
             "reclaimer": raw.get("reclaimer"),
+            "raced_moves": raced,
         },
         "accuracy": {
             "approx_max_abs_error": approx_max_err,

@@ -334,46 +334,44 @@ class Single(Percpu):
 
 # ================================================================= 6 pernode
 class Pernode(Model):
-    """One counter per NUMA node (the updating CPU's; no CPU: node 0). A global approximation
-    gets a node's change when it has moved 32 or more from what the node last reported
-    (a slow path). approx = global (bound 31 * nodes); precise = sum of the node counters."""
+    """Dorminy's RFC v2: per mm and member, ``global`` and 32 node counters. An update adds to the
+    counter of its CPU's node mod 32 (no CPU: counter 0); if that counter's new value is a batch or
+    more from 0 (batch max(32, (possible >> NODES_SHIFT) * 2), NODES_SHIFT 6), the value is added to
+    the global and taken from the node counter (a slow path). approx = global, bound
+    (batch - 1) * min(nodes, 32); precise = global + every node counter."""
 
     name = "pernode"
-    BATCH = 32
+    NCOUNTERS = 32
 
     def __init__(self, *a, nodes=None, **kw):
         super().__init__(*a, nodes=nodes, **kw)
         self.node_of = list(nodes) if nodes else [0] * self.ncpu
         self.nnodes = max(self.node_of) + 1 if nodes else 1
-        self._zero_all()
-
-    def _zero_all(self):
-        self.count = [[[0] * NM for _ in range(self.nnodes)] for _ in range(self.nmm)]
-        self.reported = [[[0] * NM for _ in range(self.nnodes)] for _ in range(self.nmm)]
+        self.batch = max(32, (self.possible >> 6) * 2)
         self.glob = [[0] * NM for _ in range(self.nmm)]
+        self.counters = [[[0] * self.NCOUNTERS for _ in range(NM)] for _ in range(self.nmm)]
 
     def _add(self, cpu, task, mm, k, d, fault):
-        node = self.node_of[cpu] if cpu >= 0 else 0
-        self.count[mm][node][k] += d
-        c, r = self.count[mm][node][k], self.reported[mm][node][k]
-        if abs(c - r) >= self.BATCH:
-            self.glob[mm][k] += c - r
-            self.reported[mm][node][k] = c
+        slot = self.node_of[cpu] % self.NCOUNTERS if cpu >= 0 else 0
+        self.counters[mm][k][slot] += d
+        val = self.counters[mm][k][slot]
+        if abs(val) >= self.batch:
+            self.glob[mm][k] += val
+            self.counters[mm][k][slot] -= val
             self.slow[cpu] += 1
 
     def _init(self, mm):
-        self.count[mm] = [[0] * NM for _ in range(self.nnodes)]
-        self.reported[mm] = [[0] * NM for _ in range(self.nnodes)]
         self.glob[mm] = [0] * NM
+        self.counters[mm] = [[0] * self.NCOUNTERS for _ in range(NM)]
 
     def precise(self, mm, k):
-        return sum(self.count[mm][n][k] for n in range(self.nnodes))
+        return self.glob[mm][k] + sum(self.counters[mm][k])
 
     def approx(self, mm, k):
         return self.glob[mm][k]
 
     def bound(self, mm, k):
-        e = (self.BATCH - 1) * self.nnodes
+        e = (self.batch - 1) * min(self.nnodes, self.NCOUNTERS)
         return e, e
 
 

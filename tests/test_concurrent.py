@@ -56,12 +56,15 @@ def check(r: dict, design: str, workload: str, cpus: int, design_cpus: int | Non
     assert INVARIANTS <= set(inv), inv
     assert all(v is True for v in inv.values()), (design, inv, r["reads"]["first_violation"])
     acc = r["accuracy"]
-    assert acc["precise_equals_truth"] is True and acc["precise_max_abs_error_live"] == 0
-    assert 0 <= acc["approx_max_abs_error"] <= acc["approx_bound"]
+    rd = r["reads"]
+    # live errors only within what the design documents for a read made while an update is in flight
+    # (transient_slack: pernode's moves; 0 for the designs whose bounds hold at every instant)
+    assert acc["precise_equals_truth"] is True
+    assert acc["precise_max_abs_error_live"] <= rd["precise_transient"]["max_error"]
+    assert 0 <= acc["approx_max_abs_error"] <= acc["approx_bound"] + rd["approx_transient"]["max_beyond_bound"]
     for row in acc["final"]:
         assert row["precise"] == row["truth"], row
         assert abs(row["approx"] - row["truth"]) <= acc["approx_bound"], row
-    rd = r["reads"]
     assert rd["approx_count"] > 0 and rd["precise_count"] > 0  # the reader read, all along
     assert rd["approx_count"] == rd["precise_count"]
     assert rd["approx_violations"] == 0 and rd["precise_violations"] == 0 and rd["first_violation"] is None
@@ -117,10 +120,28 @@ def test_mixed_oversubscribed(design, run_cli, tmp_path):
         assert bound >= 66 * 64
     elif design == "pernode":
         assert bound == 62  # --nodes 2
+        raced = th["raced_moves"]  # moves that raced another CPU's add (counted, the run goes on)
+        assert raced["count"] >= 0 and (raced["max_left"] >= 32 or raced["count"] == 0)
     else:
         assert bound == stated_bound(design, 5, threads=2)
     if design == "pcpcache":  # remote updates and the reclaimer miss, the faults hit
         assert th["hits"] > 0 and th["misses"] > 0 and 0 < th["hit_rate"] < 1
+
+
+# ================================================================= pernode's racing movers, measured
+def test_pernode_racing_movers_threads_two_nodes(run_cli, tmp_path):
+    """page_fault1 in one mm, 4 CPUs on 2 nodes (2 CPUs to a node counter): moves race, are counted
+    (throughput.raced_moves, each with a warning), and reads beyond the bound stay within the slack."""
+    code, res = run_cli(["run", "--design", "pernode", "--workload", "page_fault1", "--mode", "threads",
+                         "--cpus", "4", "--oversubscribe", "--nodes", "2", "--duration", "1",
+                         "--read-interval", "0.2"], tmp_path)
+    assert code == 0
+    r = _one(res)
+    check(r, "pernode", "page_fault1", 4)
+    raced = r["throughput"]["raced_moves"]
+    assert set(raced) == {"count", "max_left"} and sum(c["raced_moves"] for c in r["throughput"]["per_cpu"]) == raced["count"]
+    if raced["count"]:
+        assert raced["max_left"] >= 32 and any("raced another CPU" in w for w in r["warnings"])
 
 
 # ================================================================= rss_steal: 2000 threads, 32 pages each

@@ -59,8 +59,8 @@ def expected_bound(design, cfg):
     if design == "percpu":
         b = max(32, 2 * n)
         return n * (b - 1), n * (b - 1)
-    if design == "pernode":
-        e = 31 * (max(cfg["nodes"]) + 1)
+    if design == "pernode":  # (batch - 1) per node counter in use; batch max(32, (P >> NODES_SHIFT 6) * 2)
+        e = (max(32, (cfg["possible"] >> 6) * 2) - 1) * min(max(cfg["nodes"]) + 1, 32)
         return e, e
     if design == "tree":
         p = cfg["possible"]
@@ -449,14 +449,75 @@ def test_engine_exit_all_folds_tasks_and_leaves_cpus(design, sc, new_segment):
 def test_pernode_setup_writes_the_node_map(new_segment):
     nodes = (0, 0, 1, 2, 2)
     shape = pernode.shape(5, 5, 1, nodes=nodes)
-    assert shape.params == (3,) and shape.global_words == 5
+    # 3 counters in use, batch 32, slack: counters 0 and 2 have 2 CPUs, 1 has one (updates of 1)
+    assert shape.params == (3, 32, 2 * (31 + 2), 2 * 2 * (31 + 2) + 32) and shape.global_words == 5
+    assert shape.mm_words == 4 * 33  # rss_stat[NR_MM_COUNTERS] of {global, numa_counters[32]}
     with new_segment(D.geometry("pernode", 5, nodes=nodes)) as seg:
         pernode.setup(seg.words, 5, nodes)
         g = seg.h(L.H_GLOBAL)
         assert seg.words[g: g + 5].tolist() == list(nodes)
         D.prepare("pernode", seg, nodes=nodes)
-        # 20 on each CPU: node 2 (CPUs 3, 4) reaches 40 and folds, the others stay under 32
+        # 20 on each CPU: counters 0 (CPUs 0, 1) and 2 (CPUs 3, 4) reach 40 and move to the global
         D.run("pernode", seg, [D.op_add(c, -1, 0, L.ANON, 20) for c in range(5)], record=False)
-        line = seg.h(L.H_LINE)
-        assert [int(seg.words[D.mm_addr(seg, 0, n * line + L.ANON)]) for n in range(3)] == [40, 20, 40]
+        anon = D.mm_addr(seg, 0, L.ANON * 33)
+        assert int(seg.words[anon]) == 80
+        assert seg.words[anon + 1: anon + 4].tolist() == [0, 20, 0] and not seg.words[anon + 4: anon + 33].any()
         assert D.read_all("pernode", seg)[L.ANON].tolist() == [100, 80, 93, 93]
+
+
+def test_pernode_batch_and_node_index_follow_the_rfc():
+    """max(32, (num_possible_cpus() >> NODES_SHIFT) * 2) with NODES_SHIFT 6; numa_node_id() % 32."""
+    assert [pernode.batch_for(p) for p in (2, 64, 1087, 1088, 4096)] == [32, 32, 32, 34, 128]
+    assert pernode.NCOUNTERS == 32 and pernode.STRUCT == 33
+    assert pernode.slots_in_use((0, 1, 2)) == 3 and pernode.slots_in_use(tuple(range(64))) == 32
+    # nodes 0 and 32 share counter 0: 2 CPUs there, one on counter 1
+    assert pernode.slack_for((0, 32, 1), 3, 32, 1) == (31 + 2, 2 * (31 + 2) + 32)
+
+
+def _reader_on(seg, truth, glob, counters, k=L.ANON):
+    """Craft mm 0's member k (truth on CPU 0's line, the global, the node counters) and run one reader pass."""
+    w = seg.words
+    w[seg.h(L.H_TRUTH) + k] = truth
+    base = D.mm_addr(seg, 0, k * 33)
+    w[base] = glob
+    w[base + 1: base + 1 + len(counters)] = counters
+    r = seg.h(L.H_READER)
+    w[r: r + L.R_HEAD_WORDS] = 0
+    engine_for("pernode").reader_pass(w)
+    return {name: int(w[r + slot]) for name, slot in (
+        ("approx_viol", L.R_APPROX_VIOL), ("approx_transient", L.R_APPROX_TRANSIENT),
+        ("approx_transient_max", L.R_APPROX_TRANSIENT_MAX), ("precise_viol", L.R_PRECISE_VIOL),
+        ("precise_transient", L.R_PRECISE_TRANSIENT), ("precise_transient_max", L.R_PRECISE_TRANSIENT_MAX))}
+
+
+def test_pernode_double_move_is_transient_within_the_slack_and_a_violation_beyond(new_segment):
+    """The reader's verdicts on states a double move leaves (4 CPUs, 2 per node: bound 62, approximate
+    slack 2 * (31 + 2) = 66, precise slack 2 * 2 * (31 + 2) = 132)."""
+    nodes = (0, 0, 1, 1)
+    with new_segment(D.geometry("pernode", 4, nodes=nodes, ring=16)) as seg:
+        D.prepare("pernode", seg, nodes=nodes)
+        assert pernode.slack_for(nodes, 4, 32, 1) == (66, 132)
+        # each node left at -45 and -45 by double moves: global 190 for a truth of 100, 28 past the bound
+        assert _reader_on(seg, 100, 190, [-45, -45]) == dict(
+            approx_viol=0, approx_transient=1, approx_transient_max=28, precise_viol=0, precise_transient=0,
+            precise_transient_max=0)
+        # chained races (-100, -100): 138 past the bound, beyond the slack: a violation
+        got = _reader_on(seg, 100, 300, [-100, -100])
+        assert got["approx_viol"] == 1 and got["approx_transient"] == 0 and got["precise_viol"] == 0
+        # a move of 40 between its global add and its node subtraction: the precise read counts it twice
+        got = _reader_on(seg, 100, 100, [40, 0])
+        assert (got["precise_transient"], got["precise_transient_max"], got["precise_viol"]) == (1, 40, 0)
+        got = _reader_on(seg, 100, 100, [140, 0])  # beyond the precise slack
+        assert got["precise_viol"] == 1 and got["precise_transient"] == 0
+
+
+def test_pernode_consistent_finds_a_write_to_a_counter_no_cpu_uses(new_segment):
+    nodes = (0, 0, 1, 1)
+    with new_segment(D.geometry("pernode", 4, nodes=nodes)) as seg:
+        D.prepare("pernode", seg, nodes=nodes)
+        D.run("pernode", seg, [D.op_add(c, -1, 0, k, 40 - 7 * c) for c in range(4) for k in range(NM)],
+              record=False)
+        eng = engine_for("pernode")
+        assert eng.design_consistent(seg.words) == 0
+        seg.words[D.mm_addr(seg, 0, L.SWAP * 33 + 1 + 5)] = 1  # counter 5: no CPU is on node 5
+        assert eng.design_consistent(seg.words) == 1

@@ -25,7 +25,7 @@ STEPS = {
     "pcpcache": [1, 2, 3, 4, 5, 6],
     "split": [1, 2, 3, 4, 5, 6, 7],
     "single": [16, 1, 3, 4],
-    "pernode": [1, 2, 3, 4, 5],
+    "pernode": [1, 2, 3],
 }
 # steps that only come before an mm's first clone (single mode, the switch to per-CPU): a CPU is frozen
 # at them from the start, one run each
@@ -118,6 +118,32 @@ def test_a_doubtful_xadd_is_settled_by_conservation(monkeypatch, extra, settled,
     else:
         assert e["settled"] == "INCONSISTENT"
         assert res["invariants"]["faults_recovered"] is False
+
+
+@pytest.mark.parametrize("step,doubt", [(2, "pernode global"), (3, "precise sum")], ids=["global-add", "node-sub"])
+@pytest.mark.parametrize("landed", [False, True], ids=["not-landed", "landed"])
+def test_pernode_doubtful_move_is_settled_by_conservation(monkeypatch, step, doubt, landed):
+    """pernode's CPU frozen before the global add (2) or the node subtraction (3) of a move: either way
+    global + sum(nodes) = truth tells whether the killed ``lock xadd`` landed (the test lands it for the
+    dying CPU, or not) and recovery applies it only if it did not."""
+    real_freeze = F.FaultDriver._freeze
+
+    def freeze_then(self, cpu, f):
+        real_freeze(self, cpu, f)
+        w = self.words
+        j = self._stat(cpu) + L.S_J
+        rss_stat = int(w[L.H_MM]) + int(w[j + L.J_MM]) * int(w[L.H_MM_STRIDE]) + int(w[j + L.J_K]) * 33
+        val = int(w[j + L.J_A])  # the value being moved
+        node_counter = rss_stat + 1 + int(w[int(w[L.H_GLOBAL]) + cpu]) % 32  # the CPU's numa_counters[]
+        if landed:
+            w[rss_stat if step == 2 else node_counter] += val if step == 2 else -val
+
+    monkeypatch.setattr(F.FaultDriver, "_freeze", freeze_then)
+    res = _run(_params("pernode", [Fault(0.2, "freeze", 1, points=1, step=step)], duration=0.6))
+    e = res["faults"]["injected"][0]
+    assert e["doubt"] == doubt and e["step"] == step
+    _assert_clean(res)
+    assert e["settled"] == ("had landed" if landed else "applied by recovery")
 
 
 def test_recovery_is_needed():

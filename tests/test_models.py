@@ -122,13 +122,12 @@ def check_state(name, seg, cfg, model):
         for cpu in range(ncpu):
             assert D.stat(seg, cpu, L.S_HITS) == model.hits[cpu]
             assert D.stat(seg, cpu, L.S_MISSES) == model.misses[cpu]
-    if name == "pernode":
-        line = seg.h(L.H_LINE)
+    if name == "pernode":  # rss_stat[k] = {global, numa_counters[32]}, back to back
         for mm in range(nmm):
-            for node in range(model.nnodes):
-                b = D.mm_addr(seg, mm, node * line)
-                assert [int(w[b + k]) for k in range(NM)] == model.count[mm][node]
-                assert [int(w[b + NM + k]) for k in range(NM)] == model.reported[mm][node]
+            for k in range(NM):
+                b = D.mm_addr(seg, mm, k * 33)
+                assert int(w[b]) == model.glob[mm][k], (mm, k)
+                assert [int(v) for v in w[b + 1: b + 33]] == model.counters[mm][k], (mm, k)
 
 
 def start(name, seg, cfg, options=None):
@@ -267,10 +266,24 @@ def test_pernode_folds_per_node(new_segment):
     with D.new_segment_for("pernode", cfg, new_segment) as seg:
         model = start("pernode", seg, cfg)
         out = check_sequence("pernode", seg, cfg, D.expand(cfg, steps), model)
-        # node 0 folds at 32; node 1 (31 - 62 = -31) only at -32
+        # node 0 moves its 32 to the global; node 1 (31 - 62 = -31) only at -32
         assert out[:, L.ANON, 1].tolist()[-5:] == [0, 0, 32, 32, 0]
         assert out[-1, L.ANON, 0] == 0
         assert out[-1, L.ANON, 2:].tolist() == [62, 62]
+        assert model.counters[0][L.ANON][:2] == [0, 0]  # each move takes the whole value it returned
+
+
+def test_pernode_node_index_and_batch_from_possible_cpus(new_segment):
+    """2048 possible CPUs: batch (2048 >> 6) * 2 = 64; nodes 0 and 32 share counter 0 (numa_node_id() % 32)."""
+    cfg = _cfg(ncpu=3, possible=2048, nmm=1, task_mms=(), nodes=(0, 32, 33))
+    steps = [("reclaim", 0, 0, L.ANON, 40), ("reclaim", 1, 0, L.ANON, 30), ("reclaim", 2, 0, L.ANON, -63),
+             ("reclaim", 2, 0, L.ANON, -1)]
+    with D.new_segment_for("pernode", cfg, new_segment) as seg:
+        model = start("pernode", seg, cfg)
+        out = check_sequence("pernode", seg, cfg, D.expand(cfg, steps), model)
+        assert out[-4:, L.ANON, 1].tolist() == [0, 70, 70, 6]
+        assert out[-1, L.ANON, 2:].tolist() == [63 * 32, 63 * 32]
+        assert [D.stat(seg, c, L.S_SLOW) for c in range(3)] == [0, 1, 1]
 
 
 def test_tree_carries_up_the_levels(new_segment):
