@@ -23,6 +23,9 @@ chosen variant (ALGORITHMS.md section 9):
                  and takes neither the allocator mutex nor the list lock (its
                  mm object comes from the slab: a lock-free claim of its slot);
                  the second thread allocates the counters, mm_cid and futex_ref
+                 (deviation: the RFC defers only the counters; mm_cid stays
+                 at fork in the kernel, deferred here as issue 10 asks, so
+                 lazy is an upper bound on the RFC's gain)
     inline       ``tree``: the items live in the mm (zeroed with it), one
                  per-CPU allocation for the level-0 counters; HPCC's
                  percpu_counter_tree has no hotplug list, so no list lock
