@@ -87,8 +87,9 @@ def engine_for(design: str) -> ModuleType:
     text = _TEMPLATE.read_text()
     if _MARK not in text:
         raise RuntimeError("engine_loop.py lost its DESIGN-IMPORT line")
-    text = text.replace(_MARK, f"from shmrss.designs.{design} import (  # DESIGN-IMPORT", 1)
-    modname = f"shmrss_engine_{design}_{_source_hash(design)}"
+    module = designs.module_name(design)
+    text = text.replace(_MARK, f"from shmrss.designs.{module} import (  # DESIGN-IMPORT", 1)
+    modname = f"shmrss_engine_{module}_{_source_hash(design)}"
     path = cache_dir() / f"{modname}.py"
     if not path.exists() or path.read_text() != text:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -21,7 +21,7 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import compiler_barrier, load, local_add, pause, raw, rdtsc, spin_lock, spin_unlock, store, xadd
-from shmrss.designs._common import JOURNAL
+from shmrss.designs._common import JOURNAL, UNMAP
 from shmrss.designs.atomic import (  # DESIGN-IMPORT
     add, approx_bound, consistent, cpu_offline, mm_destroy, mm_init, read_approx, read_precise, recover,
     release_locks, resolve, switch_mm, task_exit, thread_created, threads, transient_slack,
@@ -278,7 +278,7 @@ def cpu_main(words, cpu):
                 nxt = step + 1 if step + 1 < tape_len else 0
                 _save_task(seg, tb, nxt, _step_remain(seg, tape_start, nxt))
             if op == L.OP_UNMAP:
-                var = _apply_call(seg, st, truth, var, cpu, t, mm, k, -seg[sb + 2], 0, jon)
+                var = _apply_call(seg, st, truth, var, cpu, t, mm, k, -seg[sb + 2], UNMAP, jon)
                 events += 1
             elif op == L.OP_REMOTE:
                 var = _apply_call(seg, st, truth, var, cpu, t, (mm + seg[sb + 3]) % nmm, k, seg[sb + 2], 0, jon)

@@ -43,13 +43,13 @@ def _round(n: int, lw: int) -> int:
 
 def lifecycle_area(ncpu: int, lw: int) -> tuple[int, int, int, int]:
     """(slots, bitmap words, cache base offset, cache stride) of the lifecycle area."""
-    from shmrss.lifecycle_loop import A_MUTEX_LINE, PARAM_WORDS
+    from shmrss.lifecycle_loop import A_BITMAP_LINE, A_MUTEX_LINE, NBITMAPS, PARAM_WORDS
 
     assert PARAM_WORDS <= A_MUTEX_LINE * lw
     slots = ncpu * (CACHE_DEPTH + 2)
     bitmap_words = -(-slots // 64)
     bitmap_lines = -(-bitmap_words // lw)
-    cache_base = (A_MUTEX_LINE + 1 + 2 * bitmap_lines) * lw
+    cache_base = (A_BITMAP_LINE + NBITMAPS * bitmap_lines) * lw
     cache_stride = _round(1 + CACHE_DEPTH, lw)
     return slots, bitmap_words, cache_base, cache_stride
 
@@ -123,8 +123,14 @@ class LifecycleRun(Run):
                               ("mutex_wait", L.S_LC_MUTEX_WAIT)):
                 per[f"{key}_ns"] = int(w[b + slot]) / tsc_per_ns
             per_cpu.append(per)
+        from shmrss.lifecycle_loop import A_MUTEX_LINE, A_PCL_LINE
+
+        g, lw = int(w[L.H_GLOBAL]), int(w[L.H_LINE])
+        locks = {"mutex_acquisitions": int(w[g + A_MUTEX_LINE * lw + 1]),
+                 "list_lock_acquisitions": int(w[g + A_PCL_LINE * lw + 1]),
+                 "list_lock_wait_ns": int(w[g + A_PCL_LINE * lw + 2]) / tsc_per_ns}
         return {"per_cpu": per_cpu, "samples": self.samples, "tsc_per_ns": tsc_per_ns, "startup_s": startup_s,
-                "warnings": self.warnings, "partial": self.partial}
+                "warnings": self.warnings, "partial": self.partial, "locks": locks}
 
 
 def lifecycle_process(seg_name: str, design: str, cpu: int, host_cpu: int | None, parent_pid: int) -> None:
@@ -145,6 +151,9 @@ def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, c
     phases = {}
     for key in ("alloc", "init", "run", "teardown", "free", "mutex_wait"):
         phases[f"{key}_ns_per_mm"] = sum(c[f"{key}_ns"] for c in per_cpu) / total if total else None
+    # global tallies (the per-CPU allocator's mutex, percpu_counters_lock), per mm lifecycle
+    for key, v in raw.get("locks", {}).items():
+        phases[f"{key}_per_mm"] = v / total if total else None
     rates = interval_rates(raw["samples"])
     warnings = list(raw["warnings"])
     bad = sum(c["bad"] for c in per_cpu)
@@ -187,7 +196,7 @@ def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, c
 def table(results: list[dict]) -> Table:
     t = Table(title="shmrss fork/exit", title_justify="left")
     for col in ("variant", "design", "P", "CPUs", "mm/s", "mm/s/CPU", "alloc ns", "init ns", "run ns",
-                "teardown ns", "free ns", "mutex wait ns", "reused", "invariants"):
+                "teardown ns", "free ns", "mutex wait ns", "mutex/mm", "list lock/mm", "reused", "invariants"):
         t.add_column(col, justify="left" if col in ("variant", "design", "invariants") else "right")
     for r in results:
         lc, pa = r["lifecycle"], r["params"]
@@ -197,8 +206,13 @@ def table(results: list[dict]) -> Table:
             v = lc[f"{key}_ns_per_mm"]
             return "-" if v is None else f"{v:,.0f}"
 
+        def per(key):
+            v = lc.get(f"{key}_per_mm")
+            return "-" if v is None else f"{v:.2f}"
+
         t.add_row(pa["lifecycle"], r["design"], str(pa["possible_cpus"]), str(pa["cpus"]), f"{lc['mm_per_s']:,.0f}",
                   f"{lc['mm_per_s'] / max(1, pa['cpus']):,.0f}", ns("alloc"), ns("init"), ns("run"),
-                  ns("teardown"), ns("free"), ns("mutex_wait"), f"{lc['reused_fraction']:.2f}",
+                  ns("teardown"), ns("free"), ns("mutex_wait"), per("mutex_acquisitions"),
+                  per("list_lock_acquisitions"), f"{lc['reused_fraction']:.2f}",
                   "all hold" if not bad else "FAILED: " + ", ".join(bad))
     return t

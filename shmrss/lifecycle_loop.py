@@ -6,19 +6,45 @@ per-CPU allocator in the segment (a global mutex contended across the CPU
 processes, a bitmap of slots, one slice per possible CPU) in the way of the
 chosen variant (ALGORITHMS.md section 9):
 
-    upstream     two allocations (rss counters, mm_cid), each zeroing P slices,
-                 a second loop over P initialising mm_cid; teardown: 4 summing
-                 loops (one per counter), then two frees
-    merged       one allocation and one loop that zeroes the counters and
-                 initialises mm_cid together; one free
+    upstream     two allocations at fork (rss counters, mm_cid), each zeroing
+                 P slices, a second loop over P initialising mm_cid; futex_ref,
+                 a third, at the first clone only; teardown: 4 summing loops
+                 (one per counter), then the frees
+    merged       Desnoyers' ``mm_percpu_struct`` (seed 000's thread): the three
+                 per-CPU allocations (rss counters, mm_cid, futex_ref) as one,
+                 made at fork, and one loop that zeroes the counters and
+                 futex_ref and initialises mm_cid together; one free
     fused-check  upstream, but one teardown loop summing all 4 counters
-    ctor-cache   a per-CPU cache of retired mm objects keeping their per-CPU
-                 memory: reuse needs no zeroing (a freed mm sums to zero) and
-                 no mutex; the mutex only when the cache is empty or full
-    lazy         ``single``: no per-CPU counters until a second thread (mm_cid
-                 still allocated)
+    ctor-cache   merged, plus a per-CPU cache of retired mm objects keeping
+                 their per-CPU memory (and their counters registered): reuse
+                 needs no zeroing (a freed mm sums to zero), no mutex and no
+                 global list lock; both only when the cache is empty or full
+    lazy         ``single``: a single-threaded mm makes no per-CPU allocation
+                 and takes neither the allocator mutex nor the list lock (its
+                 mm object comes from the slab: a lock-free claim of its slot);
+                 the second thread allocates the counters, mm_cid and futex_ref
+                 (deviation: the RFC defers only the counters; mm_cid stays
+                 at fork in the kernel, deferred here as issue 10 asks, so
+                 lazy is an upper bound on the RFC's gain)
     inline       ``tree``: the items live in the mm (zeroed with it), one
-                 per-CPU allocation for the level-0 counters
+                 per-CPU allocation for the level-0 counters; HPCC's
+                 percpu_counter_tree has no hotplug list, so no list lock
+
+The global list lock. Upstream's rss counters are percpu_counters, and with
+CONFIG_HOTPLUG_CPU ``__percpu_counter_init_many`` and
+``percpu_counter_destroy_many`` (lib/percpu_counter.c, since 6.6) each take
+one global spinlock for the whole group::
+
+    spin_lock_irqsave(&percpu_counters_lock, flags);
+    for (i = 0; i < nr_counters; i++)
+            list_add(&fbc[i].list, &percpu_counters);   /* list_del at destroy */
+    spin_unlock_irqrestore(&percpu_counters_lock, flags);
+
+Every fork and every exit of every process takes it, on every CPU: it is
+emulated as one spinlock word on its own line (``A_PCL_LINE``), with its
+acquisitions and wait ticks counted beside it. futex_ref's allocation at the
+first clone follows kernel/futex/core.c ``futex_hash_allocate``:
+``if (!mm->futex_ref) { mm->futex_ref = alloc_percpu(unsigned int); ...}``.
 
 Slot s of the per-CPU region holds, in each CPU's unit, two lines: the
 counters (and merged's mm_cid at word 4) and upstream's separate mm_cid line.
@@ -51,8 +77,14 @@ CID_UNSET = -1
 # lifecycle parameters, first two lines of the lifecycle area (the design's global words)
 P_VARIANT, P_SLOTS, P_PAGES, P_CLONES, P_DEPTH, P_CACHE, P_CACHE_STRIDE, P_BITMAP_WORDS, P_LEAK = range(9)
 PARAM_WORDS = 16
-# then a line with the allocator's mutex; then the rss bitmap, the mm_cid bitmap, each on its own lines
+# then a line with the allocator's mutex (word 0; word 1 counts its acquisitions), a line with the
+# percpu_counters_lock spinlock (word 0; word 1 its acquisitions, word 2 the ticks spent waiting for it);
+# then the bitmaps (rss counters and the mm object, mm_cid, futex_ref), each on its own lines
 A_MUTEX_LINE = 2
+A_PCL_LINE = 3
+A_BITMAP_LINE = 4
+NBITMAPS = 3
+CID, FUTEX = 1, 2  # bitmaps of the separate allocations
 
 
 @njit(inline="always")
@@ -67,11 +99,30 @@ def _mutex(seg):
 
 @njit(inline="always")
 def _bitmap(seg, which):
-    """which 0: counters (and the mm object), 1: mm_cid."""
+    """which 0: counters (and the mm object), 1: mm_cid, 2: futex_ref."""
     lw = seg[L.H_LINE]
     words = seg[_lc(seg) + P_BITMAP_WORDS]
     lines = -(-words // lw)
-    return _lc(seg) + (A_MUTEX_LINE + 1 + which * lines) * lw
+    return _lc(seg) + (A_BITMAP_LINE + which * lines) * lw
+
+
+@njit(inline="always")
+def _pcl(seg):
+    return _lc(seg) + A_PCL_LINE * seg[L.H_LINE]
+
+
+@njit(inline="always")
+def _counters_list_locked(seg):
+    """percpu_counters_lock around the list_add / list_del of a group of counters (a few stores)."""
+    lk = _pcl(seg)
+    t0 = rdtsc()
+    while True:
+        if load(seg, lk) == 0 and cmpxchg(seg, lk, 0, 1) == 0:
+            break
+        pause()
+    seg[lk + 1] += 1
+    seg[lk + 2] += rdtsc() - t0
+    store(seg, lk, 0)
 
 
 @njit(inline="always")
@@ -88,6 +139,7 @@ def _lock(seg):
         if load(seg, m) == 0 and cmpxchg(seg, m, 0, 1) == 0:
             break
         pause()
+    seg[m + 1] += 1
     return rdtsc() - t0
 
 
@@ -133,8 +185,87 @@ def _free_slot(seg, which, s):
 
 @njit(inline="always")
 def _separate_cid(variant):
-    """Variants whose mm_cid is its own per-CPU allocation (merged and ctor-cache share the counters')."""
-    return variant == UPSTREAM or variant == FUSED or variant == LAZY or variant == INLINE
+    """Variants whose mm_cid is its own per-CPU allocation made at fork (merged and ctor-cache share the
+    counters'; lazy makes it at the second thread)."""
+    return variant == UPSTREAM or variant == FUSED or variant == INLINE
+
+
+@njit(inline="always")
+def _registers_at_fork(variant):
+    """Variants whose rss counters are percpu_counters made at fork: init_many / destroy_many take the list lock."""
+    return variant == UPSTREAM or variant == MERGED or variant == FUSED or variant == CTOR
+
+
+@njit(inline="always")
+def _claim_slot(seg):
+    """lazy's mm object: a lock-free claim of a free slot (the slab, not the per-CPU allocator); -1 if full."""
+    b = _bitmap(seg, 0)
+    nslots = seg[_lc(seg) + P_SLOTS]
+    for i in range(seg[_lc(seg) + P_BITMAP_WORDS]):
+        while True:
+            w = load(seg, b + i)
+            bit = -1
+            for j in range(64):
+                if i * 64 + j < nslots and not (w >> j) & 1:
+                    bit = j
+                    break
+            if bit < 0:
+                break
+            if cmpxchg(seg, b + i, w, w | (1 << bit)) == w:
+                return i * 64 + bit
+    return -1
+
+
+@njit(inline="always")
+def _release_slot(seg, s):
+    b = _bitmap(seg, 0) + (s >> 6)
+    while True:
+        w = load(seg, b)
+        if cmpxchg(seg, b, w, w & ~(1 << (s & 63))) == w:
+            return
+
+
+@njit(inline="always")
+def _separate(seg, which, s, free):
+    """A separate per-CPU allocation (mm_cid, futex_ref) made or freed under the allocator mutex; returns
+    the ticks spent waiting for the mutex."""
+    wait = _lock(seg)
+    if free:
+        _free_slot(seg, which, s)
+    else:
+        _alloc_slot(seg, which, s)
+    _unlock(seg)
+    return wait
+
+
+@njit(inline="always")
+def _futex_word(seg, cpu, s, merged):
+    if merged:
+        return pcpu_word(seg, cpu, s, 5)
+    return pcpu_word(seg, cpu, s, seg[L.H_LINE] + 1)
+
+
+@njit(inline="always")
+def _init_futex_ref(seg, cpu, s):
+    """alloc_percpu(unsigned int) zeroes every possible CPU's slice, then ``this_cpu_inc(*mm->futex_ref)``."""
+    for c in range(seg[L.H_POSSIBLE]):
+        store(seg, _futex_word(seg, c, s, False), 0)
+    store(seg, _futex_word(seg, cpu, s, False), 1)
+
+
+@njit(inline="always")
+def _lazy_second_thread(seg, cpu, s):
+    """lazy's switch at the second thread: the per-CPU allocations the single mm saved, now made (the
+    counters' slices are zeroed by the design's switch), and the counters registered."""
+    wait = _lock(seg)
+    _alloc_slot(seg, 0, s)  # the mm object's slot already reserves it: this is the mutex's cost
+    _unlock(seg)
+    wait += _separate(seg, CID, s, False)
+    _zero_and_init_cid(seg, s)
+    wait += _separate(seg, FUTEX, s, False)
+    _init_futex_ref(seg, cpu, s)
+    _counters_list_locked(seg)
+    return wait
 
 
 @njit(inline="always")
@@ -208,6 +339,30 @@ def _add(seg, variant, cpu, task, s, k, d, fault):
         pc_add(seg, cpu, task, s, k, d, fault)
 
 
+@njit(inline="always")
+def _free(seg, variant, s, clones):
+    """The frees of an mm's per-CPU memory (percpu_counter_destroy_many first); returns mutex wait ticks."""
+    if _registers_at_fork(variant) or (variant == LAZY and clones > 0):
+        _counters_list_locked(seg)  # percpu_counter_destroy_many: list_del under percpu_counters_lock
+    wait = 0
+    if variant == LAZY:
+        if clones > 0:
+            wait += _lock(seg)  # the counters' free
+            _unlock(seg)
+            wait += _separate(seg, CID, s, True)
+            wait += _separate(seg, FUTEX, s, True)
+        _release_slot(seg, s)
+        return wait
+    wait += _lock(seg)
+    _free_slot(seg, 0, s)
+    _unlock(seg)
+    if _separate_cid(variant):
+        wait += _separate(seg, CID, s, True)
+    if clones > 0 and variant != MERGED and variant != CTOR:
+        wait += _separate(seg, FUTEX, s, True)
+    return wait
+
+
 @njit("int64(int64[::1], int64)", cache=True)
 def lifecycle_main(words, cpu):
     """Create, use, exit and destroy mms on emulated CPU ``cpu`` until the stop flag; returns lifecycles."""
@@ -251,6 +406,10 @@ def lifecycle_main(words, cpu):
             seg[cache] -= 1
             s = seg[cache + 1 + seg[cache]]
             from_cache = True
+        elif variant == LAZY:
+            s = _claim_slot(seg)  # no per-CPU allocation for a single-threaded mm: no mutex
+            if s < 0:
+                break
         else:
             t_wait += _lock(seg)
             s = _alloc_any(seg, 0)
@@ -258,21 +417,20 @@ def lifecycle_main(words, cpu):
             if s < 0:
                 break  # every slot in use: cannot happen with one mm per CPU plus caches
             if _separate_cid(variant):
-                t_wait += _lock(seg)
-                _alloc_slot(seg, 1, s)
-                _unlock(seg)
+                t_wait += _separate(seg, CID, s, False)
         t1 = rdtsc()
         if not from_cache:
             if variant == MERGED or variant == CTOR:
                 for j in range(2 * L.NMEMBERS):
                     store(seg, mm_word(seg, s, j), 0)
-                for c in range(seg[L.H_POSSIBLE]):  # one loop: counters zeroed, mm_cid set
+                for c in range(seg[L.H_POSSIBLE]):  # one loop: counters and futex_ref zeroed, mm_cid set
                     for k in range(L.NMEMBERS):
                         store(seg, pcpu_word(seg, c, s, k), 0)
                     store(seg, _cid_word(seg, c, s, True), CID_UNSET)
+                    store(seg, _futex_word(seg, c, s, True), 0)
+                store(seg, _futex_word(seg, cpu, s, True), 1)
             elif variant == LAZY:
-                sg_init(seg, s)  # mm words only: no per-CPU counters yet
-                _zero_and_init_cid(seg, s)
+                sg_init(seg, s)  # mm words only: no per-CPU memory yet
             elif variant == INLINE:
                 tr_init(seg, s)  # items zeroed with the mm, level 0 zeroed by its allocation
                 _zero_and_init_cid(seg, s)
@@ -281,6 +439,8 @@ def lifecycle_main(words, cpu):
                     store(seg, mm_word(seg, s, j), 0)
                 _zero_counters(seg, s)
                 _zero_and_init_cid(seg, s)
+            if _registers_at_fork(variant):
+                _counters_list_locked(seg)  # __percpu_counter_init_many: list_add under percpu_counters_lock
         else:
             reused += 1
         seg[tb + L.T_MM] = s
@@ -294,10 +454,10 @@ def lifecycle_main(words, cpu):
         for _ in range(pages):
             _add(seg, variant, cpu, task, s, L.ANON, 1, 1)
         if clones > 0 and variant == LAZY:
-            # the second thread: the switch to per-CPU allocates the counters now
-            t_wait += _lock(seg)
-            _alloc_slot(seg, 0, s)  # the mm object's slot already reserves it: this is the mutex's cost
-            _unlock(seg)
+            t_wait += _lazy_second_thread(seg, cpu, s)
+        elif clones > 0 and variant != MERGED and variant != CTOR:
+            t_wait += _separate(seg, FUTEX, s, False)  # futex_hash_allocate at the first clone
+            _init_futex_ref(seg, cpu, s)
         for _ in range(clones):
             if variant == LAZY:
                 sg_clone(seg, cpu, s)
@@ -324,13 +484,7 @@ def lifecycle_main(words, cpu):
             seg[cache + 1 + seg[cache]] = s
             seg[cache] += 1
         else:
-            t_wait += _lock(seg)
-            _free_slot(seg, 0, s)
-            _unlock(seg)
-            if _separate_cid(variant):
-                t_wait += _lock(seg)
-                _free_slot(seg, 1, s)
-                _unlock(seg)
+            t_wait += _free(seg, variant, s, clones)
         t5 = rdtsc()
 
         n += 1

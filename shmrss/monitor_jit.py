@@ -10,7 +10,7 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import load, rdtsc
-from shmrss.designs import atomic, pcpcache, percpu, pernode, single, split, tree
+from shmrss.designs import atomic, pcpcache, percpu, pernode, single, single_atomic, split, tree
 from shmrss.designs._common import mm_word, pcpu_word, task_word
 from shmrss.monitor_reads import APPROX, ATTEMPTS, OVER, PRECISE, SETTLED, TRUTH, UNDER
 
@@ -91,6 +91,22 @@ def _snap_single(w, mms, out):
                 p = load(w, single._local(w, mm, k)) + load(w, single._w(w, mm, single._REMOTE + k))
             else:
                 p = _percpu_sum(w, mm, k)
+            _put(out, i, k, t, a, u, o, p, 1)
+
+
+@njit(cache=True)
+def _snap_single_atomic(w, mms, out):
+    for i in range(mms.size):
+        mm = mms[i]
+        for k in range(L.NMEMBERS):
+            t = _truth(w, mm, k)
+            u, o = single_atomic.approx_bound(w, mm, k)
+            a = single_atomic.read_approx(w, mm, k)
+            remote = load(w, single_atomic._w(w, mm, single_atomic._REMOTE + k))
+            if load(w, single_atomic._w(w, mm, single_atomic._MODE)) == single_atomic.SINGLE:
+                p = load(w, single_atomic._local(w, mm, k)) + remote
+            else:
+                p = _percpu_sum(w, mm, k) + remote
             _put(out, i, k, t, a, u, o, p, 1)
 
 
@@ -184,4 +200,5 @@ def tsc_now():
 
 
 _SNAP = {"atomic": _snap_atomic, "split": _snap_split, "percpu": _snap_percpu, "pcpcache": _snap_pcpcache,
-         "single": _snap_single, "pernode": _snap_pernode, "tree": _snap_tree}
+         "single": _snap_single, "single-atomic": _snap_single_atomic, "pernode": _snap_pernode,
+         "tree": _snap_tree}

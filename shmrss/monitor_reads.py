@@ -37,7 +37,7 @@ from shmrss.designs import pernode, split, tree
 from shmrss.segment import SegmentError
 
 # designs whose "precise" column is an unlocked sum, not the design's locked read
-UNLOCKED = frozenset({"percpu", "single"})
+UNLOCKED = frozenset({"percpu", "single", "single-atomic"})
 ATTEMPTS = 64  # sequence-count attempts before a split / pcpcache precise value is called unsettled
 TRUTH, APPROX, UNDER, OVER, PRECISE, SETTLED = range(6)  # the fields of a snapshot
 FIELDS = 6
@@ -90,10 +90,10 @@ def check_shape(words: np.ndarray, design: str) -> None:
     line, mm_stride, possible = h[L.H_LINE], h[L.H_MM_STRIDE], h[L.H_POSSIBLE]
     dp = h[L.H_DPARAM:]
     need_mm = {"atomic": L.NMEMBERS, "split": L.NMEMBERS + 1, "percpu": 2 * L.NMEMBERS,
-               "single": 3 * line, "pcpcache": line + -(-possible // 64)}.get(design, 0)
+               "single": 3 * line, "single-atomic": 3 * line, "pcpcache": line + -(-possible // 64)}.get(design, 0)
     ok = mm_stride >= need_mm and h[L.H_TRUTH_STRIDE] >= h[L.H_NMM] * L.NMEMBERS
     ok &= h[L.H_CPUSTAT_STRIDE] >= L.S_LC_REUSED + 1
-    if design in ("percpu", "single", "tree"):
+    if design in ("percpu", "single", "single-atomic", "tree"):
         ok &= h[L.H_PCPU_KWORDS] >= L.NMEMBERS
     if design == "split":
         ok &= h[L.H_TASK_STRIDE] >= L.T_DESIGN + split._CACHE + L.NMEMBERS

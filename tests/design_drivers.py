@@ -17,6 +17,7 @@ import numpy as np
 
 import shmrss
 from shmrss import designs, layout as L
+from shmrss.designs._common import UNMAP
 from shmrss.engine import cache_dir
 from shmrss.segment import Geometry
 
@@ -46,8 +47,9 @@ def driver(name: str):
     designs.get(name)
     text = _TEMPLATE.read_text()
     assert _MARK in text
-    text = text.replace(_MARK, f"import shmrss.designs.{name} as _design  # DESIGN-IMPORT", 1)
-    modname = f"shmrss_testdrv_{name}_{_hash()}"
+    module = designs.module_name(name)
+    text = text.replace(_MARK, f"import shmrss.designs.{module} as _design  # DESIGN-IMPORT", 1)
+    modname = f"shmrss_testdrv_{module}_{_hash()}"
     d = cache_dir() / "test-drivers"
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{modname}.py"
@@ -198,10 +200,10 @@ class Sched:
             _, t, k = s
             self._on(self.cpu[t], self.mm[t])
             self.ops.append(op_add(self.cpu[t], t, self.mm[t], k, 1, 1))
-        elif kind == "unmap":  # zap: one batched update of the task's own mm, fault 0
+        elif kind == "unmap":  # zap: one batched update of the task's own mm, marked UNMAP as the engine does
             _, t, k, d = s
             self._on(self.cpu[t], self.mm[t])
-            self.ops.append(op_add(self.cpu[t], t, self.mm[t], k, d, 0))
+            self.ops.append(op_add(self.cpu[t], t, self.mm[t], k, d, UNMAP))
         elif kind == "remote":  # the task updates another mm (fault 0, or 1 for a fault on a foreign mm)
             _, t, off, k, d, fault = s
             self._on(self.cpu[t], self.mm[t])

@@ -1,4 +1,4 @@
-"""Plain-Python reference models of the seven designs (slow, obviously right).
+"""Plain-Python reference models of the designs (slow, obviously right).
 
 Written from ../shared/design/ALGORITHMS.md and the design modules' docstrings,
 not from their code: each model keeps the design's state as Python ints (no
@@ -20,6 +20,7 @@ import math
 from collections import defaultdict
 
 from shmrss import layout as L
+from shmrss.designs._common import UNMAP
 
 NM = L.NMEMBERS
 
@@ -116,8 +117,10 @@ class Atomic(Model):
 # ================================================================= 2 split
 class Split(Model):
     """Per-task cache (kernel <= 6.1): a fault by a task of the mm goes to the task's count[];
-    check_sync_rss_stat runs first: ``if (events++ > 64) sync_mm_rss()`` (fold count[] into the
-    mm's atomics, clear it and events). Everything else goes to the atomics; exit folds.
+    check_sync_rss_stat runs first, for every fault of the task (also on a foreign mm):
+    ``if (events++ > 64) sync_mm_rss()`` (fold count[] into the task's own mm's atomics, clear it
+    and events). An unmap (UNMAP) of the task's own mm syncs first, then goes to the atomics;
+    everything else goes to the atomics; exit folds.
     Approximate = the atomic clamped at 0, bound 66 per thread of the mm."""
 
     name = "split"
@@ -139,15 +142,18 @@ class Split(Model):
         self.events[task] = 0
 
     def _add(self, cpu, task, mm, k, d, fault):
-        if fault and task >= 0 and self.task_mm[task] == mm:
+        if fault & 1 and task >= 0:  # every fault of the task counts; the fold goes to its own mm
             ev = self.events[task]
             self.events[task] = ev + 1
             if ev > self.THRESH:
-                self._sync(task, mm)
+                self._sync(task, self.task_mm[task])
                 self.slow[cpu] += 1
-            self.cache[task][k] += d
-        else:
-            self.atomic[mm][k] += d
+            if self.task_mm[task] == mm:
+                self.cache[task][k] += d
+                return
+        elif fault & UNMAP and task >= 0 and self.task_mm[task] == mm:  # add_mm_rss_vec syncs first
+            self._sync(task, mm)
+        self.atomic[mm][k] += d
 
     def clone(self, cpu, mm):
         self.threads[mm] += 1
@@ -332,6 +338,67 @@ class Single(Percpu):
         return super().bound(mm, k)
 
 
+# ================================================================= 5b single-atomic
+class SingleAtomic(Percpu):
+    """Krisman's 2025 RFC. While the mm has one thread: local[4] (the owner's plain adds) and
+    remote[4] (anyone else: one atomic add, no lock; a slow path); value = local + remote, bound 0,
+    no per-CPU memory. At the 2nd thread_created a one-way switch to percpu: its per-CPU slices
+    zeroed, count = local; remote is never folded and stays part of every read, so a remote add that
+    raced with the switch still counts: approx = count + remote, precise = percpu's + remote."""
+
+    name = "single-atomic"
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.mode = ["single"] * self.nmm
+        self.threads = [0] * self.nmm
+        self.lcl = [[0] * NM for _ in range(self.nmm)]
+        self.remote = [[0] * NM for _ in range(self.nmm)]
+
+    def _add(self, cpu, task, mm, k, d, fault):
+        if self.mode[mm] == "single":
+            if task >= 0 and self.task_mm[task] == mm:
+                self.lcl[mm][k] += d
+            else:
+                self.remote[mm][k] += d
+                self.slow[cpu] += 1
+            return
+        self._pc_add(cpu, mm, k, d)
+
+    def clone(self, cpu, mm):
+        self.threads[mm] += 1
+        if self.threads[mm] >= 2 and self.mode[mm] == "single":
+            for c in range(self.possible):
+                self.local[c][mm] = [0] * NM
+            self.count[mm] = list(self.lcl[mm])
+            self.mode[mm] = "percpu"
+
+    def exit(self, cpu, task, mm):
+        self.threads[mm] -= 1
+
+    def _init(self, mm):
+        self.count[mm] = [0] * NM
+        self.mode[mm] = "single"
+        self.threads[mm] = 0
+        self.lcl[mm] = [0] * NM
+        self.remote[mm] = [0] * NM
+
+    def precise(self, mm, k):
+        if self.mode[mm] == "single":
+            return self.lcl[mm][k] + self.remote[mm][k]
+        return super().precise(mm, k) + self.remote[mm][k]
+
+    def approx(self, mm, k):
+        if self.mode[mm] == "single":
+            return self.lcl[mm][k] + self.remote[mm][k]
+        return self.count[mm][k] + self.remote[mm][k]
+
+    def bound(self, mm, k):
+        if self.mode[mm] == "single":
+            return 0, 0
+        return super().bound(mm, k)
+
+
 # ================================================================= 6 pernode
 class Pernode(Model):
     """Dorminy's RFC v2: per mm and member, ``global`` and 32 node counters. An update adds to the
@@ -482,7 +549,7 @@ class Tree(Model):
         return _sign(self.precise(mm, k) - v)
 
 
-MODELS = {m.name: m for m in (Atomic, Split, Percpu, Pcpcache, Single, Pernode, Tree)}
+MODELS = {m.name: m for m in (Atomic, Split, Percpu, Pcpcache, Single, SingleAtomic, Pernode, Tree)}
 
 
 def model_for(name, ncpu, possible, nmm, ntask, nodes=None, options=None) -> Model:

@@ -33,9 +33,10 @@ def stated_bound(design: str, ncpu: int, possible: int | None = None, nodes: int
     b = max(32, 2 * ncpu)
     if design in ("atomic", "pcpcache"):
         return 0
-    if design == "percpu" or (design == "single" and threads >= 2):  # single: percpu's after the 2nd thread
+    singles = ("single", "single-atomic")
+    if design == "percpu" or (design in singles and threads >= 2):  # single: percpu's after the 2nd thread
         return ncpu * (b - 1)
-    if design == "single":
+    if design in singles:
         return 0
     if design == "pernode":
         return 31 * nodes
@@ -184,7 +185,7 @@ def test_page_fault2_and_3_every_design(workload, member, run_cli, tmp_path):
         assert r["params"]["mms"] == 2 and r["params"]["mode"] == "processes"
         assert {row["member"] for row in r["accuracy"]["final"]} <= {member}
         assert r["accuracy"]["approx_bound"] == stated_bound(r["design"], 2)  # one thread an mm
-        if r["design"] in ("atomic", "pcpcache", "single"):  # single stays in single mode: exact
+        if r["design"] in ("atomic", "pcpcache", "single", "single-atomic"):  # single stays in single mode: exact
             assert r["accuracy"]["approx_max_abs_error"] == 0
 
 

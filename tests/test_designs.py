@@ -120,7 +120,7 @@ def test_random_ops_precise_exact_and_approx_within_bound(design, sc, new_segmen
             assert np.all(under == over) and np.all(under % split.PER_THREAD == 0)
             threads = np.bincount(cfg["task_mms"], minlength=cfg["nmm"]) if cfg["task_mms"] else np.zeros(cfg["nmm"])
             assert np.all(under[0].reshape(cfg["nmm"], NM) >= 66 * threads[:, None])
-        elif design == "single":
+        elif design in ("single", "single-atomic"):
             # single mode (an mm that never had 2 threads): exact, bound 0; after the switch percpu's
             pc = expected_bound("percpu", cfg)
             zero = (under == 0) & (over == 0)
@@ -225,7 +225,7 @@ def test_cpu_offline_keeps_precise(design, sc, data, new_segment):
         _run_scenario(design, seg, cfg, steps)
         before = D.read_all(design, seg)
         held = np.zeros(cfg["nmm"] * NM, dtype=np.int64)
-        if design in ("percpu", "single"):
+        if design in ("percpu", "single", "single-atomic"):
             held = np.array([pcpu_value(seg, victim, mm, k) for mm in range(cfg["nmm"]) for k in range(NM)])
         others = {(c, mm, k): pcpu_value(seg, c, mm, k) for c in range(cfg["possible"]) if c != victim
                   for mm in range(cfg["nmm"]) for k in range(seg.h(L.H_PCPU_KWORDS))}
@@ -233,7 +233,7 @@ def test_cpu_offline_keeps_precise(design, sc, data, new_segment):
         after = D.read_all(design, seg)
         assert np.array_equal(after[:, 0], before[:, 0])  # precise unchanged
         assert np.array_equal(after[:, 2:], before[:, 2:])  # so are the bounds
-        if design in ("percpu", "single"):
+        if design in ("percpu", "single", "single-atomic"):
             # the CPU's values went to count (a single-mode mm's slices hold nothing)
             assert np.array_equal(after[:, 1], before[:, 1] + held * (before[:, 2] > 0))
             assert all(pcpu_value(seg, victim, mm, k) == 0 for mm in range(cfg["nmm"]) for k in range(NM))
@@ -296,7 +296,7 @@ def test_mm_destroy_sees_a_leak_held_privately(design, new_segment):
         D.run(design, seg, D.expand(cfg, [("faults", 0, L.SWAP, 1)]), record=False)
         seen = D.read_all(design, seg)[1 * NM + L.SWAP]
         assert seen[0] == 1
-        assert seen[1] == (1 if design in ("atomic", "pcpcache", "single") else 0)  # the approximate read
+        assert seen[1] == (1 if design in ("atomic", "pcpcache", "single", "single-atomic") else 0)  # the approximate read
         _, bad = D.run(design, seg, [D.op_destroy(0), D.op_destroy(1)], record=False)
         assert bad.tolist() == [0, 1]
         # sums to 0 across CPUs: not a leak
@@ -319,7 +319,7 @@ def design_words(design, seg, cfg, mm):
     if design == "split":  # the caches of the mm's tasks live in their task records
         own += [D.task_addr(seg, t, j) for t, m in enumerate(cfg["task_mms"]) if m == mm
                 for j in range(2 + NM)]
-    if design == "single":
+    if design in ("single", "single-atomic"):
         return own, slices
     return own + slices, []
 
@@ -337,7 +337,7 @@ def test_mm_init_zeroes_every_word_of_the_mm(design, pack, new_segment):
         # left set would hang the reads)
         for own, lazy in words.values():
             w[own + lazy] = rng.integers(1, 1 << 40, len(own + lazy))
-        if design in ("percpu", "single"):  # the (lock, count) pairs are garbage too
+        if design in ("percpu", "single", "single-atomic"):  # the (lock, count) pairs are garbage too
             assert all(w[D.mm_addr(seg, 1, 2 * k)] != 0 for k in range(NM))
         garbage = w.copy()
         D.run(design, seg, [D.op_init(1)], record=False)
@@ -352,7 +352,7 @@ def test_mm_init_zeroes_every_word_of_the_mm(design, pack, new_segment):
               record=False)
         assert not D.read_all(design, seg)[:, :2].any()
         assert D.run(design, seg, [D.op_destroy(mm) for mm in range(3)], record=False)[1].tolist() == [0, 0, 0]
-        if design == "single":  # the switch to percpu allocates (zeroes) the slices: still 0
+        if design in ("single", "single-atomic"):  # the switch to percpu allocates (zeroes) the slices: still 0
             D.run(design, seg, [D.op_clone(0, 1)], record=False)
             assert not w[lazy].any()
             assert not D.read_all(design, seg)[:, :2].any()

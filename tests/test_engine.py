@@ -46,14 +46,22 @@ def test_hash_covers_the_design_and_the_shared_sources(design, monkeypatch):
     base = engine._source_hash(design)
     assert engine._source_hash(design) == base  # stable
     pkg = Path(engine.__file__).resolve().parent
-    for f in (pkg / "designs" / f"{design}.py", pkg / "engine_loop.py", pkg / "atomics.py", pkg / "layout.py",
+    for f in (pkg / "designs" / f"{designs.module_name(design)}.py", pkg / "engine_loop.py", pkg / "atomics.py", pkg / "layout.py",
               pkg / "designs" / "_common.py"):
         assert _hash_with_changed(monkeypatch, design, f) != base, f.name
 
 
 def test_single_inlines_percpu():
-    assert inlined_design_modules("single") == {"shmrss.designs.percpu"}
-    assert all(not inlined_design_modules(d) for d in designs.DESIGNS if d != "single")
+    singles = ("single", "single-atomic")
+    assert all(inlined_design_modules(d) == {"shmrss.designs.percpu"} for d in singles)
+    assert all(not inlined_design_modules(d) for d in designs.DESIGNS if d not in singles)
+
+
+def test_design_ids_are_unique_and_modules_named_by_the_design():
+    """The segment header names a design by its ID: two designs with one ID would be confused by monitor."""
+    ids = [designs.get(d).ID for d in designs.DESIGNS]
+    assert len(set(ids)) == len(ids), ids
+    assert all(designs.get(d).NAME == d for d in designs.DESIGNS)
 
 
 @pytest.mark.parametrize("design", [d for d in designs.DESIGNS if inlined_design_modules(d)])

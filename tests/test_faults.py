@@ -25,13 +25,15 @@ STEPS = {
     "pcpcache": [1, 2, 3, 4, 5, 6],
     "split": [1, 2, 3, 4, 5, 6, 7],
     "single": [16, 1, 3, 4],
+    "single-atomic": [16, 1, 3, 4],
     "pernode": [1, 2, 3],
 }
 # steps that only come before an mm's first clone (single mode, the switch to per-CPU): a CPU is frozen
 # at them from the start, one run each
-EARLY = {"single": [11, 12, 13, 14, 21, 22, 23, 24, 25]}
+EARLY = {"single": [11, 12, 13, 14, 21, 22, 23, 24, 25], "single-atomic": [11, 12, 21, 22, 23]}
 CPUS = 4  # oversubscribed on purpose: 3 of them can be killed in one run
-RARE = {("single", s) for s in (12, 13, 14)}  # a remote update must find the other mm still single
+# a remote update must find the other mm still single
+RARE = {("single", s) for s in (12, 13, 14)} | {("single-atomic", 12)}
 
 
 def _params(design: str, faults: list[Fault], duration: float, *, cpus: int = CPUS, tasks: int = 6,

@@ -65,7 +65,7 @@ def test_allocator_never_hands_out_a_slot_twice(ops):
                 s = held.pop(pick % len(held))
                 _free(w, 0, s)
         # the bitmap holds exactly the slots handed out
-        b = int(w[int(w[L.H_GLOBAL]) + LL.A_MUTEX_LINE * int(w[L.H_LINE]) + int(w[L.H_LINE])])
+        b = int(w[int(w[L.H_GLOBAL]) + LL.A_BITMAP_LINE * int(w[L.H_LINE])])
         bits = {i for i in range(min(nslots, 64)) if (b >> i) & 1}
         assert bits == {s for s in held if s < 64}
     finally:
@@ -110,6 +110,29 @@ def test_every_variant_holds_its_invariants(run_cli, tmp_path, possible):
     assert by["ctor-cache"]["reused_fraction"] > 0.9  # after the first few, every mm comes from the cache
     assert by["ctor-cache"]["mutex_wait_ns_per_mm"] < by["upstream"]["mutex_wait_ns_per_mm"]
     assert by["upstream"]["reused_fraction"] == 0
+
+
+# per mm lifecycle, one CPU: (allocator mutex, percpu_counters_lock) acquisitions without / with one clone
+LOCKS = {"upstream": ((4, 2), (6, 2)), "merged": ((2, 2), (2, 2)), "fused-check": ((4, 2), (6, 2)),
+         "lazy": ((0, 0), (6, 2)), "inline": ((4, 0), (6, 0))}
+
+
+@pytest.mark.parametrize("clones", [0, 1])
+def test_global_locks_taken_per_fork_and_exit(run_cli, tmp_path, clones):
+    """__percpu_counter_init_many and percpu_counter_destroy_many take percpu_counters_lock once each per mm
+    (HPCC's tree: never); lazy takes neither lock for a single-threaded mm; merged makes one allocation for
+    the counters, mm_cid and futex_ref; ctor-cache takes them only on a cache miss. Before: no list lock was
+    emulated, lazy took the mutex 4 times per mm and merged left futex_ref out."""
+    code, res = run_cli(["run", "--workload", "fork_exit", "--lifecycle", "all", "--cpus", "1", "--clones",
+                         str(clones), "--possible-cpus", "4", "--duration", "0.3"], tmp_path)
+    assert code == 0
+    for r in res:
+        v, lc = r["params"]["lifecycle"], r["lifecycle"]
+        got = (lc["mutex_acquisitions_per_mm"], lc["list_lock_acquisitions_per_mm"])
+        if v == "ctor-cache":
+            assert got[0] < 0.05 and got[1] < 0.05, got  # only the first mms miss the cache
+        else:
+            assert got == LOCKS[v][clones], (v, got)
 
 
 def test_lazy_switches_when_a_process_clones(run_cli, tmp_path):

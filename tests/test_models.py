@@ -89,7 +89,7 @@ def check_state(name, seg, cfg, model):
     ncpu, possible, nmm = cfg["ncpu"], cfg["possible"], cfg["nmm"]
     for cpu in range(ncpu):
         assert D.stat(seg, cpu, L.S_SLOW) == model.slow[cpu], f"slow paths of cpu {cpu}"
-    if name in ("percpu", "single"):
+    if name in ("percpu", "single", "single-atomic"):
         for c in range(possible):
             for mm in range(nmm):
                 assert [int(w[D.pcpu_addr(seg, c, mm, k)]) for k in range(NM)] == model.local[c][mm], (c, mm)
@@ -225,6 +225,60 @@ def test_split_remote_and_foreign_faults_go_to_the_atomic(new_segment):
         out = check_sequence("split", seg, cfg, D.expand(cfg, steps), model)
         assert out[-1, NM + L.ANON, :2].tolist() == [11, 8]  # 7 + 1 (foreign fault) in the atomic, 3 cached
         assert out[-1, L.SWAP, :2].tolist() == [4, 4]
+
+
+def test_split_owner_unmap_folds_the_cache_first(new_segment):
+    """add_mm_rss_vec: ``if (current->mm == mm) sync_mm_rss(mm)``. After 10 cached faults, the owner's unmap
+    of 4 pages leaves the mm's atomic at 6 (the fold, then -4) and clears events; another task's update of
+    the same mm (a remote update, not an unmap) folds nothing. Before the fix the atomic read -4 (approx 0)."""
+    cfg = _cfg(ncpu=2, nmm=1, task_mms=(0, 0), task_cpus=(0, 1))
+    steps = [("faults", 0, L.ANON, 10), ("faults", 1, L.ANON, 3), ("unmap", 0, L.ANON, -4),
+             ("remote", 1, 0, L.ANON, 2, False)]
+    with D.new_segment_for("split", cfg, new_segment) as seg:
+        model = start("split", seg, cfg)
+        out = check_sequence("split", seg, cfg, D.expand(cfg, steps), model)
+        assert int(seg.words[D.mm_addr(seg, 0, L.ANON)]) == 6 + 2  # task 0's fold, its unmap, the remote 2
+        assert out[-1, L.ANON, :2].tolist() == [11, 8]
+        assert int(seg.words[D.task_addr(seg, 0, 0)]) == 0  # sync_mm_rss cleared task 0's events
+        assert int(seg.words[D.task_addr(seg, 1, 2 + L.ANON)]) == 3  # task 1's cache untouched
+
+
+def test_split_every_fault_of_the_task_counts_an_event(new_segment):
+    """check_sync_rss_stat(current) runs for every fault of the task, also on a foreign mm (get_user_pages on
+    another process): 5 own faults, then foreign ones; the 66th fault folds the 5 cached pages into the
+    task's own mm. Before the fix foreign faults were not counted and nothing was folded."""
+    cfg = _cfg(ncpu=1, nmm=2, task_mms=(0,), task_cpus=(0,))
+    steps = [("faults", 0, L.FILE, 5)] + [("remote", 0, 1, L.FILE, 0, True)] * 60
+    with D.new_segment_for("split", cfg, new_segment) as seg:
+        model = start("split", seg, cfg)
+        out = check_sequence("split", seg, cfg, D.expand(cfg, steps), model)
+        assert int(seg.words[D.task_addr(seg, 0, 0)]) == 65
+        assert out[-1, L.FILE, :2].tolist() == [5, 0]  # not yet: events++ > 64 is false for 65 faults
+        out2 = check_sequence("split", seg, cfg, D.expand(cfg, [("remote", 0, 1, L.FILE, 0, True)]), model)
+        assert out2[-1, L.FILE, :2].tolist() == [5, 5]  # folded into mm 0, the task's own
+        assert int(seg.words[D.task_addr(seg, 0, 0)]) == 0  # events++ made it 66, sync_mm_rss cleared it
+        assert out2[-1, NM + L.FILE, :2].tolist() == [61, 61]  # the foreign faults went to mm 1's atomic
+
+
+def test_single_atomic_remote_updates_are_one_atomic_and_no_lock(new_segment):
+    """Krisman's RFC: the owner's faults go to local (plain adds), any other update to the remote atomic
+    (a slow path, no lock word exists); at the second thread the mm switches to percpu with count = local,
+    and remote stays part of every read."""
+    cfg = _cfg(ncpu=2, nmm=2, task_mms=(0, 1), task_cpus=(0, 1))
+    steps = [("faults", 0, L.ANON, 5), ("remote", 1, 1, L.ANON, 3, False), ("reclaim", 1, 0, L.SWAP, 4),
+             ("clone", 0), ("faults", 0, L.ANON, 4), ("remote", 1, 1, L.ANON, 2, False), ("exit", 0)]
+    with D.new_segment_for("single-atomic", cfg, new_segment) as seg:
+        model = start("single-atomic", seg, cfg)
+        out = check_sequence("single-atomic", seg, cfg, D.expand(cfg, steps), model)
+        line = seg.h(L.H_LINE)
+        remote = [int(seg.words[D.mm_addr(seg, 0, line + 2 + k)]) for k in range(NM)]
+        assert remote[L.ANON] == 3 and remote[L.SWAP] == 4  # never folded; the later 2 went per CPU
+        assert model.mode == ["percpu", "single"]
+        assert out[-1, L.ANON, 0] == 14 and out[-1, L.ANON, 2] > 0  # percpu's bound after the switch
+        assert D.stat(seg, 1, L.S_SLOW) == 2  # the remote update and the reclaim of mm 0 while it was single
+        # a remote xadd that read the old mode and lands after the switch is still counted
+        seg.words[D.mm_addr(seg, 0, line + 2 + L.ANON)] += 7
+        assert D.read_all("single-atomic", seg)[L.ANON, :2].tolist() == [21, out[-1, L.ANON, 1] + 7]
 
 
 def test_single_switches_at_the_second_thread_and_never_back(new_segment):

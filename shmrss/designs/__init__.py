@@ -7,7 +7,8 @@ over the segment words ``seg`` (a raw int64 pointer in the hot loops)::
 
     add(seg, cpu, task, mm, k, d, fault)   apply delta d to member k of mm; task -1 for
                                            no task (reclaimer, teardown); fault 1 on the
-                                           page-fault path, 0 for batched or remote updates
+                                           page-fault path, _common.UNMAP for the task's batched
+                                           unmap of its own mm, 0 for remote updates
     switch_mm(seg, cpu, old_mm, new_mm)    the CPU changes the mm it serves
     read_approx(seg, mm, k) -> v           the cheap read
     approx_bound(seg, mm, k) -> (u, o)     truth - u <= approx <= truth + o
@@ -23,12 +24,13 @@ over the segment words ``seg`` (a raw int64 pointer in the hot loops)::
                                            counts such reads apart from violations (``no_transient``:
                                            (0, 0) for designs whose bounds hold at every instant)
 
-Adding a design is adding a module here and its name to DESIGNS.
+Adding a design is adding a module here and its name to DESIGNS (a name's ``-`` is ``_`` in its
+module's name), with an ID no other design has (the segment header names the design by it).
 """
 
 from importlib import import_module
 
-DESIGNS = ("atomic", "split", "percpu", "pcpcache", "single", "pernode", "tree")
+DESIGNS = ("atomic", "split", "percpu", "pcpcache", "single", "single-atomic", "pernode", "tree")
 
 
 class UnknownDesign(ValueError):
@@ -38,7 +40,12 @@ class UnknownDesign(ValueError):
 def get(name: str):
     if name not in DESIGNS:
         raise UnknownDesign(f"unknown design {name!r}; choose from {', '.join(DESIGNS)} or all")
-    return import_module(f"shmrss.designs.{name}")
+    return import_module(f"shmrss.designs.{module_name(name)}")
+
+
+def module_name(name: str) -> str:
+    """The design's module in shmrss.designs: ``single-atomic`` -> ``single_atomic``."""
+    return name.replace("-", "_")
 
 
 def parse_list(text: str) -> list[str]:

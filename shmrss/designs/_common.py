@@ -101,6 +101,9 @@ def _record_save_step(seg, cpu, step, slot, v):
 
 
 JOURNAL = 2  # a bit of add's ``fault`` argument: this CPU journals (set by the engine from J_ON)
+# a bit of add's ``fault`` argument: a batched unmap of the task's own mm (zap_pte_range's add_mm_rss_vec,
+# madvise_free's swap entries), as opposed to a remote update; the engine sets it on its unmap steps
+UNMAP = 4
 
 
 @njit(inline="always")

@@ -1,10 +1,21 @@
 """Design 2, ``split``: the per-task cache of kernels up to 6.1 (SPLIT_RSS_COUNTING).
 
 Each task keeps ``events`` and ``count[4]`` in its task record (so they move
-with the task when it migrates). A page fault by a task of the mm adds to the
-task's cache with a plain add; before each fault ``events++ > 64`` folds the
-cache into the mm's atomics (sync_mm_rss). Everything else (unmap's batched
-update, remote updates) goes to the mm's atomics. Exit folds the cache.
+with the task when it migrates). Kernel 6.1, mm/memory.c, followed step by step:
+
+* every fault of the task counts, whatever mm it faults on (handle_mm_fault:
+  ``check_sync_rss_stat(current);``, which is
+  ``if (unlikely(task->rss_stat.events++ > TASK_RSS_EVENTS_THRESH)) sync_mm_rss(task->mm);``),
+  and the fold goes to the task's own mm;
+* then the fault's update: ``add_mm_counter_fast``: ``if (likely(task->mm == mm))
+  task->rss_stat.count[member] += val; else add_mm_counter(mm, member, val);``;
+* an unmap of the task's own mm folds the cache first (``add_mm_rss_vec``:
+  ``if (current->mm == mm) sync_mm_rss(mm);`` then ``add_mm_counter`` per
+  member), as madvise_free does for its swap entries (mm/madvise.c,
+  ``if (current->mm == mm) sync_mm_rss(mm); add_mm_counter(mm, MM_SWAPENTS, nr_swap);``).
+  The engine marks its unmap steps with ``UNMAP``; a remote update (another
+  task's, the reclaimer's) goes to the atomics without a fold;
+* ``sync_mm_rss`` also clears ``events``; exit folds the cache (do_exit's ``sync_mm_rss``).
 
 Approximate read: the mm's atomic, clamped at 0. Each thread can hold up to
 66 faults' worth (not 64: ``events++ > 64`` tests before incrementing, and the
@@ -23,7 +34,7 @@ from shmrss.atomics import load, local_add, pause, store, xadd
 from shmrss.designs._common import (
     no_transient,
     no_locks,
-    JOURNAL, jflag, doubt, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, settle, settle_shared, tally, task_word,
+    JOURNAL, UNMAP, jflag, doubt, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, settle, settle_shared, tally, task_word,
 )
 from shmrss.segment import DesignShape
 
@@ -77,21 +88,29 @@ def _fold(seg, cpu, tw, mm, seq, jf):
 
 
 @njit(inline="always")
+def _task_mm(seg, task):
+    return seg[seg[L.H_TASK] + task * seg[L.H_TASK_STRIDE] + L.T_MM]
+
+
+@njit(inline="always")
 def add(seg, cpu, task, mm, k, d, fault):
     jf = fault & JOURNAL
-    if fault & 1 and _own(seg, task, mm):
+    if fault & 1 and task >= 0:
         tw = task_word(seg, task, 0)
         ev = seg[tw + _EVENTS]
         jstep_save(seg, cpu, jf, _EVENT, L.J_A, ev)
         store(seg, tw + _EVENTS, ev + 1)
-        if ev > THRESH:  # check_sync_rss_stat, before the fault's own update
-            _sync(seg, cpu, task, mm, jf)
+        if ev > THRESH:  # check_sync_rss_stat, before the fault's own update, into the task's own mm
+            _sync(seg, cpu, task, _task_mm(seg, task), jf)
             tally(seg, cpu, L.S_SLOW, 1)
-        jstep_save(seg, cpu, jf, _CACHED, L.J_B, seg[tw + _CACHE + k])
-        local_add(seg, tw + _CACHE + k, d)
-    else:
-        jstep(seg, cpu, jf, _SHARED)
-        xadd(seg, mm_word(seg, mm, k), d)
+        if _task_mm(seg, task) == mm:  # add_mm_counter_fast
+            jstep_save(seg, cpu, jf, _CACHED, L.J_B, seg[tw + _CACHE + k])
+            local_add(seg, tw + _CACHE + k, d)
+            return
+    elif fault & UNMAP and _own(seg, task, mm):  # add_mm_rss_vec: current->mm == mm folds first
+        _sync(seg, cpu, task, mm, jf)
+    jstep(seg, cpu, jf, _SHARED)
+    xadd(seg, mm_word(seg, mm, k), d)
 
 
 # kill points: an update's steps, then a fold's (in an update or at exit), then the thread count's
@@ -135,19 +154,23 @@ def recover(seg, cpu, op, step, mm, k, d):
         doubt(seg, cpu, L.DOUBT_PRECISE, mm, k, d)
         return 0
     tw = task_word(seg, task, 0)
+    fault = jget(seg, cpu, L.J_FAULT)
+    cached = fault & 1 and _task_mm(seg, task) == mm  # the update goes to the cache, else to the atomic
     bad = 0
     if step == _EVENT:
         ev = jget(seg, cpu, L.J_A)
         bad += int(settle(seg, tw + _EVENTS, ev, ev + 1) == 2)
         if ev > THRESH:
-            _sync(seg, -1, task, mm, 0)
-        local_add(seg, tw + _CACHE + k, d)
-    elif step >= _SEQ_ODD and step <= _ZERO:
-        _recover_fold(seg, cpu, tw, mm, step)
-        local_add(seg, tw + _CACHE + k, d)
+            _sync(seg, -1, task, _task_mm(seg, task), 0)
+    elif step >= _SEQ_ODD and step <= _ZERO:  # a fold: a fault's (into the task's mm) or an unmap's
+        _recover_fold(seg, cpu, tw, _task_mm(seg, task), step)
     elif step == _CACHED:
         old = jget(seg, cpu, L.J_B)
-        bad += int(settle(seg, tw + _CACHE + k, old, old + d) == 2)
+        return int(settle(seg, tw + _CACHE + k, old, old + d) == 2)
+    if cached:
+        local_add(seg, tw + _CACHE + k, d)
+    else:
+        xadd(seg, mm_word(seg, mm, k), d)
     return bad
 
 
