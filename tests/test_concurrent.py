@@ -91,7 +91,7 @@ def test_page_fault1_threads_two_cpus(design, run_cli, tmp_path):
     assert {row["member"] for row in r["accuracy"]["final"]} <= {"anon"}
     assert r["accuracy"]["approx_bound"] == stated_bound(design, 2, threads=2)
     assert all(c["events"] > 0 for c in r["throughput"]["per_cpu"])  # both CPUs updated the one mm
-    if design == "pcpcache":  # every fault and unmap is by the mm each CPU runs: all hits
+    if design == "pcpcache":  # every fault is by the mm each CPU runs: all hits (unmaps go to the atomic)
         assert r["throughput"]["hits"] > 0 and r["throughput"]["misses"] == 0
 
 
@@ -119,8 +119,8 @@ def test_mixed_oversubscribed(design, run_cli, tmp_path):
         assert bound == 62  # --nodes 2
     else:
         assert bound == stated_bound(design, 5, threads=2)
-    if design == "pcpcache":  # remote updates and the reclaimer miss, the faults hit
-        assert th["hits"] > 0 and th["misses"] > 0 and 0 < th["hit_rate"] < 1
+    if design == "pcpcache":  # the faults hit; remote updates and the reclaimer go to the atomic (not the cache)
+        assert th["hits"] > 0 and th["misses"] == 0
 
 
 # ================================================================= rss_steal: 2000 threads, 32 pages each
