@@ -119,8 +119,8 @@ def test_mixed_oversubscribed(design, run_cli, tmp_path):
         assert bound == 62  # --nodes 2
     else:
         assert bound == stated_bound(design, 5, threads=2)
-    if design == "pcpcache":  # the faults hit; remote updates and the reclaimer go to the atomic (not the cache)
-        assert th["hits"] > 0 and th["misses"] == 0
+    if design == "pcpcache":  # own faults hit, exec's argument copies miss; remote updates and the reclaimer
+        assert th["hits"] > 0 and th["misses"] > 0 and 0 < th["hit_rate"] < 1  # go to the atomic: neither
 
 
 # ================================================================= rss_steal: 2000 threads, 32 pages each
