@@ -109,8 +109,8 @@ def test_exec_step_parses_and_refuses_bad_arguments():
 def test_exec_workload_misses_only_on_the_argument_copy(run_cli, tmp_path):
     from workloads import exec as X
 
-    code, r = run_cli(["run", "--design", "pcpcache", "--workload", "exec", "--cpus", "2", "--oversubscribe", "--duration", "0.5"],
-                      tmp_path)
+    code, r = run_cli(["run", "--design", "pcpcache", "--workload", "exec", "--cpus", "2", "--oversubscribe",
+                       "--duration", "0.5"], tmp_path)
     assert code == 0
     th = r["throughput"]
     assert th["misses"] > 0 and th["hits"] > 0
