@@ -283,6 +283,10 @@ def cpu_main(words, cpu):
             elif op == L.OP_REMOTE:
                 var = _apply_call(seg, st, truth, var, cpu, t, (mm + seg[sb + 3]) % nmm, k, seg[sb + 2], 0, jon)
                 events += 1
+            elif op == L.OP_EXEC:  # the argument copy faults into the new image's mm before the switch to it
+                for _ in range(seg[sb + 2]):
+                    var = _apply_call(seg, st, truth, var, cpu, t, (mm + seg[sb + 3]) % nmm, k, 1, 1, jon)
+                events += seg[sb + 2]
             elif op == L.OP_CLONE or op == L.OP_EXIT:
                 if jon:  # the task's place in its tape is saved after the step: it is never done twice
                     store(seg, j + L.J_MM, mm)

@@ -169,8 +169,9 @@ OP_YIELD = 5  # end the time slice now
 OP_SLEEP = 6  # sleep arg scheduler passes (0: until the run stops)
 OP_MIGRATE = 7  # move to CPU (cpu + arg) mod the CPUs that run tapes
 OP_REMOTE = 8  # one event of arg (signed) on member of mm (mm + arg2) mod mms, an mm this task does not run
+OP_EXEC = 9  # exec's argument copy: arg page faults (+1 each) on member of mm (mm + arg2) mod mms, not yet switched to
 OP_NAMES = {"fault": OP_FAULT, "unmap": OP_UNMAP, "clone": OP_CLONE, "exit": OP_EXIT, "yield": OP_YIELD,
-            "sleep": OP_SLEEP, "migrate": OP_MIGRATE, "remote": OP_REMOTE}
+            "sleep": OP_SLEEP, "migrate": OP_MIGRATE, "remote": OP_REMOTE, "exec": OP_EXEC}
 IDLE_PAUSES = 256  # pause instructions between scheduler passes of an idle CPU
 
 # --- reader record

@@ -153,45 +153,13 @@ def _snap_split(w, mms, out):
             _put(out, i, k, t, split.read_approx(w, mms[i], k), u, o, p, settled)
 
 
-@njit(inline="always")
-def _pcpcache_read(w, mm, k):
-    """pcpcache's read (atomic + the deltas of the CPUs in mm_cpumask caching mm), bounded."""
-    s = 0
-    for _ in range(ATTEMPTS):
-        ok = True
-        s = 0
-        seqs = 0
-        for word in range(-(-w[L.H_POSSIBLE] // 64)):
-            bits = load(w, pcpcache._mask(w, mm, word))
-            while bits != 0 and ok:
-                low = bits & -bits
-                bits ^= low
-                g = pcpcache._pc(w, word * 64 + pcpcache._ctz(low))
-                s0 = load(w, g + pcpcache._SEQ)
-                m = load(w, g + pcpcache._MM)
-                dv = load(w, g + pcpcache._DELTA + k)
-                if s0 & 1 or load(w, g + pcpcache._SEQ) != s0:
-                    ok = False
-                seqs += s0
-                if m == mm + 1:
-                    s += dv
-            if not ok:
-                break
-        if not ok:
-            continue
-        s += load(w, mm_word(w, mm, k))
-        if pcpcache._seq_sum(w, mm) == seqs:
-            return s, 1
-    return s, 0
-
-
 @njit(cache=True)
 def _snap_pcpcache(w, mms, out):
     for i in range(mms.size):
         for k in range(L.NMEMBERS):
             t = _truth(w, mms[i], k)
-            v, settled = _pcpcache_read(w, mms[i], k)
-            _put(out, i, k, t, v, 0, 0, v, settled)
+            v = pcpcache.read_precise(w, mms[i], k)  # the RFC's get_mm_counter: no protocol to settle
+            _put(out, i, k, t, v, 0, 0, v, 1)
 
 
 @njit(cache=True)

@@ -2,13 +2,14 @@
 
 For each shown mm and member: the design's approximate read, its ``[under,
 over]`` bound, and a precise value. Where a design's own read is pure loads
-(atomic, pernode, tree; every approximate read and bound) it is called as is.
+(atomic, pernode, tree, pcpcache: the RFC's get_mm_counter neither waits nor
+retries; every approximate read and bound) it is called as is.
 Where it would write or could wait forever, the monitor has its own version:
 
 * percpu, single: the precise read takes the counter's spinlock (a store).
   Here it is the same sum taken without the lock ("precise*", an unlocked
   sum): exact when no CPU is in the slow path at that moment.
-* split, pcpcache: the precise read waits while a sequence count is odd; a CPU
+* split: the precise read waits while a sequence count is odd; a CPU
   killed in the middle of a fold would leave it odd for good and the monitor
   would hang. Here the same protocol runs with a bounded number of attempts
   and says when it did not settle.
@@ -33,12 +34,12 @@ from types import ModuleType
 import numpy as np
 
 from shmrss import layout as L
-from shmrss.designs import pernode, split, tree
+from shmrss.designs import pcpcache, pernode, split, tree
 from shmrss.segment import SegmentError
 
 # designs whose "precise" column is an unlocked sum, not the design's locked read
 UNLOCKED = frozenset({"percpu", "single", "single-atomic"})
-ATTEMPTS = 64  # sequence-count attempts before a split / pcpcache precise value is called unsettled
+ATTEMPTS = 64  # sequence-count attempts before a split precise value is called unsettled
 TRUTH, APPROX, UNDER, OVER, PRECISE, SETTLED = range(6)  # the fields of a snapshot
 FIELDS = 6
 _PKG = Path(__file__).parent
@@ -98,7 +99,7 @@ def check_shape(words: np.ndarray, design: str) -> None:
     if design == "split":
         ok &= h[L.H_TASK_STRIDE] >= L.T_DESIGN + split._CACHE + L.NMEMBERS
     if design == "pcpcache":
-        ok &= h[L.H_GLOBAL_WORDS] >= possible * line
+        ok &= h[L.H_GLOBAL_WORDS] >= possible * pcpcache.LINES_PER_CPU * line
     if design == "pernode":
         ok &= 1 <= dp[0] <= pernode.NCOUNTERS and dp[1] >= 32 and mm_stride >= L.NMEMBERS * pernode.STRUCT
     if design == "tree":

@@ -98,7 +98,7 @@ def check_names(spec) -> None:
 def idle_notes(wl: CompiledWorkload, limit: int = 4) -> list[str]:
     """Warnings for a compiled workload: tapes that never update a counter, CPUs with no task."""
     notes = []
-    updates = (L.OP_FAULT, L.OP_UNMAP, L.OP_REMOTE)
+    updates = (L.OP_FAULT, L.OP_UNMAP, L.OP_REMOTE, L.OP_EXEC)
     busy = {}  # (first step, steps) of each tape a task runs -> does it update a counter
     for _, first, n in wl.tasks.tolist():
         if (first, n) not in busy:

@@ -15,6 +15,9 @@ the CPU count) is the emulated CPU whose run queue holds it. Steps:
     ["fault", member, n]        n events of +1 (the page-fault path)
     ["unmap", member, n]        one event of -n (zap's batched update)
     ["remote", member, d, off]  one event of d on mm (own mm + off) mod mms (off default 1)
+    ["exec", member, n, off]    exec's argument copy (get_arg_page <- copy_string_kernel <-
+                                do_execveat_common): n page faults (+1 each, the page-fault path)
+                                on mm (own mm + off) mod mms, before the task switches to it
     ["clone"]                   a new thread of the task's mm
     ["exit"]                    the running thread exits; the task carries on as the thread
                                 an earlier clone made (a tape has as many exits as clones)
@@ -89,6 +92,10 @@ def _parse_step(step, where: str) -> tuple[int, int, int, int]:
     if code == L.OP_MIGRATE:
         _need(len(args) <= 1, f"{where}: migrate takes [\"migrate\"] or [\"migrate\", cpu offset], got {step!r}")
         return code, 0, _int(args[0] if args else 1, f"{where} cpu offset", 1, 1 << 20), 0
+    if code == L.OP_EXEC:
+        _need(len(args) in (2, 3), f"{where}: exec takes [\"exec\", member, pages, mm offset], got {step!r}")
+        return code, _member(args[0], where), _int(args[1], f"{where} pages", 1, MAX_ARG), _int(
+            args[2] if len(args) == 3 else 1, f"{where} mm offset", 0, MAX_MMS)
     # remote
     _need(len(args) in (2, 3), f"{where}: remote takes [\"remote\", member, delta, mm offset], got {step!r}")
     delta = _int(args[1], f"{where} delta", -MAX_ARG, MAX_ARG)
@@ -123,7 +130,7 @@ def compile_workload(spec: dict, ncpu: int) -> CompiledWorkload:
             alive += (o == L.OP_CLONE) - (o == L.OP_EXIT)
             _need(alive >= 0, f"tape {tname!r} step {i}: an exit before its clone would end a thread "
                               f"that no clone made")
-        _need(any(o in (L.OP_FAULT, L.OP_UNMAP, L.OP_REMOTE) for o in ops) or L.OP_SLEEP in ops,
+        _need(any(o in (L.OP_FAULT, L.OP_UNMAP, L.OP_REMOTE, L.OP_EXEC) for o in ops) or L.OP_SLEEP in ops,
               f"tape {tname!r} never updates a counter nor sleeps: its task would spin on scheduler steps")
         where[tname] = (first, len(steps) - first)
     tasks = spec.get("tasks")

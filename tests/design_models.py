@@ -232,10 +232,13 @@ class Percpu(Model):
 
 # ================================================================= 4 pcpcache
 class Pcpcache(Model):
-    """Each CPU caches (mm, delta[4]) of the mm it runs: an update to the cached mm adds to the
-    delta (hit), any other goes to the mm's atomic (miss). switch_mm flushes the deltas into the
-    cached mm and caches the new one, adding the CPU to the new mm's cpumask (never cleared).
-    Read (both kinds, bound 0) = atomic + deltas of cpumask CPUs caching this mm."""
+    """Kairui Song's RFC (x86): each CPU caches (mm, count[4]) of the mm it runs. Only the page-fault
+    path (fault 1) uses the cache: to the cached mm it adds to the count (hit), to any other mm it
+    goes to the mm's atomic (miss). Every other update (unmap, remote, reclaimer) goes to the atomic
+    and is neither. switch_mm flushes the counts into the cached mm, caches the new one, bumps
+    sync_count, clears the CPU's bit in the old mm's cpumask and sets it in the new one's.
+    Read (both kinds, bound 0) = atomic + counts of cpumask CPUs caching this mm. ``flushed[cpu][k]``:
+    the largest |count| one flush moved (the transient slack is their sum over the CPUs)."""
 
     name = "pcpcache"
 
@@ -244,10 +247,14 @@ class Pcpcache(Model):
         self.atomic = [[0] * NM for _ in range(self.nmm)]
         self.cached = [-1] * self.possible
         self.delta = [[0] * NM for _ in range(self.possible)]
+        self.sync = [0] * self.possible
+        self.flushed = [[0] * NM for _ in range(self.possible)]
         self.mask = [set() for _ in range(self.nmm)]
 
     def _add(self, cpu, task, mm, k, d, fault):
-        if cpu >= 0 and self.cached[cpu] == mm:
+        if not (fault & 1 and cpu >= 0):
+            self.atomic[mm][k] += d
+        elif self.cached[cpu] == mm:
             self.delta[cpu][k] += d
             self.hits[cpu] += 1
         else:
@@ -259,7 +266,11 @@ class Pcpcache(Model):
         if c >= 0:
             for k in range(NM):
                 self.atomic[c][k] += self.delta[cpu][k]
+                self.flushed[cpu][k] = max(self.flushed[cpu][k], abs(self.delta[cpu][k]))
+            if c != new:
+                self.mask[c].discard(cpu)
         self.delta[cpu] = [0] * NM
+        self.sync[cpu] += 1
         if new >= 0:
             self.mask[new].add(cpu)
         self.cached[cpu] = new if new >= 0 else -1
@@ -276,6 +287,9 @@ class Pcpcache(Model):
 
     def approx(self, mm, k):
         return self.precise(mm, k)
+
+    def slack(self, k):
+        return sum(self.flushed[c][k] for c in range(self.possible))
 
 
 # ================================================================= 5 single

@@ -240,8 +240,9 @@ def test_cpu_offline_keeps_precise(design, sc, data, new_segment):
         else:
             assert np.array_equal(after[:, 1], before[:, 1])  # nothing per CPU to fold, or already in the read
         if design == "pcpcache":
-            g = seg.h(L.H_GLOBAL) + victim * seg.h(L.H_LINE)
-            assert seg.words[g] == 0 and not seg.words[g + 2: g + 2 + NM].any()  # flushed, caches nothing
+            line = seg.h(L.H_LINE)
+            g = seg.h(L.H_GLOBAL) + victim * 3 * line  # mm line, then in_use and count[4]
+            assert seg.words[g] == 0 and not seg.words[g + line: g + line + 1 + NM].any()  # flushed, caches nothing
         assert all(pcpu_value(seg, *key) == v for key, v in others.items())  # nobody else touched
         # the counters still work afterwards, also on the CPU when it comes back
         ops = [D.op_add(0, -1, 0, L.FILE, 5), D.op_add(victim, -1, 0, L.FILE, 2)]
@@ -441,7 +442,7 @@ def test_engine_exit_all_folds_tasks_and_leaves_cpus(design, sc, new_segment):
                 assert not w[D.task_addr(seg, t, 2): D.task_addr(seg, t, 2 + NM)].any()
         if design == "pcpcache":
             for cpu in range(cfg["ncpu"]):
-                assert w[seg.h(L.H_GLOBAL) + cpu * seg.h(L.H_LINE)] == 0  # caches no mm
+                assert w[seg.h(L.H_GLOBAL) + cpu * 3 * seg.h(L.H_LINE)] == 0  # caches no mm
             assert all(w[seg.h(L.H_CPUSTAT) + c * seg.h(L.H_CPUSTAT_STRIDE) + L.S_CUR_MM] == -1
                        for c in range(cfg["ncpu"]))
 

@@ -12,17 +12,19 @@ from shmrss.orchestrator import Run, RunParams
 from shmrss.topology import plan, read_topology
 from shmrss.workload import compile_workload
 
-# one tape that takes every path: own faults (past split's 64), remote updates (misses, single's locked
-# remote words), a clone and an exit (thread counts, single's switch), migrations and yields (mm switches)
-TAPE = [["fault", "anon", 70], ["remote", "anon", 3, 1], ["clone"], ["fault", "file", 40], ["yield"],
-        ["unmap", "file", 40], ["remote", "anon", -3, 1], ["migrate", 1], ["exit"], ["unmap", "anon", 70]]
+# one tape that takes every path: own faults (past split's 64), remote updates (single's locked remote
+# words), exec's argument copy (faults on an mm the CPU does not cache: pcpcache's misses), a clone and an
+# exit (thread counts, single's switch), migrations and yields (mm switches)
+TAPE = [["fault", "anon", 70], ["remote", "anon", 3, 1], ["exec", "anon", 2, 1], ["clone"], ["fault", "file", 40],
+        ["yield"], ["unmap", "file", 40], ["remote", "anon", -3, 1], ["remote", "anon", -2, 1], ["migrate", 1],
+        ["exit"], ["unmap", "anon", 70]]
 
 # the kill points of each design (the journal's steps)
 STEPS = {
     "atomic": [1],
     "percpu": [1, 2, 3, 4, 5],
     "tree": [1, 2],
-    "pcpcache": [1, 2, 3, 4, 5, 6],
+    "pcpcache": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
     "split": [1, 2, 3, 4, 5, 6, 7],
     "single": [16, 1, 3, 4],
     "single-atomic": [16, 1, 3, 4],

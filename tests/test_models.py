@@ -113,9 +113,12 @@ def check_state(name, seg, cfg, model):
     if name == "pcpcache":
         line = seg.h(L.H_LINE)
         for c in range(possible):
-            g = seg.h(L.H_GLOBAL) + c * line
+            g = seg.h(L.H_GLOBAL) + c * 3 * line  # mm line, count line, flushed line
             assert int(w[g]) - 1 == model.cached[c], f"cached mm of cpu {c}"
-            assert [int(w[g + 2 + k]) for k in range(NM)] == model.delta[c], f"deltas of cpu {c}"
+            assert int(w[g + 1]) == model.sync[c], f"sync_count of cpu {c}"
+            assert int(w[g + line]) == 0, f"in_use of cpu {c}"
+            assert [int(w[g + line + 1 + k]) for k in range(NM)] == model.delta[c], f"counts of cpu {c}"
+            assert [int(w[g + 2 * line + k]) for k in range(NM)] == model.flushed[c], f"flushed of cpu {c}"
         for mm in range(nmm):
             mask = {c for c in range(possible) if int(w[D.mm_addr(seg, mm, line + c // 64)]) >> (c % 64) & 1}
             assert mask == model.mask[mm], f"cpumask of mm {mm}"
@@ -300,17 +303,22 @@ def test_single_switches_at_the_second_thread_and_never_back(new_segment):
 
 
 def test_pcpcache_hits_misses_and_flush(new_segment):
+    """Only the page-fault path uses the cache: a fault on the cached mm hits, a fault on another mm
+    (exec's argument copy) misses; a remote update and the reclaimer go to the atomic and are neither.
+    Each switch clears the CPU's bit in the old mm's cpumask."""
     cfg = _cfg(ncpu=2, nmm=2, task_mms=(0, 1), task_cpus=(0, 0))
-    steps = [("faults", 0, L.ANON, 3), ("remote", 0, 1, L.FILE, 5, False), ("faults", 1, L.ANON, 2),
-             ("switch", 1, 0), ("reclaim", 1, 0, L.ANON, 10), ("switch", 1, -1)]
+    steps = [("faults", 0, L.ANON, 3), ("remote", 0, 1, L.FILE, 5, False), ("remote", 0, 1, L.ANON, 1, True),
+             ("faults", 1, L.ANON, 2), ("switch", 1, 0), ("reclaim", 1, 0, L.ANON, 10), ("switch", 1, -1)]
     ops = D.expand(cfg, steps)
     with D.new_segment_for("pcpcache", cfg, new_segment) as seg:
         model = start("pcpcache", seg, cfg)
         out = check_sequence("pcpcache", seg, cfg, ops, model)
-        assert out[-1, L.ANON].tolist() == [13, 13, 0, 0] and out[-1, NM + L.ANON, 0] == 2
-        # faults 3 + 2 hit, the remote update misses, the update on CPU 1 caching mm 0 hits
-        assert D.stat(seg, 0, L.S_HITS) == 5 and D.stat(seg, 0, L.S_MISSES) == 1 and D.stat(seg, 1, L.S_HITS) == 1
-        assert model.mask == [{0, 1}, {0}]
+        assert out[-1, L.ANON].tolist() == [13, 13, 0, 0] and out[-1, NM + L.ANON, 0] == 3
+        # faults 3 + 2 hit, the exec-like fault on mm 1 misses; the remote update and the reclaimer are neither
+        assert D.stat(seg, 0, L.S_HITS) == 5 and D.stat(seg, 0, L.S_MISSES) == 1
+        assert D.stat(seg, 1, L.S_HITS) == 0 and D.stat(seg, 1, L.S_MISSES) == 0
+        assert model.mask == [set(), {0}]  # CPU 0 left mm 0, CPU 1 came and went
+        assert model.flushed[0][L.ANON] == 3 and model.slack(L.ANON) == 3
 
 
 def test_pernode_folds_per_node(new_segment):

@@ -383,7 +383,7 @@ def _net(spec: dict, tape: str, nmm: int) -> dict:
             net[(0, step[1])] = net.get((0, step[1]), 0) + step[2]
         elif op == "unmap":
             net[(0, step[1])] = net.get((0, step[1]), 0) - step[2]
-        elif op == "remote":
+        elif op in ("remote", "exec"):
             key = ((step[3] if len(step) > 3 else 1) % nmm, step[1])
             net[key] = net.get(key, 0) + step[2]
     return {k: v for k, v in net.items() if v}

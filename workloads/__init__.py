@@ -5,7 +5,7 @@ import json
 import sys
 from importlib import import_module
 
-WORKLOADS = ("page_fault1", "page_fault2", "page_fault3", "rss_steal", "mixed", "oom_select")
+WORKLOADS = ("page_fault1", "page_fault2", "page_fault3", "rss_steal", "mixed", "oom_select", "exec")
 # fork_exit is not a tape workload: shmrss runs its own create/use/destroy loop (shmrss.lifecycle)
 
 

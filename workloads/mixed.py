@@ -7,8 +7,9 @@ mms and their threads (``--tasks N`` caps the largest, default 64):
   carries on as the clone);
 * mm 1: 1 thread of short faults, sleeps, clones and exits;
 * mm 2, 3, 4, 5: 2, 4, 16 and 64 threads that fault, update the next mm
-  remotely (``remote``: drives misses in ``pcpcache`` and ``single``'s remote
-  words), yield, and migrate to the next CPU every round.
+  remotely (``remote``: ``single``'s remote words), copy exec arguments into the
+  next mm (``exec``: page faults on an mm the CPU does not run, ``pcpcache``'s
+  misses), yield, and migrate to the next CPU every round.
 
 Every tape is balanced (each page faulted is unmapped, each remote update is
 undone), and ``"reclaimer": true`` asks for the kswapd-like reclaimer process.
@@ -30,8 +31,9 @@ def build(ncpu: int, tasks: int | None = None, mode: str = "processes") -> dict:
         "cloner": [["fault", "anon", 300], ["clone"], ["fault", "file", 40], ["exit"],
                    ["unmap", "file", 40], ["unmap", "anon", 300]],
         "short": [["fault", "anon", 64], ["clone"], ["sleep", 2], ["unmap", "anon", 64], ["exit"]],
-        "worker": [["fault", "anon", 512], ["remote", "anon", 3, 1], ["yield"], ["fault", "shmem", 16],
-                   ["unmap", "anon", 512], ["remote", "anon", -3, 1], ["unmap", "shmem", 16], ["migrate", 1]],
+        "worker": [["fault", "anon", 512], ["remote", "anon", 3, 1], ["exec", "anon", 2, 1], ["yield"],
+                   ["fault", "shmem", 16], ["unmap", "anon", 512], ["remote", "anon", -3, 1],
+                   ["remote", "anon", -2, 1], ["unmap", "shmem", 16], ["migrate", 1]],
     }
     task_list = [{"mm": 0, "tape": "cloner"}, {"mm": 1, "tape": "short"}]
     for mm, n in enumerate(THREADS[2:], start=2):
