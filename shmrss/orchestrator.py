@@ -21,6 +21,7 @@ from loguru import logger
 from shmrss import designs, layout as L
 from shmrss.atomics import calibrate_tsc, tsc_granularity_ticks, tsc_overhead_ticks
 from shmrss.engine import cpu_process, engine_for, reader_process, reclaimer_process
+from shmrss.runsignals import AFTER, MEASURING, SIGNALS, STARTUP, Interrupted, blocked, signame
 from shmrss.segment import Geometry, Segment
 from shmrss.topology import Placement, Topology
 from shmrss.workload import CompiledWorkload
@@ -31,14 +32,6 @@ STOP_TIMEOUT_S = 10.0
 
 class RunFailed(Exception):
     """The run could not complete (a child died, start-up timed out); message is one line."""
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; ``code`` is the exit status to use (130 / 143)."""
-
-    def __init__(self, code: int):
-        super().__init__("interrupted")
-        self.code = code
 
 
 @dataclass
@@ -141,10 +134,6 @@ def _populate(seg: Segment, p: RunParams) -> None:
     engine_for(p.design).init_mms(w)
 
 
-def _raise_interrupt(signum, frame):
-    raise Interrupted(128 + signum)
-
-
 class Run:
     """One design on one workload: ``Run(params).execute()`` returns the raw measurements."""
 
@@ -181,43 +170,56 @@ class Run:
 
     def execute(self) -> dict:
         eng = self._engine()  # compile before forking: children inherit it
-        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-        try:
-            self.seg = Segment.create(self._make_geometry())
-            logger.debug("segment /{} ({} words)", self.seg.name, self.seg.h(L.H_TOTAL))
-            self._fill()
-            from shmrss.faults import FaultDriver
-
-            self.faults = FaultDriver(self, eng, self.p.faults, self.p.check_every)
-            self.faults.arm()
-            tsc_per_ns = calibrate_tsc()
-            t_fork = time.perf_counter()
-            self._fork()
-            self._wait_barrier()
-            startup_s = time.perf_counter() - t_fork
-            interrupt = None
+        with SIGNALS:  # shmrss/runsignals.py: what each terminating signal does in each phase
+            SIGNALS.enter(STARTUP)
+            if SIGNALS.pending is not None:  # it came between two designs: do not start another
+                raise Interrupted(SIGNALS.pending)
             try:
-                self._go_and_sample()
-            except (KeyboardInterrupt, Interrupted) as e:
-                interrupt = e if isinstance(e, Interrupted) else Interrupted(130)
-                self.partial = True
-                self.warnings.append("interrupted: partial result, measured until the interrupt")
-            perf = self.perf.stop() if self.perf is not None else None  # --perf: close its window first
-            self._stop()
-            raw = self._collect(eng, tsc_per_ns, startup_s)
-            if perf is not None:
-                raw["perf"] = perf
-            if interrupt is not None:
-                raw["interrupt_code"] = interrupt.code
-            return raw
-        finally:
-            if self.perf is not None:
-                self.perf.kill()
-            self._kill_children()
-            if self.seg is not None:
-                self.seg.unlink()
-                self.seg.close()
-            signal.signal(signal.SIGTERM, old_term)
+                return self._execute(eng)
+            finally:
+                if self.perf is not None:
+                    self.perf.kill()
+                self._kill_children()
+                if self.seg is not None:
+                    self.seg.unlink()
+                    if self.faults is None or self.faults.can_unmap():
+                        self.seg.close()
+
+    def _execute(self, eng) -> dict:
+        self.seg = Segment.create(self._make_geometry())
+        logger.debug("segment /{} ({} words)", self.seg.name, self.seg.h(L.H_TOTAL))
+        self._fill()
+        from shmrss.faults import FaultDriver
+
+        self.faults = FaultDriver(self, eng, self.p.faults, self.p.check_every)
+        self.faults.arm()
+        tsc_per_ns = calibrate_tsc()
+        t_fork = time.perf_counter()
+        with blocked():  # no child may run the parent's handlers before its own set-up
+            self._fork()
+        self._wait_barrier()
+        startup_s = time.perf_counter() - t_fork
+        interrupt = None
+        try:
+            SIGNALS.enter(MEASURING)
+            self._go_and_sample()
+            SIGNALS.enter(AFTER)
+        except (KeyboardInterrupt, Interrupted) as e:
+            SIGNALS.enter(AFTER)  # from here on a signal is recorded only: what was measured is kept
+            interrupt = e if isinstance(e, Interrupted) else Interrupted(130)
+            self.partial = True
+            self.warnings.append(f"interrupted by {interrupt.name}: partial result, measured until the interrupt")
+        perf = self.perf.stop() if self.perf is not None else None  # --perf: close its window first
+        self._stop()
+        raw = self._collect(eng, tsc_per_ns, startup_s)
+        if perf is not None:
+            raw["perf"] = perf
+        if interrupt is None and SIGNALS.pending is not None:
+            self.warnings.append(f"{signame(SIGNALS.pending - 128)} arrived after the measurement ended: "
+                                 f"the result is complete")
+        if interrupt is not None or SIGNALS.pending is not None:
+            raw["interrupt_code"] = interrupt.code if interrupt is not None else SIGNALS.pending
+        return raw
 
     def _fork(self) -> None:
         ctx = mp.get_context("fork")
