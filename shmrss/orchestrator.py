@@ -153,6 +153,7 @@ class Run:
         self.faults = None  # shmrss.faults.FaultDriver, once the segment exists
         self.t0 = 0.0
         self.perf = None  # --perf: a shmrss.perf.PerfStat on the CPU processes
+        self.contention = None  # shmrss.contention.Contention: other runs, busy processes on our CPUs
 
     # ---- life cycle
     # what a kind of run changes (fork/exit runs override these)
@@ -199,6 +200,14 @@ class Run:
             self._fork()
         self._wait_barrier()
         startup_s = time.perf_counter() - t_fork
+        from shmrss.contention import Contention
+
+        pinned: dict[int, list[int]] = {}
+        for cpu, host in enumerate(self.p.placement.cpus):
+            if host is not None:
+                pinned.setdefault(host, []).append(cpu)
+        self.contention = Contention(self.seg.name, self.warnings, pinned)
+        self.contention.look()  # other runs, before the start
         interrupt = None
         try:
             SIGNALS.enter(MEASURING)
@@ -320,6 +329,7 @@ class Run:
                 self.samples.append(Sample(now - t0, self._events()))
                 w[self._ctrl(L.C_PARENT_BEAT)] = time.monotonic_ns()
                 self._check_pinning()
+                self.contention.look([c.pid for c in self._children() if c.pid])
                 next_sample += 1.0
                 if self.progress:
                     self.progress(self, now - t0)
@@ -448,6 +458,7 @@ class Run:
             "warnings": self.warnings, "partial": self.partial, "reader_died": self.reader_died,
             "reclaimer": reclaimer, "oom": oom, "design_bad": own_bad, "threads_off": threads_off,
             "faults": self.faults.summary() if self.faults is not None else None,
+            "contention": self.contention.summary() if self.contention is not None else None,
         }
 
 
