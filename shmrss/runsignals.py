@@ -5,7 +5,9 @@ The parent alone decides how a run ends. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUS
 * before the measurement starts (start-up): stop at once, nothing measured, exit 128 + n;
 * while measuring: the first one stops the measurement; what was measured is written as a partial result;
 * after the measurement (stopping the CPUs, collecting, writing): recorded only, the complete result is
-  written, then the run exits 128 + n (the first signal's number).
+  written, then the run exits 128 + n (the first signal's number);
+* while the parent recovers a dead CPU (``held``): recorded, and served as above once the recovery is done
+  (bounded: shmrss.faults gives up after RECOVERY_TIMEOUT_S, 1 s once a signal came).
 
 The CPU, reader and reclaimer children ignore them all (``ignore_in_child``): GNU ``timeout`` and
 ``sweep --timeout`` signal the whole process group, and a child must not die or raise under the parent's
@@ -15,10 +17,11 @@ between the fork and its own set-up.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 
 TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGALRM)
-STARTUP, MEASURING, AFTER = "start-up", "measuring", "after"
+STARTUP, MEASURING, AFTER, HELD = "start-up", "measuring", "after", "held"
 
 
 class Interrupted(Exception):
@@ -69,6 +72,19 @@ class Guard:
         self.phase = phase
         if phase == STARTUP:
             self.raised = False
+
+    @contextlib.contextmanager
+    def held(self):
+        """Inside, a signal is recorded only (a CPU's recovery must not stop half done); on leaving, the
+        first one is raised if the phase around would have raised it."""
+        phase, self.phase = self.phase, HELD
+        try:
+            yield
+        finally:
+            self.phase = phase
+        if self.pending is not None and not self.raised and phase in (STARTUP, MEASURING):
+            self.raised = True
+            raise Interrupted(self.pending)
 
     def _handle(self, signum, frame):
         code = 128 + signum
