@@ -71,6 +71,18 @@ def window_outliers(per_cpu: list[dict]) -> list[tuple[int, float, float]]:
     return out
 
 
+def _validity(per_cpu: list[dict], raw: dict, warnings: list[str]) -> tuple[list, dict | None, bool]:
+    """Window outliers (warned here), what shared the CPUs (contention.py warned), and whether the timings
+    are valid."""
+    outliers = window_outliers(per_cpu)
+    for cpu, secs, med in outliers:
+        warnings.append(f"emulated CPU {cpu}'s measured window was {secs:.3f} s, the other CPUs' {med:.3f} s (more "
+                        f"than {WINDOW_TOLERANCE:.0%} apart): it was stalled or descheduled; timings are not valid")
+    contention = raw.get("contention")
+    shared = bool(contention and (contention["other_runs"] or contention["busy_host_cpus"]))
+    return outliers, contention, not outliers and not shared
+
+
 def build(params, raw: dict, calibration: dict | None) -> dict:
     """The result object of one design's run."""
     per_cpu = raw["per_cpu"]
@@ -109,12 +121,7 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
         warnings.append("the reader made no read: read latency and mid-run bounds were not checked")
     if len(rates) < 2:
         warnings.append("fewer than 2 one-second samples after warm-up: min/median/max are not meaningful")
-    outliers = window_outliers(per_cpu)
-    for cpu, secs, med in outliers:
-        warnings.append(f"emulated CPU {cpu}'s measured window was {secs:.3f} s, the other CPUs' {med:.3f} s (more "
-                        f"than {WINDOW_TOLERANCE:.0%} apart): it was stalled or descheduled; timings are not valid")
-    contention = raw.get("contention")
-    timings_valid = not outliers and not (contention and (contention["other_runs"] or contention["busy_host_cpus"]))
+    outliers, contention, timings_valid = _validity(per_cpu, raw, warnings)
     violation = None
     if rd["viol_kind"]:
         violation = {"kind": "approximate" if rd["viol_kind"] == 1 else "precise", "mm": rd["viol_mm"],
