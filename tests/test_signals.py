@@ -147,3 +147,19 @@ def test_a_signal_after_the_measurement_never_discards_it(monkeypatch, run_cli, 
     assert res is not None and len(res) == 1, "the measured design's result was thrown away"
     assert res[0]["partial"] is False and all(res[0]["invariants"].values())
     assert any("SIGTERM" in w and "complete" in w for w in res[0]["warnings"]), res[0]["warnings"]
+
+
+def test_a_signal_while_the_last_result_is_written_is_reported(monkeypatch, run_cli, tmp_path):
+    """Item 4: the JSON is written whole, and the exit status still says a signal came."""
+    from shmrss import cli
+
+    real_write = cli._write_json
+
+    def write_under_fire(path, obj):
+        os.kill(os.getpid(), signal.SIGHUP)
+        return real_write(path, obj)
+
+    monkeypatch.setattr(cli, "_write_json", write_under_fire)
+    code, res = run_cli(["run", "--design", "atomic", "--cpus", "1", "--duration", "0.3"], tmp_path)
+    assert code == 128 + signal.SIGHUP
+    assert res is not None and res["partial"] is False
