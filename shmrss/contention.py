@@ -49,8 +49,8 @@ class Contention:
                 self.runs[name] = pid
                 self.warnings.append(f"another shmrss run is live (pid {pid}, segment /{name}): it competes for "
                                      f"the CPUs and memory bandwidth; timings are not valid")
-        if cpu_pids is None:
-            return
+        if cpu_pids is None or set(self.busy) >= set(self.pinned):
+            return  # every pinned CPU already reported: naming the culprits again costs a process scan
         from shmrss.monitor_host import HostSampler
 
         if self._sampler is None:
