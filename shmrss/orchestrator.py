@@ -178,6 +178,7 @@ class Run:
             try:
                 return self._execute(eng)
             finally:
+                SIGNALS.enter(AFTER)  # a second signal must not cut the clean-up short
                 if self.perf is not None:
                     self.perf.kill()
                 self._kill_children()

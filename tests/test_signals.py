@@ -163,3 +163,44 @@ def test_a_signal_while_the_last_result_is_written_is_reported(monkeypatch, run_
     code, res = run_cli(["run", "--design", "atomic", "--cpus", "1", "--duration", "0.3"], tmp_path)
     assert code == 128 + signal.SIGHUP
     assert res is not None and res["partial"] is False
+
+
+def test_a_second_signal_during_the_start_up_clean_up_leaves_no_segment(monkeypatch, tmp_path):
+    """Item 5: a signal in start-up ends the run; another one while it cleans up must not stop the clean-up
+    (the segment would stay in /dev/shm)."""
+    from shmrss import orchestrator
+    from shmrss.orchestrator import Interrupted, Run
+
+    made = []
+    real_create, real_kill = orchestrator.Segment.create, Run._kill_children
+
+    def create(geometry):
+        seg = real_create(geometry)
+        made.append(seg.name)
+        return seg
+
+    def barrier_interrupted(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler raises here
+
+    def kill_under_fire(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # the second signal, mid clean-up
+        return real_kill(self)
+
+    monkeypatch.setattr(orchestrator.Segment, "create", staticmethod(create))
+    monkeypatch.setattr(Run, "_wait_barrier", barrier_interrupted)
+    monkeypatch.setattr(Run, "_kill_children", kill_under_fire)
+    from test_faults import _params
+
+    before = {c.pid for c in psutil.Process().children()}
+    try:
+        with pytest.raises(Interrupted) as e:
+            Run(_params("atomic", [], duration=0.5)).execute()
+        assert e.value.code == 143
+        assert made and not os.path.exists(os.path.join(SHM_DIR, made[0]))
+    finally:  # a clean-up cut short leaves the children spinning (they ignore SIGTERM): never in this session
+        for c in psutil.Process().children():
+            if c.pid not in before:
+                c.kill()
+        if made and os.path.exists(os.path.join(SHM_DIR, made[0])):
+            os.unlink(os.path.join(SHM_DIR, made[0]))
