@@ -7,11 +7,13 @@ children that are left and unlinks the segment.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import multiprocessing.connection
 import os
 import signal
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,6 +136,17 @@ def _populate(seg: Segment, p: RunParams) -> None:
     engine_for(p.design).init_mms(w)
 
 
+_RUNS: weakref.WeakSet = weakref.WeakSet()  # runs that have forked children
+
+
+@atexit.register  # registered after multiprocessing's: runs before its exit handler
+def _kill_left_children() -> None:
+    """The children ignore SIGTERM (runsignals.py): multiprocessing's exit handler, which terminates its
+    daemon children with SIGTERM and joins them, would wait forever for any a run left alive."""
+    for run in list(_RUNS):
+        run._kill_children()
+
+
 class Run:
     """One design on one workload: ``Run(params).execute()`` returns the raw measurements."""
 
@@ -233,6 +246,7 @@ class Run:
 
     def _fork(self) -> None:
         ctx = mp.get_context("fork")
+        _RUNS.add(self)
         p, name, parent = self.p, self.seg.name, os.getpid()
         for cpu, host in enumerate(p.placement.cpus):
             proc = ctx.Process(target=self._cpu_target(), args=(name, p.design, cpu, host, parent),

@@ -204,3 +204,42 @@ def test_a_second_signal_during_the_start_up_clean_up_leaves_no_segment(monkeypa
                 c.kill()
         if made and os.path.exists(os.path.join(SHM_DIR, made[0])):
             os.unlink(os.path.join(SHM_DIR, made[0]))
+
+
+_LEFT_ALIVE = r'''
+import sys
+sys.path.insert(0, "tests")
+from shmrss.orchestrator import Run
+from test_faults import _params
+
+real, calls = Run._kill_children, []
+
+def first_call_skipped(self):  # as if the clean-up had been cut short
+    calls.append(1)
+    if len(calls) > 1:
+        real(self)
+
+def barrier_fails(self):  # the children wait at the start barrier, and nothing will tell them to stop
+    raise RuntimeError("start-up failed")
+
+Run._kill_children = first_call_skipped
+Run._wait_barrier = barrier_fails
+try:
+    Run(_params("atomic", [], duration=0.3)).execute()
+except RuntimeError:
+    print("returned", flush=True)
+'''
+
+
+def test_children_left_alive_do_not_hang_the_exit(tmp_path):
+    """The children ignore SIGTERM, with which multiprocessing's exit handler stops daemon children before
+    joining them: a run's own exit handler SIGKILLs any left first, so the interpreter still exits."""
+    proc = subprocess.Popen([sys.executable, "-c", _LEFT_ALIVE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise AssertionError("the interpreter never exited: its children ignored multiprocessing's SIGTERM")
+    assert "returned" in out and proc.returncode == 0, err
