@@ -255,6 +255,7 @@ def _json_default(o):
 def cmd_run(args, err: Console) -> int:
     from shmrss import designs, lifecycle, result
     from shmrss.orchestrator import Interrupted, Run, RunFailed, RunParams
+    from shmrss.runsignals import SIGNALS
     from shmrss.topology import plan, read_topology
     from shmrss.workload import compile_workload, load_file
 
@@ -390,7 +391,7 @@ def cmd_run(args, err: Console) -> int:
     else:
         view = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rate]}"),
                         TimeElapsedColumn(), console=err, transient=True)
-    with view as progress:
+    with view as progress, SIGNALS:  # a signal after a design's measurement waits for its result to be written
         for label, execute, build in jobs:
             task = progress.add_task(f"{label:14s} {wl.name}", total=args.duration, rate="starting")
 
@@ -430,8 +431,8 @@ def cmd_run(args, err: Console) -> int:
                 code = max(code, EXIT_FAILED)
                 logger.error("{}: invariant failed: {}", label,
                              ", ".join(k for k, ok in res["invariants"].items() if not ok))
-            if "interrupt_code" in raw:
-                code = raw["interrupt_code"]
+            if "interrupt_code" in raw or SIGNALS.pending is not None:
+                code = raw.get("interrupt_code") or SIGNALS.pending
                 break
     if results:
         _out_console().print(lifecycle.table(results) if fork_exit else result.table(results))

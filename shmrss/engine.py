@@ -121,8 +121,11 @@ def die_with_parent() -> None:
 
 
 def _child_setup(parent_pid: int) -> None:
-    # Ctrl-C goes to the whole process group; only the parent decides how a run ends.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C, timeout's SIGTERM, a hang-up... go to the whole process group; only the parent decides how a
+    # run ends (it stops the children through the segment, or kills them)
+    from shmrss.runsignals import ignore_in_child
+
+    ignore_in_child()
     die_with_parent()
     if os.getppid() != parent_pid:  # parent already gone before prctl took effect
         os._exit(1)

@@ -753,7 +753,7 @@ def release_owner(words, who):
             spin_unlock(seg, _rq(seg, c) + L.Q_LOCK)
 
 
-@njit("int64(int64[::1], int64, int64)", cache=True)
+@njit("int64(int64[::1], int64, int64)", cache=True, nogil=True)  # run in a thread per dead CPU (faults.py)
 def recover_dead(words, cpu, in_flight):
     """First half of a killed CPU's recovery, while the others run: complete the operation its journal
     shows in flight (leaving at most one doubtful shared update) and release its locks.

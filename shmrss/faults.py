@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -26,8 +27,10 @@ import numpy as np
 from loguru import logger
 
 from shmrss import layout as L
+from shmrss.runsignals import SIGNALS
 
 PARK_TIMEOUT_S = 10.0
+RECOVERY_TIMEOUT_S = 5.0
 FREEZE_TIMEOUT_S = 5.0
 OP_NAMES = {L.JOP_NONE: "none", L.JOP_ADD: "update", L.JOP_SWITCH: "mm switch", L.JOP_SCHED: "clone/exit"}
 RES_NAMES = {L.RES_LANDED: "had landed", L.RES_APPLIED: "applied by recovery", L.RES_BAD: "INCONSISTENT"}
@@ -114,6 +117,10 @@ class FaultDriver:
         self.park_ms: list[float] = []
         self.reclaimer_fault: Fault | None = None
         self.unreached: list[Fault] = []  # freezes whose kill point did not come in time
+        self._first: dict[int, dict] = {}  # CPUs found dead while recovering another: their words before
+        self._running: dict[int, tuple] = {}  # CPU -> (thread, [inconsistencies]) of first halves under way
+        self._completed: dict[int, int] = {}  # CPU -> inconsistencies of its finished first half
+        self._stuck = False
 
     @property
     def words(self):
@@ -193,29 +200,29 @@ class FaultDriver:
             time.sleep(0.0005)
 
     def recover(self, cpu: int, f: Fault | None, elapsed: float, killed: bool) -> dict:
-        """The CPU-dead callback for ``cpu`` (its process has exited): complete, settle, fold, rehome."""
+        """The CPU-dead callback for ``cpu`` (its process has exited): complete, settle, fold, rehome.
+
+        Signals that arrive meanwhile are served when it is done (runsignals.Guard.held): a recovery
+        left half done would fail the invariants of the partial result."""
+        with SIGNALS.held():
+            return self._recover(cpu, f, elapsed, killed)
+
+    def _recover(self, cpu: int, f: Fault | None, elapsed: float, killed: bool) -> dict:
         w = self.words
         st = self._stat(cpu)
-        j = st + L.S_J
         t0 = time.perf_counter()
-        var, commit = int(w[st + L.S_VAR]), int(w[st + L.S_COMMIT])
-        journaled = int(w[j + L.J_ON]) != 0
+        pre = self._first.pop(cpu, None) or self._mark_gone(cpu, killed)
+        var, commit, journaled = pre["var"], pre["commit"], pre["journal"]
         ev = {"t": round(elapsed, 3), "cpu": cpu, "kind": f.kind if f else "died", "killed": killed,
-              "journal": journaled, "in_flight": var != commit,
-              "op": OP_NAMES.get(int(w[j + L.J_OP]), "?"), "step": int(w[j + L.J_STEP])}
-        w[st + L.S_STATUS] = L.CPU_DEAD if killed else L.CPU_OFFLINE
-        if killed:
-            from shmrss.atomics import _rdtsc_now
-
-            w[st + L.S_TSC_END] = _rdtsc_now()  # its time ends here (the TSC is the same on every core)
+              "journal": journaled, "in_flight": var != commit, "op": pre["op"], "step": pre["step"]}
         bad = 0
         if killed:
             if not journaled:
                 raise _failed(f"emulated CPU {cpu} died in a run without the in-flight journal: its last update "
                               f"cannot be recovered (runs with --kill-at or --offline-at keep one)")
-            # from here until the doubt is settled, reads that overlap are not judged on this CPU's part
-            w[st + L.S_VAR] = var + self.eng.RECOVERY_VAR
-            bad += int(self.eng.recover_dead(w, cpu, int(var != commit)))
+            if cpu not in self._completed:
+                self._complete_dead(cpu, pre)
+            bad += self._completed.pop(cpu)
         out = np.zeros(3, dtype=np.int64)
         with self.parked():
             bad += int(self.eng.settle_dead(w, cpu, out))
@@ -232,6 +239,85 @@ class FaultDriver:
                f"{moved} task(s) moved; {ev['recovery_ms']:.1f} ms")
         (logger.error if bad else logger.info)(msg + (f"; {bad} INCONSISTENCIES" if bad else ""))
         return ev
+
+    def _mark_gone(self, cpu: int, killed: bool) -> dict:
+        """Record a CPU as dead (or offline) and end its time; returns what its words said before."""
+        w = self.words
+        st = self._stat(cpu)
+        j = st + L.S_J
+        pre = {"var": int(w[st + L.S_VAR]), "commit": int(w[st + L.S_COMMIT]), "journal": int(w[j + L.J_ON]) != 0,
+               "op": OP_NAMES.get(int(w[j + L.J_OP]), "?"), "step": int(w[j + L.J_STEP])}
+        w[st + L.S_STATUS] = L.CPU_DEAD if killed else L.CPU_OFFLINE
+        if killed:
+            from shmrss.atomics import _rdtsc_now
+
+            w[st + L.S_TSC_END] = _rdtsc_now()  # its time ends here (the TSC is the same on every core)
+        return pre
+
+    def _dead_unrecovered(self) -> list[int]:
+        """Emulated CPUs (the reclaimer's too) whose process has died and whose first half has not started."""
+        run = self.run
+        procs = list(enumerate(run.cpus)) + ([(run.p.nwork, run.reclaimer)] if run.reclaimer is not None else [])
+        return [c for c, proc in procs if proc.exitcode is not None and c not in self.gone
+                and c not in self._first and c not in self._completed and c not in self._running]
+
+    def _complete_dead(self, cpu: int, pre: dict) -> None:
+        """First half of the recovery (``recover_dead``) of ``cpu`` and of every other CPU found dead meanwhile,
+        each in a thread of its own (compiled, without the GIL): CPUs killed at the same instant may each wait
+        for a lock another holds, as they would have alive, so each one's update is completed alongside the
+        others'. Bounded: after RECOVERY_TIMEOUT_S (1 s once a signal came) the run gives up."""
+        w = self.words
+        self._running = {}
+
+        def start(c: int, before: dict) -> None:
+            if not before["journal"]:
+                return  # its own recover() refuses it
+            st = self._stat(c)
+            # from here until the doubt is settled, reads that overlap are not judged on this CPU's part
+            w[st + L.S_VAR] = before["var"] + self.eng.RECOVERY_VAR
+            box: list[int] = []
+            in_flight = int(before["var"] != before["commit"])
+            th = threading.Thread(target=lambda: box.append(int(self.eng.recover_dead(w, c, in_flight))),
+                                  name=f"shmrss-recover-cpu{c}", daemon=True)
+            self._running[c] = (th, box)
+            th.start()
+
+        start(cpu, pre)
+        t0 = time.perf_counter()
+        deadline = t0 + RECOVERY_TIMEOUT_S
+        while any(th.is_alive() for th, _ in self._running.values()):
+            for th, _ in self._running.values():
+                th.join(0.005)
+            for c in self._dead_unrecovered():
+                self._first[c] = self._mark_gone(c, killed=True)
+                start(c, self._first[c])
+            if self.run.reader is not None and self.run.reader.exitcode is not None:
+                self.eng.release_owner(w, L.OWNER_READER)  # a lock the reader died holding
+            if SIGNALS.pending is not None:
+                deadline = min(deadline, time.perf_counter() + 1.0)
+            if time.perf_counter() > deadline:
+                self._give_up(time.perf_counter() - t0)
+        for c, (_, box) in self._running.items():
+            self._completed[c] = box[0] if box else 1
+        self._running = {}
+
+    def _give_up(self, waited: float) -> None:
+        stuck = sorted(c for c, (th, _) in self._running.items() if th.is_alive())
+        for c in [c for c, proc in enumerate(self.run.cpus) if proc.exitcode is not None]:
+            self.eng.release_owner(self.words, c + 1)  # lets a waiting recovery thread run to its end
+        until = time.perf_counter() + 1.0
+        for c in stuck:
+            self._running[c][0].join(max(0.0, until - time.perf_counter()))
+        self._stuck = any(th.is_alive() for th, _ in self._running.values())
+        why = (f"a signal came after {waited:.1f} s" if SIGNALS.pending is not None else
+               f"its update in flight waited {waited:.1f} s for a lock no recovery releases")
+        raise _failed(f"gave up recovering emulated CPU{'s' if len(stuck) > 1 else ''} "
+                      f"{', '.join(map(str, stuck))}: {why}; the counters are no longer consistent, so nothing "
+                      f"is reported")
+
+    def can_unmap(self) -> bool:
+        """No recovery thread still reads the segment (one left stuck when the parent gave up)."""
+        return not self._stuck
 
     # ---- a barrier for the parent: every live CPU parked at a check point
     @contextlib.contextmanager

@@ -63,6 +63,8 @@ class HostSampler:
             if s is None:
                 s = self._seen[pid] = _Seen(psutil.Process(pid))
             p = s.proc
+            if p.status() == psutil.STATUS_ZOMBIE:  # killed, not yet reaped by the run's parent
+                raise psutil.NoSuchProcess(pid)
             with p.oneshot():
                 pct = p.cpu_percent(None)
                 ctx = p.num_ctx_switches()

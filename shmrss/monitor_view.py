@@ -114,6 +114,17 @@ def _host_line(host: HostStat, s: SegmentSampler, cur: Sample) -> str:
     return f"host: {load}  CPU busy {' '.join(parts)}  (* pinned by this run)"
 
 
+_LIVE = (L.CPU_BARRIER, L.CPU_RUNNING, L.CPU_PARKED, L.CPU_FROZEN)
+
+
+def _status(status: int, p: ProcStat | None) -> str:
+    """The CPU's status word, except that a CPU whose process is gone is DEAD whatever the word still says
+    (the parent has not recovered it yet, or cannot)."""
+    if status in _LIVE and p is not None and not p.alive:
+        return CPU_STATUS.get(L.CPU_DEAD, "DEAD")
+    return CPU_STATUS.get(status, "?")
+
+
 def _cpu_block(s: SegmentSampler, cur: Sample, r, procs: dict[int, ProcStat], life: bool) -> Block:
     hits = bool(cur.cpu[:, L.S_HITS].any() or cur.cpu[:, L.S_MISSES].any())
     cols = ["CPU", "host", "status"]
@@ -124,7 +135,7 @@ def _cpu_block(s: SegmentSampler, cur: Sample, r, procs: dict[int, ProcStat], li
         label = "R" if s.reclaimer and c == s.nwork else str(c)
         hostcpu = int(cur.cpu[c, L.S_HOSTCPU])
         pid = int(cur.cpu[c, L.S_PID])
-        row = [label, str(hostcpu) if hostcpu >= 0 else "-", CPU_STATUS.get(int(cur.cpu[c, L.S_STATUS]), "?")]
+        row = [label, str(hostcpu) if hostcpu >= 0 else "-", _status(int(cur.cpu[c, L.S_STATUS]), procs.get(pid))]
         if life:
             row.append(_si(r.lifecycles_per_s[c]))
         else:

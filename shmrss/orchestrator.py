@@ -7,11 +7,13 @@ children that are left and unlinks the segment.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import multiprocessing.connection
 import os
 import signal
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +23,7 @@ from loguru import logger
 from shmrss import designs, layout as L
 from shmrss.atomics import calibrate_tsc, tsc_granularity_ticks, tsc_overhead_ticks
 from shmrss.engine import cpu_process, engine_for, reader_process, reclaimer_process
+from shmrss.runsignals import AFTER, MEASURING, SIGNALS, STARTUP, Interrupted, blocked, signame
 from shmrss.segment import Geometry, Segment
 from shmrss.topology import Placement, Topology
 from shmrss.workload import CompiledWorkload
@@ -31,14 +34,6 @@ STOP_TIMEOUT_S = 10.0
 
 class RunFailed(Exception):
     """The run could not complete (a child died, start-up timed out); message is one line."""
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; ``code`` is the exit status to use (130 / 143)."""
-
-    def __init__(self, code: int):
-        super().__init__("interrupted")
-        self.code = code
 
 
 @dataclass
@@ -141,8 +136,15 @@ def _populate(seg: Segment, p: RunParams) -> None:
     engine_for(p.design).init_mms(w)
 
 
-def _raise_interrupt(signum, frame):
-    raise Interrupted(128 + signum)
+_RUNS: weakref.WeakSet = weakref.WeakSet()  # runs that have forked children
+
+
+@atexit.register  # registered after multiprocessing's: runs before its exit handler
+def _kill_left_children() -> None:
+    """The children ignore SIGTERM (runsignals.py): multiprocessing's exit handler, which terminates its
+    daemon children with SIGTERM and joins them, would wait forever for any a run left alive."""
+    for run in list(_RUNS):
+        run._kill_children()
 
 
 class Run:
@@ -164,6 +166,7 @@ class Run:
         self.faults = None  # shmrss.faults.FaultDriver, once the segment exists
         self.t0 = 0.0
         self.perf = None  # --perf: a shmrss.perf.PerfStat on the CPU processes
+        self.contention = None  # shmrss.contention.Contention: other runs, busy processes on our CPUs
 
     # ---- life cycle
     # what a kind of run changes (fork/exit runs override these)
@@ -181,46 +184,69 @@ class Run:
 
     def execute(self) -> dict:
         eng = self._engine()  # compile before forking: children inherit it
-        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-        try:
-            self.seg = Segment.create(self._make_geometry())
-            logger.debug("segment /{} ({} words)", self.seg.name, self.seg.h(L.H_TOTAL))
-            self._fill()
-            from shmrss.faults import FaultDriver
-
-            self.faults = FaultDriver(self, eng, self.p.faults, self.p.check_every)
-            self.faults.arm()
-            tsc_per_ns = calibrate_tsc()
-            t_fork = time.perf_counter()
-            self._fork()
-            self._wait_barrier()
-            startup_s = time.perf_counter() - t_fork
-            interrupt = None
+        with SIGNALS:  # shmrss/runsignals.py: what each terminating signal does in each phase
+            SIGNALS.enter(STARTUP)
+            if SIGNALS.pending is not None:  # it came between two designs: do not start another
+                raise Interrupted(SIGNALS.pending)
             try:
-                self._go_and_sample()
-            except (KeyboardInterrupt, Interrupted) as e:
-                interrupt = e if isinstance(e, Interrupted) else Interrupted(130)
-                self.partial = True
-                self.warnings.append("interrupted: partial result, measured until the interrupt")
-            perf = self.perf.stop() if self.perf is not None else None  # --perf: close its window first
-            self._stop()
-            raw = self._collect(eng, tsc_per_ns, startup_s)
-            if perf is not None:
-                raw["perf"] = perf
-            if interrupt is not None:
-                raw["interrupt_code"] = interrupt.code
-            return raw
-        finally:
-            if self.perf is not None:
-                self.perf.kill()
-            self._kill_children()
-            if self.seg is not None:
-                self.seg.unlink()
-                self.seg.close()
-            signal.signal(signal.SIGTERM, old_term)
+                return self._execute(eng)
+            finally:
+                SIGNALS.enter(AFTER)  # a second signal must not cut the clean-up short
+                if self.perf is not None:
+                    self.perf.kill()
+                self._kill_children()
+                if self.seg is not None:
+                    self.seg.unlink()
+                    if self.faults is None or self.faults.can_unmap():
+                        self.seg.close()
+
+    def _execute(self, eng) -> dict:
+        self.seg = Segment.create(self._make_geometry())
+        logger.debug("segment /{} ({} words)", self.seg.name, self.seg.h(L.H_TOTAL))
+        self._fill()
+        from shmrss.faults import FaultDriver
+
+        self.faults = FaultDriver(self, eng, self.p.faults, self.p.check_every)
+        self.faults.arm()
+        tsc_per_ns = calibrate_tsc()
+        t_fork = time.perf_counter()
+        with blocked():  # no child may run the parent's handlers before its own set-up
+            self._fork()
+        self._wait_barrier()
+        startup_s = time.perf_counter() - t_fork
+        from shmrss.contention import Contention
+
+        pinned: dict[int, list[int]] = {}
+        for cpu, host in enumerate(self.p.placement.cpus):
+            if host is not None:
+                pinned.setdefault(host, []).append(cpu)
+        self.contention = Contention(self.seg.name, self.warnings, pinned)
+        self.contention.look()  # other runs, before the start
+        interrupt = None
+        try:
+            SIGNALS.enter(MEASURING)
+            self._go_and_sample()
+            SIGNALS.enter(AFTER)
+        except (KeyboardInterrupt, Interrupted) as e:
+            SIGNALS.enter(AFTER)  # from here on a signal is recorded only: what was measured is kept
+            interrupt = e if isinstance(e, Interrupted) else Interrupted(130)
+            self.partial = True
+            self.warnings.append(f"interrupted by {interrupt.name}: partial result, measured until the interrupt")
+        perf = self.perf.stop() if self.perf is not None else None  # --perf: close its window first
+        self._stop()
+        raw = self._collect(eng, tsc_per_ns, startup_s)
+        if perf is not None:
+            raw["perf"] = perf
+        if interrupt is None and SIGNALS.pending is not None:
+            self.warnings.append(f"{signame(SIGNALS.pending - 128)} arrived after the measurement ended: "
+                                 f"the result is complete")
+        if interrupt is not None or SIGNALS.pending is not None:
+            raw["interrupt_code"] = interrupt.code if interrupt is not None else SIGNALS.pending
+        return raw
 
     def _fork(self) -> None:
         ctx = mp.get_context("fork")
+        _RUNS.add(self)
         p, name, parent = self.p, self.seg.name, os.getpid()
         for cpu, host in enumerate(p.placement.cpus):
             proc = ctx.Process(target=self._cpu_target(), args=(name, p.design, cpu, host, parent),
@@ -318,6 +344,7 @@ class Run:
                 self.samples.append(Sample(now - t0, self._events()))
                 w[self._ctrl(L.C_PARENT_BEAT)] = time.monotonic_ns()
                 self._check_pinning()
+                self.contention.look([c.pid for c in self._children() if c.pid])
                 next_sample += 1.0
                 if self.progress:
                     self.progress(self, now - t0)
@@ -450,6 +477,7 @@ class Run:
             "warnings": self.warnings, "partial": self.partial, "reader_died": self.reader_died,
             "reclaimer": reclaimer, "oom": oom, "design_bad": own_bad, "threads_off": threads_off,
             "faults": self.faults.summary() if self.faults is not None else None,
+            "contention": self.contention.summary() if self.contention is not None else None,
         }
 
 

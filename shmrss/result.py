@@ -65,6 +65,40 @@ def raced_moves(per_cpu, reclaimer, warnings: list) -> dict:
     return raced
 
 
+WINDOW_TOLERANCE = 0.10
+
+
+def window_outliers(per_cpu: list[dict]) -> list[tuple[int, float, float]]:
+    """(CPU, its window, the others' median) of each CPU that ran to the end and whose measured window (first
+    event to stop) differs from the others' by more than 10%: it was stalled (SIGSTOP, a long preemption)
+    or started late, and its events/s and ns/event do not describe the same run."""
+    ran = [(c["cpu"], c["seconds"]) for c in per_cpu if c.get("state", "ran") == "ran"]
+    out = []
+    for cpu, secs in ran:
+        others = [s for c, s in ran if c != cpu]
+        if not others:
+            continue
+        med = statistics.median(others)
+        if med > 0 and abs(secs - med) > WINDOW_TOLERANCE * med:
+            out.append((cpu, secs, med))
+    # two CPUs that differ: the longer window is the stalled one (it answered the stop late)
+    if len(ran) == 2 and len(out) == 2:
+        out = [max(out, key=lambda o: o[1])]
+    return out
+
+
+def _validity(per_cpu: list[dict], raw: dict, warnings: list[str]) -> tuple[list, dict | None, bool]:
+    """Window outliers (warned here), what shared the CPUs (contention.py warned), and whether the timings
+    are valid."""
+    outliers = window_outliers(per_cpu)
+    for cpu, secs, med in outliers:
+        warnings.append(f"emulated CPU {cpu}'s measured window was {secs:.3f} s, the other CPUs' {med:.3f} s (more "
+                        f"than {WINDOW_TOLERANCE:.0%} apart): it was stalled or descheduled; timings are not valid")
+    contention = raw.get("contention")
+    shared = bool(contention and (contention["other_runs"] or contention["busy_host_cpus"]))
+    return outliers, contention, not outliers and not shared
+
+
 def build(params, raw: dict, calibration: dict | None) -> dict:
     """The result object of one design's run."""
     per_cpu = raw["per_cpu"]
@@ -111,6 +145,7 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
         warnings.append("the reader made no read: read latency and mid-run bounds were not checked")
     if len(rates) < 2:
         warnings.append("fewer than 2 one-second samples after warm-up: min/median/max are not meaningful")
+    outliers, contention, timings_valid = _validity(per_cpu, raw, warnings)
     violation = None
     if rd["viol_kind"]:
         violation = {"kind": "approximate" if rd["viol_kind"] == 1 else "precise", "mm": rd["viol_mm"],
@@ -174,7 +209,10 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "hit_rate": hits / (hits + misses) if hits + misses else None,
             "reclaimer": raw.get("reclaimer"),
             "raced_moves": raced,
+            "timings_valid": timings_valid,
+            "window_outliers": [o[0] for o in outliers],
         },
+        "contention": contention,
         "accuracy": {
             "approx_max_abs_error": approx_max_err,
             "approx_bound": bound,
@@ -233,7 +271,8 @@ def table(results: list[dict]) -> Table:
         bad = [k for k, ok in r["invariants"].items() if not ok]
         mode = r["params"].get("mode")
         t.add_row(
-            r["design"], r["workload"] + (f" ({mode})" if mode else "") + (" PARTIAL" if r["partial"] else ""),
+            r["design"], r["workload"] + (f" ({mode})" if mode else "") + (" PARTIAL" if r["partial"] else "")
+            + ("" if th.get("timings_valid", True) else " TIMINGS NOT VALID"),
             str(r["params"]["cpus"]), f"{th['events_per_s'] / 1e6:.1f}", f"{th['events_per_s_per_cpu'] / 1e6:.1f}",
             _fmt(th["ns_per_event"], ".2f"), spread,
             f"{acc['approx_max_abs_error']:,}/{acc['approx_bound']:,}",

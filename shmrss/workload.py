@@ -40,6 +40,12 @@ MAX_MMS = 100_000
 MAX_TASKS = 100_000
 MAX_STEPS = 1_000_000
 MAX_ARG = 1 << 31
+# overflow bounds (check_totals): the longest run preflight allows, and more events a second per emulated
+# CPU than any compiled loop issues (about 3e8 measured at best; a fault event is several instructions)
+LONGEST_RUN_S = 7 * 86400
+MAX_EVENTS_PER_S = 1 << 30
+TOTAL_LIMIT = 1 << 60  # a truth or counter sum, with room for the four members of an mm added together
+VAR_LIMIT = 1 << 61  # one CPU's VAR (the sum of |d| it applied), with room for the recovery mark
 
 
 class WorkloadError(ValueError):
@@ -148,7 +154,64 @@ def compile_workload(spec: dict, ncpu: int) -> CompiledWorkload:
         _need(cpu < ncpu, f"task {t} is placed on cpu {cpu} but the run has {ncpu} CPUs")
         table[t] = (mm, *where[tname])
         runqueues[cpu].append(t)
-    return CompiledWorkload(name, nmm, np.array(steps, dtype=np.int64).reshape(-1, L.STEP_WORDS), table, runqueues, spec)
+    wl = CompiledWorkload(name, nmm, np.array(steps, dtype=np.int64).reshape(-1, L.STEP_WORDS), table, runqueues,
+                          spec)
+    check_totals(wl, ncpu, {v: k for k, v in where.items()})
+    return wl
+
+
+def tape_totals(tape: np.ndarray, nmm: int) -> tuple[dict, int, int]:
+    """One pass of a parsed tape (rows op, member, arg, arg2): for each counter the task moves (member,
+    mm offset), (lowest running total, highest, net); the events of the pass, and the sum of |d| over them."""
+    keys: dict[tuple[int, int], list[int]] = {}  # -> [running, lowest, highest]
+    events = churn = 0
+    for op, member, arg, arg2 in tape.tolist():
+        if op == L.OP_FAULT:
+            key, d, n = (member, 0), arg, arg  # n events of +1
+        elif op == L.OP_UNMAP:
+            key, d, n = (member, 0), -arg, 1
+        elif op == L.OP_REMOTE:
+            key, d, n = (member, arg2 % nmm), arg, 1
+        else:
+            continue
+        run = keys.setdefault(key, [0, 0, 0])
+        run[0] += d
+        run[1], run[2] = min(run[1], run[0]), max(run[2], run[0])
+        events += n
+        churn += abs(d)
+    return {k: (lo, hi, net) for k, (net, lo, hi) in keys.items()}, events, churn
+
+
+def check_totals(wl: CompiledWorkload, ncpu: int, names: dict | None = None) -> None:
+    """Refuse a workload whose counters can go below zero (no kernel counter does: each task's share of
+    every counter it moves must stay >= 0 through each pass and not shrink from pass to pass) or overflow
+    64 bits in the longest allowed run (LONGEST_RUN_S, every CPU at MAX_EVENTS_PER_S)."""
+    names = names or {}
+    events_per_cpu = MAX_EVENTS_PER_S * LONGEST_RUN_S
+    growth = 0.0  # highest net growth per event of any tape
+    headroom = 0  # what the tasks add beyond their whole passes: one pass's net and its highest point each
+    users: dict[tuple[int, int], int] = {}
+    for _, f, c in wl.tasks.tolist():
+        users[f, c] = users.get((f, c), 0) + 1
+    for (first, n), ntasks in sorted(users.items()):
+        tname = names.get((first, n), f"at step {first}")
+        totals, events, churn = tape_totals(wl.tape[first: first + n], wl.nmm)
+        for (member, off), (lo, hi, net) in totals.items():
+            whose = "its mm's" if off == 0 else f"mm +{off}'s"
+            _need(lo >= 0 and net >= 0,
+                  f"tape {tname!r} takes {whose} {L.MEMBER_NAMES[member]} count below zero "
+                  f"({'by ' + str(-net) + ' a pass' if lo >= 0 else 'to ' + str(lo) + ' in its first pass'}): "
+                  f"a counter never goes negative in a kernel; unmap only what was faulted before")
+        if events:
+            _need(churn / events * events_per_cpu <= VAR_LIMIT,
+                  f"tape {tname!r} moves the counters by {churn / events:,.0f} per event on average: in the "
+                  f"longest allowed run ({LONGEST_RUN_S // 86400} days) 64-bit counters could overflow; use "
+                  f"smaller steps")
+            growth = max(growth, sum(net for _, _, net in totals.values()) / events)
+        headroom += ntasks * sum(hi + net for _, hi, net in totals.values())
+    _need(growth * events_per_cpu * ncpu + headroom <= TOTAL_LIMIT,
+          f"the tapes grow the counters by up to {growth:,.0f} per event: in the longest allowed run "
+          f"({LONGEST_RUN_S // 86400} days, {ncpu} CPUs) 64-bit counters could overflow; use smaller steps")
 
 
 def load_file(path: str) -> dict:

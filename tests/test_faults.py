@@ -242,3 +242,79 @@ def test_cli_fault_options(run_cli, tmp_path):
     assert r["faults"]["checks"] >= 2
     code, _ = run_cli(["run", "--design", "tree", "--cpus", "2", "--duration", "1", "--kill-at", "0.3:2"], tmp_path)
     assert code == 2
+
+
+# ---- issue 13, item 9: CPUs killed at the same instant
+_SIMULTANEOUS = r'''
+import json, os, signal, sys, time
+from shmrss import faults as F, result
+from shmrss.faults import Fault
+from shmrss.orchestrator import Run, RunParams
+from shmrss.topology import plan, read_topology
+from shmrss.workload import compile_workload
+
+topo = read_topology()
+spec = {"name": "sim", "mms": 1, "tapes": {"t": [["fault", "anon", 1000], ["unmap", "anon", 1000]]},
+        "tasks": [{"mm": 0, "tape": "t", "cpu": c} for c in range(3)]}
+p = RunParams(design="percpu", workload=compile_workload(spec, 3), placement=plan(topo, 3, oversubscribe=True),
+              topo=topo, duration=1.0, read_interval=0.005, slice=500,
+              faults=[Fault(0.2, "freeze", 2, points=1, step=3)])
+MODE = sys.argv[1]
+
+def inject(self, f, elapsed):
+    # CPU 2 stops holding the counter's lock (percpu step 3), CPU 1 comes to wait for it; both are SIGKILLed
+    # at once, and the parent finds both dead: CPU 1 is recovered first, and its update needs that lock
+    self._freeze(2, f)
+    time.sleep(0.3)
+    if MODE == "stuck":  # a recovery that never ends (a lock nobody will release): give up, do not hang
+        self.eng.recover_dead = lambda words, cpu, in_flight: time.sleep(1e9)
+    for c in (1, 2):
+        os.kill(self.run.cpus[c].pid, signal.SIGKILL)
+    for c in (1, 2):
+        self.run.cpus[c].join(5)
+    self.run._check_children()
+
+F.FaultDriver._inject = inject
+res = result.build(p, Run(p).execute(), None)
+print(json.dumps({"invariants": res["invariants"], "cpus": [e["cpu"] for e in res["faults"]["injected"]]}))
+'''
+
+
+def _simultaneous(mode: str):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _SIMULTANEOUS, mode], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        import os
+        import signal
+
+        from shmrss.segment import SHM_DIR, list_segments, owner_pid
+
+        for name in list_segments():
+            if owner_pid(name) == proc.pid:
+                os.unlink(os.path.join(SHM_DIR, name))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise AssertionError("recovery of two CPUs killed at once hung") from None
+    return proc.returncode, out, err
+
+
+def test_two_cpus_killed_at_once_are_both_recovered():
+    """Item 9: the dead CPU holding the lock is completed alongside the one waiting for it."""
+    import json
+
+    code, out, err = _simultaneous("normal")
+    assert code == 0, err
+    res = json.loads(out.splitlines()[-1])
+    assert sorted(res["cpus"]) == [1, 2] and all(res["invariants"].values()), res
+
+
+def test_a_recovery_that_cannot_complete_gives_up_with_a_message():
+    """Item 9: a lock that no dead CPU's recovery releases (planted): a bounded wait, then RunFailed, one line."""
+    code, out, err = _simultaneous("stuck")
+    assert code == 1, err
+    assert "RunFailed" in err and "gave up" in err, err

@@ -386,3 +386,25 @@ def test_rich_rendering_on_a_terminal():
     Console(file=buf, force_terminal=True, width=100).print(render_rich(frame))
     text = buf.getvalue()
     assert "\x1b[" in text and "emulated CPUs" in text and "WARNING: a warning" in text
+
+
+def test_a_killed_cpu_not_yet_recovered_shows_as_dead(capsys, new_segment):
+    """Issue 13 item 9: a CPU SIGKILLed while its status word still says RUNNING (its parent has not reaped
+    nor recovered it: a zombie) is DEAD in the monitor, not RUNNING."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        with valid_segment(new_segment) as seg:
+            w = seg.words
+            st, ss = seg.h(L.H_CPUSTAT), seg.h(L.H_CPUSTAT_STRIDE)
+            for cpu, pid in ((0, zombie.pid), (1, os.getpid())):
+                w[st + cpu * ss + L.S_STATUS] = L.CPU_RUNNING
+                w[st + cpu * ss + L.S_PID] = pid
+            assert main(["monitor", seg.name, "--count", "1"]) == 0
+            out = capsys.readouterr().out
+    finally:
+        zombie.wait()
+    head, *rows = table(blocks(out, seg.name)[0], "emulated CPUs")
+    assert [r[2] for r in rows[:2]] == ["DEAD", "RUNNING"], rows

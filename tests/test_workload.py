@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import workloads
 from shmrss import layout as L
-from shmrss.workload import MAX_ARG, MAX_MMS, CompiledWorkload, WorkloadError, compile_workload, load_file
+from shmrss.workload import (MAX_ARG, MAX_MMS, CompiledWorkload, WorkloadError, _parse_step, compile_workload,
+                             load_file)
 
 relaxed = settings(deadline=None, max_examples=300)
 PAGES = 32768
@@ -265,9 +266,15 @@ ACCEPTED = {
 }
 
 
+NEGATIVE_ALONE = {"unmap", "remote default offset", "remote largest"}
+
+
 @pytest.mark.parametrize("case", sorted(ACCEPTED))
 def test_every_step_form_is_accepted(case):
     step, row = ACCEPTED[case]
+    assert list(_parse_step(step, "w")) == row
+    if case in NEGATIVE_ALONE:
+        return  # after one fault the tape goes below zero: refused by the totals check (tested below)
     wl = compile_workload(_one_tape(["fault", "anon", 1], step), 2)
     assert wl.tape.tolist() == [[L.OP_FAULT, L.ANON, 1, 0], row]
     assert wl.tasks.tolist() == [[1, 0, 2]]
@@ -427,3 +434,43 @@ def test_mixed(ncpu, tasks):
     for tape in spec["tapes"]:
         assert _net(spec, tape, wl.nmm) == {}, tape
     assert [t["cpu"] for t in spec["tasks"]] == [i % ncpu for i in range(len(spec["tasks"]))]
+
+
+# ---- issue 13, item 13: a running total that can go negative, counters that can overflow
+def _tape_spec(steps, mms=1, ncpu=1):
+    return {"name": "t", "mms": mms, "tapes": {"a": steps}, "tasks": [{"mm": 0, "tape": "a"}]}
+
+
+@pytest.mark.parametrize("steps", [
+    [["unmap", "anon", 5], ["fault", "anon", 5]],  # goes below zero before its faults
+    [["fault", "anon", 4], ["unmap", "anon", 5]],  # loses one page a cycle
+    [["fault", "file", 5], ["unmap", "anon", 5]],  # another member
+    [["remote", "anon", -3, 1], ["remote", "anon", 3, 1], ["fault", "anon", 1]],  # the other mm's share first
+], ids=["unmap-first", "net-loss", "other-member", "remote-first"])
+def test_tape_whose_total_can_go_negative_is_refused(steps):
+    with pytest.raises(WorkloadError, match="below zero"):
+        compile_workload(_tape_spec(steps, mms=2), 2)
+
+
+@pytest.mark.parametrize("steps", [
+    [["remote", "anon", 3, 1], ["remote", "anon", -3, 1], ["fault", "anon", 1]],
+    [["remote", "anon", 3, 2], ["remote", "anon", -3, 0]],  # offset 2 of 2 mms is the task's own mm
+    [["fault", "anon", 32768], ["unmap", "anon", 32768]],
+])
+def test_balanced_tapes_compile(steps):
+    compile_workload(_tape_spec(steps, mms=2), 2)
+
+
+def test_every_built_in_workload_passes_the_total_checks():
+    for name in ("page_fault1", "page_fault2", "page_fault3", "rss_steal", "mixed", "oom_select"):
+        for mode in ("processes", "threads"):
+            compile_workload(workloads.build(name, 4, mode=mode), 4)
+
+
+@pytest.mark.parametrize("steps", [
+    [["remote", "anon", MAX_ARG, 0]],  # grows 2^31 an event: 64 bits last seconds
+    [["remote", "anon", MAX_ARG, 0], ["remote", "anon", -MAX_ARG, 0]],  # the CPU's VAR grows 2^31 an event
+], ids=["growth", "churn"])
+def test_steps_that_could_overflow_a_counter_in_the_longest_run_are_refused(steps):
+    with pytest.raises(WorkloadError, match="overflow"):
+        compile_workload(_tape_spec(steps), 1)
