@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,8 +28,15 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
 def _positive_float(text: str) -> float:
+    # plain ASCII decimals only: float() and int() also take "1_0", " 1" and non-ASCII digits such as "١"
     try:
+        if not _FLOAT.fullmatch(text):
+            raise ValueError
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
@@ -40,6 +48,8 @@ def _positive_float(text: str) -> float:
 def _int_at_least(lo: int, hi: int = 1 << 31):
     def parse(text: str) -> int:
         try:
+            if not _INT.fullmatch(text):
+                raise ValueError
             v = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
@@ -54,7 +64,7 @@ def _int_list(lo: int, hi: int):
     one = _int_at_least(lo, hi)
 
     def parse(text: str) -> list[int]:
-        values = [one(x) for x in text.split(",") if x.strip()]
+        values = [one(x.strip()) for x in text.split(",") if x.strip()]
         if not values:
             raise argparse.ArgumentTypeError("empty list")
         return list(dict.fromkeys(values))
@@ -64,6 +74,8 @@ def _int_list(lo: int, hi: int):
 
 def _orders(text: str) -> tuple[int, ...]:
     try:
+        if not all(_INT.fullmatch(x) for x in text.split(",")):
+            raise ValueError
         orders = tuple(int(x) for x in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a comma list of integers: {text!r}") from None
@@ -174,6 +186,19 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         err.print(f"shmrss: error: {e}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
+    except (MemoryError, OSError) as e:  # ulimit -v / -f, a full disk, an unusable HOME or TMPDIR
+        logger.opt(exception=e).debug("what failed")
+        err.print(f"shmrss: error: {_resource_text(e)}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_FAILED
+
+
+def _resource_text(e: BaseException) -> str:
+    if isinstance(e, MemoryError):
+        return "out of memory (is the address space limited, ulimit -v?)"
+    text = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+    if isinstance(e, OSError) and e.filename:
+        text += f": {e.filename}"
+    return text
 
 
 def _usage_errors():
@@ -199,12 +224,12 @@ def cmd_topology(args, err: Console) -> int:
 def cmd_cleanup(args, err: Console) -> int:
     from shmrss.segment import cleanup_stale
 
-    removed, kept = cleanup_stale()
+    removed, skipped = cleanup_stale()
     for n in removed:
         logger.info("removed /{}", n)
-    for n in kept:
-        logger.info("kept /{} (owner alive or not ours to remove)", n)
-    if not removed and not kept:
+    for n, why in skipped.items():
+        logger.info("skipped /{}: {}", n, why)
+    if not removed and not skipped:
         logger.info("no shmrss segments")
     return EXIT_OK
 
@@ -229,8 +254,14 @@ def cmd_calibrate(args, err: Console) -> int:
     path = calibrate.save(result, topo)
     _out_console().print(calibrate.render(result))
     logger.info("saved to {} (embedded in the JSON of later runs on this host)", path)
-    if args.json:
-        _write_json(args.json, result)
+    if args.json is not None:
+        from shmrss.safe_io import OutputError
+
+        try:
+            _write_json(args.json, result)
+        except OutputError as e:
+            logger.error("the calibration could not be written to --json: {} (it is in {})", e, path)
+            return EXIT_FAILED
     return EXIT_OK
 
 
@@ -240,10 +271,11 @@ def _out_console() -> Console:
 
 
 def _write_json(path: str, obj) -> None:
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default) + "\n")
-    os.replace(tmp, p)
+    """A new temporary in PATH's directory renamed over PATH (never a write through a planted symlink);
+    safe_io.OutputError (one line) when it cannot be written."""
+    from shmrss.safe_io import write_text
+
+    write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n")
 
 
 def _json_default(o):
@@ -379,6 +411,7 @@ def cmd_run(args, err: Console) -> int:
 
     results: list[dict] = []
     code = EXIT_OK
+    json_error = None  # why --json could not be written (the run goes on; the table still shows)
     unit = "mm/s" if fork_exit else "M ev/s"
     scale = 1.0 if fork_exit else 1e6
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -424,8 +457,8 @@ def cmd_run(args, err: Console) -> int:
                 res["warnings"] += [w for w in res["perf"].get("warnings", []) if w not in res["warnings"]]
             results.append(res)
             progress.update(task, completed=args.duration, visible=False)
-            if args.json:
-                _write_json(args.json, results if len(jobs) > 1 else res)
+            if args.json is not None:
+                json_error = _save_json(args.json, results if len(jobs) > 1 else res, json_error)
             if not all(res["invariants"].values()):
                 code = max(code, EXIT_FAILED)
                 logger.error("{}: invariant failed: {}", label,
@@ -445,14 +478,40 @@ def cmd_run(args, err: Console) -> int:
                 if w not in shown:
                     shown.add(w)
                     logger.warning(w)
-        if args.json:
+        if json_error is not None:
+            code = max(code, EXIT_FAILED)
+            logger.error("the result could not be written to {}: {}; the table above is all that is left of it",
+                         args.json, json_error)
+        elif args.json is not None:
             logger.info("wrote {}", args.json)
         if args.plot:
-            from shmrss import plots
-
-            for path in plots.draw(results, args.plot):
-                logger.info("wrote {}", path)
+            code = max(code, _draw_plots(results, args.plot))
     return code
+
+
+def _save_json(path: str, obj, earlier: str | None) -> str | None:
+    """Write --json; the reason it failed (said once, after the table), or None."""
+    from shmrss.safe_io import OutputError
+
+    try:
+        _write_json(path, obj)
+    except OutputError as e:
+        if earlier is None:
+            logger.error("{}; the run goes on", e)
+        return str(e)
+    return None
+
+
+def _draw_plots(results: list[dict], directory: str) -> int:
+    from shmrss import plots
+
+    try:
+        for path in plots.draw(results, directory):
+            logger.info("wrote {}", path)
+    except (OSError, ValueError) as e:
+        logger.error("the plots could not be written to {}: {}", directory, getattr(e, "strerror", None) or e)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def cmd_sweep(args, err: Console) -> int:
