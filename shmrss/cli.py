@@ -198,6 +198,11 @@ def _resource_text(e: BaseException) -> str:
     text = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
     if isinstance(e, OSError) and e.filename:
         text += f": {e.filename}"
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit != resource.RLIM_INFINITY:  # llvmlite then fails to load with a message that does not say so
+        text += f" (the address space is limited to {limit >> 20} MiB: ulimit -v)"
     return text
 
 
@@ -423,6 +428,8 @@ def cmd_run(args, err: Console) -> int:
     else:
         view = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rate]}"),
                         TimeElapsedColumn(), console=err, transient=True)
+    # a warning the run logs as it happens (a CPU or the reader died) is in its result too: said once
+    said_live = logger.add(lambda m: shown.add(m.record["message"]), level="WARNING", format="{message}")
     with view as progress:
         for label, execute, build in jobs:
             task = progress.add_task(f"{label:14s} {wl.name}", total=args.duration, rate="starting")
@@ -466,6 +473,7 @@ def cmd_run(args, err: Console) -> int:
             if "interrupt_code" in raw:
                 code = raw["interrupt_code"]
                 break
+    logger.remove(said_live)
     if results:
         _out_console().print(lifecycle.table(results) if fork_exit else result.table(results))
         if args.perf:
