@@ -256,18 +256,23 @@ def cmd_calibrate(args, err: Console) -> int:
         logger.warning(w)
     logger.info("calibrating on host CPUs {} ...", ",".join(map(str, placement.cpus)))
     result = calibrate.measure(list(placement.cpus), calibrate_tsc(0.1), cache_line=topo.cache_line)
-    path = calibrate.save(result, topo)
-    _out_console().print(calibrate.render(result))
-    logger.info("saved to {} (embedded in the JSON of later runs on this host)", path)
-    if args.json is not None:
-        from shmrss.safe_io import OutputError
+    from shmrss.safe_io import OutputError
 
+    _out_console().print(calibrate.render(result))
+    code = EXIT_OK
+    try:
+        path = calibrate.save(result, topo)
+        logger.info("saved to {} (embedded in the JSON of later runs on this host)", path)
+    except OutputError as e:
+        logger.error("the calibration could not be cached ({}); later runs measure a quick one", e)
+        code = EXIT_FAILED
+    if args.json is not None:
         try:
             _write_json(args.json, result)
         except OutputError as e:
-            logger.error("the calibration could not be written to --json: {} (it is in {})", e, path)
-            return EXIT_FAILED
-    return EXIT_OK
+            logger.error("the calibration could not be written to --json: {}; the table above has it", e)
+            code = EXIT_FAILED
+    return code
 
 
 def _out_console() -> Console:
