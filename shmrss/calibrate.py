@@ -427,10 +427,9 @@ def save(result: dict, topo) -> Path:
     path = cache_dir() / CACHE_FILE
     body = {k: v for k, v in result.items() if k != "source"}
     doc = {"fingerprint": _fingerprint(topo, body["host_cpus"]), "result": body}
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    from shmrss.safe_io import write_text
+
+    return write_text(path, json.dumps(doc, indent=2) + "\n")  # a fresh temporary renamed: no symlink followed
 
 
 def _load(topo, cpus: list[int]) -> dict | None:

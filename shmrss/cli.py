@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,8 +28,15 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
 def _positive_float(text: str) -> float:
+    # plain ASCII decimals only: float() and int() also take "1_0", " 1" and non-ASCII digits such as "١"
     try:
+        if not _FLOAT.fullmatch(text):
+            raise ValueError
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
@@ -40,6 +48,8 @@ def _positive_float(text: str) -> float:
 def _int_at_least(lo: int, hi: int = 1 << 31):
     def parse(text: str) -> int:
         try:
+            if not _INT.fullmatch(text):
+                raise ValueError
             v = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
@@ -54,7 +64,7 @@ def _int_list(lo: int, hi: int):
     one = _int_at_least(lo, hi)
 
     def parse(text: str) -> list[int]:
-        values = [one(x) for x in text.split(",") if x.strip()]
+        values = [one(x.strip()) for x in text.split(",") if x.strip()]
         if not values:
             raise argparse.ArgumentTypeError("empty list")
         return list(dict.fromkeys(values))
@@ -64,6 +74,8 @@ def _int_list(lo: int, hi: int):
 
 def _orders(text: str) -> tuple[int, ...]:
     try:
+        if not all(_INT.fullmatch(x) for x in text.split(",")):
+            raise ValueError
         orders = tuple(int(x) for x in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a comma list of integers: {text!r}") from None
@@ -174,6 +186,24 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         err.print(f"shmrss: error: {e}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
+    except (MemoryError, OSError) as e:  # ulimit -v / -f, a full disk, an unusable HOME or TMPDIR
+        logger.opt(exception=e).debug("what failed")
+        err.print(f"shmrss: error: {_resource_text(e)}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_FAILED
+
+
+def _resource_text(e: BaseException) -> str:
+    if isinstance(e, MemoryError):
+        return "out of memory (is the address space limited, ulimit -v?)"
+    text = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+    if isinstance(e, OSError) and e.filename:
+        text += f": {e.filename}"
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit != resource.RLIM_INFINITY:  # llvmlite then fails to load with a message that does not say so
+        text += f" (the address space is limited to {limit >> 20} MiB: ulimit -v)"
+    return text
 
 
 def _usage_errors():
@@ -199,12 +229,12 @@ def cmd_topology(args, err: Console) -> int:
 def cmd_cleanup(args, err: Console) -> int:
     from shmrss.segment import cleanup_stale
 
-    removed, kept = cleanup_stale()
+    removed, skipped = cleanup_stale()
     for n in removed:
         logger.info("removed /{}", n)
-    for n in kept:
-        logger.info("kept /{} (owner alive or not ours to remove)", n)
-    if not removed and not kept:
+    for n, why in skipped.items():
+        logger.info("skipped /{}: {}", n, why)
+    if not removed and not skipped:
         logger.info("no shmrss segments")
     return EXIT_OK
 
@@ -226,12 +256,23 @@ def cmd_calibrate(args, err: Console) -> int:
         logger.warning(w)
     logger.info("calibrating on host CPUs {} ...", ",".join(map(str, placement.cpus)))
     result = calibrate.measure(list(placement.cpus), calibrate_tsc(0.1), cache_line=topo.cache_line)
-    path = calibrate.save(result, topo)
+    from shmrss.safe_io import OutputError
+
     _out_console().print(calibrate.render(result))
-    logger.info("saved to {} (embedded in the JSON of later runs on this host)", path)
-    if args.json:
-        _write_json(args.json, result)
-    return EXIT_OK
+    code = EXIT_OK
+    try:
+        path = calibrate.save(result, topo)
+        logger.info("saved to {} (embedded in the JSON of later runs on this host)", path)
+    except OutputError as e:
+        logger.error("the calibration could not be cached ({}); later runs measure a quick one", e)
+        code = EXIT_FAILED
+    if args.json is not None:
+        try:
+            _write_json(args.json, result)
+        except OutputError as e:
+            logger.error("the calibration could not be written to --json: {}; the table above has it", e)
+            code = EXIT_FAILED
+    return code
 
 
 def _out_console() -> Console:
@@ -240,10 +281,11 @@ def _out_console() -> Console:
 
 
 def _write_json(path: str, obj) -> None:
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default) + "\n")
-    os.replace(tmp, p)
+    """A new temporary in PATH's directory renamed over PATH (never a write through a planted symlink);
+    safe_io.OutputError (one line) when it cannot be written."""
+    from shmrss.safe_io import write_text
+
+    write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n")
 
 
 def _json_default(o):
@@ -380,6 +422,7 @@ def cmd_run(args, err: Console) -> int:
 
     results: list[dict] = []
     code = EXIT_OK
+    json_error = None  # why --json could not be written (the run goes on; the table still shows)
     unit = "mm/s" if fork_exit else "M ev/s"
     scale = 1.0 if fork_exit else 1e6
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -391,6 +434,8 @@ def cmd_run(args, err: Console) -> int:
     else:
         view = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rate]}"),
                         TimeElapsedColumn(), console=err, transient=True)
+    # a warning the run logs as it happens (a CPU or the reader died) is in its result too: said once
+    said_live = logger.add(lambda m: shown.add(m.record["message"]), level="WARNING", format="{message}")
     with view as progress, SIGNALS:  # a signal after a design's measurement waits for its result to be written
         for label, execute, build in jobs:
             task = progress.add_task(f"{label:14s} {wl.name}", total=args.duration, rate="starting")
@@ -425,8 +470,8 @@ def cmd_run(args, err: Console) -> int:
                 res["warnings"] += [w for w in res["perf"].get("warnings", []) if w not in res["warnings"]]
             results.append(res)
             progress.update(task, completed=args.duration, visible=False)
-            if args.json:
-                _write_json(args.json, results if len(jobs) > 1 else res)
+            if args.json is not None:
+                json_error = _save_json(args.json, results if len(jobs) > 1 else res, json_error)
             if not all(res["invariants"].values()):
                 code = max(code, EXIT_FAILED)
                 logger.error("{}: invariant failed: {}", label,
@@ -434,6 +479,7 @@ def cmd_run(args, err: Console) -> int:
             if "interrupt_code" in raw or SIGNALS.pending is not None:
                 code = raw.get("interrupt_code") or SIGNALS.pending
                 break
+    logger.remove(said_live)
     if results:
         _out_console().print(lifecycle.table(results) if fork_exit else result.table(results))
         if args.perf:
@@ -446,14 +492,40 @@ def cmd_run(args, err: Console) -> int:
                 if w not in shown:
                     shown.add(w)
                     logger.warning(w)
-        if args.json:
+        if json_error is not None:
+            code = max(code, EXIT_FAILED)
+            logger.error("the result could not be written to {}: {}; the table above is all that is left of it",
+                         args.json, json_error)
+        elif args.json is not None:
             logger.info("wrote {}", args.json)
         if args.plot:
-            from shmrss import plots
-
-            for path in plots.draw(results, args.plot):
-                logger.info("wrote {}", path)
+            code = max(code, _draw_plots(results, args.plot))
     return code
+
+
+def _save_json(path: str, obj, earlier: str | None) -> str | None:
+    """Write --json; the reason it failed (said once, after the table), or None."""
+    from shmrss.safe_io import OutputError
+
+    try:
+        _write_json(path, obj)
+    except OutputError as e:
+        if earlier is None:
+            logger.error("{}; the run goes on", e)
+        return str(e)
+    return None
+
+
+def _draw_plots(results: list[dict], directory: str) -> int:
+    from shmrss import plots
+
+    try:
+        for path in plots.draw(results, directory):
+            logger.info("wrote {}", path)
+    except (OSError, ValueError) as e:
+        logger.error("the plots could not be written to {}: {}", directory, getattr(e, "strerror", None) or e)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def cmd_sweep(args, err: Console) -> int:

@@ -13,7 +13,7 @@ import re
 from shmrss.topology import Topology, TopologyError, format_cpulist
 
 MAX_CPU = (1 << 20) - 1  # far beyond any kernel's NR_CPUS; keeps range() of a typo small
-_ITEM = re.compile(r"(\d+)(?:-(\d+)(?::(\d+))?)?")
+_ITEM = re.compile(r"(\d+)(?:-(\d+)(?::(\d+))?)?", re.ASCII)  # ASCII: not "١" or "１"
 
 
 def parse(text: str) -> list[int]:

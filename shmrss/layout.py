@@ -6,7 +6,7 @@ stored in the header, so any process (and ``shmrss monitor``) can find it.
 """
 
 MAGIC = 0x5353_5253_5348_4D31  # "1MHSRSS" + version-independent tag
-VERSION = 2
+VERSION = 3  # 3: H_PIDNS (the owner's PID namespace) before the design parameters
 NMEMBERS = 4  # MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES
 MEMBER_NAMES = ("file", "anon", "swap", "shmem")
 FILE, ANON, SWAP, SHMEM = range(NMEMBERS)
@@ -52,8 +52,9 @@ H_NWORK = 36  # CPUs that run tapes (0..NWORK-1); a reclaimer, if any, is CPU NW
 H_RECLAIMER = 37  # 1 when CPU NWORK is the reclaimer
 H_OOM = 38  # base of the OOM record (0: no OOM selection in this run)
 H_FAULTS = 39  # 1: CPUs keep an in-flight journal, so a killed CPU's last update can be recovered
-H_DPARAM = 40  # design parameters D0..D15 (e.g. the percpu batch)
-H_WORDS = 56
+H_PIDNS = 40  # inode of the owner's PID namespace: H_OWNER_PID means something only in that namespace
+H_DPARAM = 41  # design parameters D0..D15 (e.g. the percpu batch)
+H_WORDS = 57
 
 # --- control lines (parent writes line 0; CPUs add themselves to the barrier on line 1)
 C_STATE = 0

@@ -42,10 +42,17 @@ def _footer(fig, results: list[dict]) -> None:
 
 
 def _save(fig, out: Path, name: str) -> Path:
-    path = out / name
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    """Drawn in memory, then written by safe_io (a temporary renamed over the file: no symlink followed)."""
+    import io
+
+    from shmrss.safe_io import write_bytes
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+    return write_bytes(out / name, buf.getvalue())
 
 
 def _lines(results, key_of, x_of, y_of, title, xlabel, ylabel, out, name, logx=True, logy=False,

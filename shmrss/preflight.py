@@ -41,14 +41,14 @@ def check_run_options(args, fork_exit: bool, variants: list[str]) -> None:
     if args.tasks is not None and (fork_exit or is_workload_file(args.workload)):
         what = "fork_exit" if fork_exit else "a workload file (it lists its own tasks)"
         raise UsageError(f"--tasks goes with a built-in tape workload, not with {what}")
-    if args.json:
+    if args.json is not None:
         check_output_file(args.json, "--json")
-    if args.plot:
+    if args.plot is not None:
         check_output_dir(args.plot, "--plot")
 
 
 def check_calibrate_options(args) -> None:
-    if args.json:
+    if args.json is not None:
         check_output_file(args.json, "--json")
 
 
@@ -69,18 +69,22 @@ def _probe_writable(directory: Path, what: str) -> None:
 
 
 def check_output_file(path: str, option: str) -> None:
-    p = Path(path)
+    if not path:
+        raise UsageError(f"{option}: an empty path; give a file name")
+    p = Path(os.path.abspath(path))  # the directory the file is renamed into, not a symlink's target's
     if p.is_dir():
         raise UsageError(f"{option} {path} is a directory; give a file name")
     if p.exists() and not p.is_file():
         raise UsageError(f"{option} {path} exists and is not a regular file")
-    parent = p.resolve().parent
+    parent = p.parent
     if not parent.is_dir():
         raise UsageError(f"directory {parent} does not exist")
     _probe_writable(parent, f"{option} {path}")
 
 
 def check_output_dir(path: str, option: str) -> None:
+    if not path:
+        raise UsageError(f"{option}: an empty path; give a directory")
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise UsageError(f"{option} {path} exists and is not a directory")

@@ -7,7 +7,6 @@ per series; ``--csv PATH`` also writes every series into one CSV.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from loguru import logger
 from shmrss.report_data import KIND_LIFECYCLE, Group, dedup_warnings, invariant_failures, load
 from shmrss.results_file import InputError
 
-EXIT_OK = 0
+EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def add_parser(sub) -> None:
@@ -28,27 +27,24 @@ def add_parser(sub) -> None:
     r.add_argument("--csv", metavar="PATH", help="also write every series into this one CSV file")
 
 
-def _check_dir(path: str, what: str) -> Path:
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise InputError(f"{what}: {path} exists and is not a directory")
-    parent = p.resolve().parent
-    if not parent.is_dir():
-        raise InputError(f"{what}: directory {parent} does not exist")
-    target = p if p.exists() else parent
-    if not os.access(target, os.W_OK | os.X_OK):
-        raise InputError(f"{what}: {target} is not writable")
-    return p
+def _check_outputs(args) -> Path:
+    """Refuse (InputError) an --out or --csv that cannot be written, by creating a file there, before
+    anything is read or drawn (``os.access`` says yes to root on /proc)."""
+    from shmrss.safe_io import OutputError, check_dir_output, check_file_output
+
+    try:
+        out = check_dir_output(args.out, "--out")
+        if args.csv is not None:
+            if Path(args.csv).is_dir():
+                raise OutputError(f"--csv: {args.csv} is a directory; give a file name")
+            check_file_output(args.csv, "--csv")
+    except OutputError as e:
+        raise InputError(str(e)) from None
+    return out
 
 
 def main(args, err) -> int:
-    out = _check_dir(args.out, "--out")
-    if args.csv:
-        csv_parent = Path(args.csv).resolve().parent
-        if not csv_parent.is_dir():
-            raise InputError(f"--csv: directory {csv_parent} does not exist")
-        if Path(args.csv).is_dir():
-            raise InputError(f"--csv: {args.csv} is a directory; give a file name")
+    out = _check_outputs(args)
     data = load(args.results)
     for n in data.notes:
         logger.warning(n)
@@ -60,11 +56,16 @@ def main(args, err) -> int:
     out.mkdir(exist_ok=True)
     from shmrss import report_figures, wis_csv
 
-    figures = report_figures.draw_all(data.groups, out)
-    csvs = wis_csv.write_series(data.groups, out / "wis")
-    combined = wis_csv.write_combined(data.groups, Path(args.csv)) if args.csv else None
+    failed: list[str] = []  # outputs that could not be written; the others are still made
+    figures = _attempt(failed, "figures", lambda: report_figures.draw_all(data.groups, out), [])
+    csvs = _attempt(failed, f"CSVs in {out / 'wis'}", lambda: wis_csv.write_series(data.groups, out / "wis"), [])
+    combined = _attempt(failed, f"--csv {args.csv}", lambda: wis_csv.write_combined(data.groups, Path(args.csv)),
+                        None) if args.csv else None
     md = out / "report.md"
-    md.write_text(render(data, args.results, figures, csvs, out, combined))
+    from shmrss.safe_io import write_text
+
+    wrote_md = _attempt(failed, str(md), lambda: write_text(md, render(data, args.results, figures, csvs, out,
+                                                                        combined)), None)
     for name, path, note in figures:
         if note:
             logger.info("figure {}: {}: {}", "skipped" if path is None else "drawn", name, note)
@@ -72,9 +73,19 @@ def main(args, err) -> int:
     if failures:
         logger.error("INVARIANT FAILED in {} measured point{}: {}", len(failures),
                      "s" if len(failures) > 1 else "", "; ".join(failures[:5]) + (" ..." if len(failures) > 5 else ""))
-    logger.info("wrote {} ({} figures, {} CSV files in {}){}", md, sum(1 for f in figures if f[1]), len(csvs),
-                out / "wis", f"; combined CSV {combined}" if combined else "")
-    return EXIT_OK
+    logger.info("wrote {}({} figures, {} CSV files in {}){}", f"{md} " if wrote_md else "",
+                sum(1 for f in figures if f[1]), len(csvs), out / "wis", f"; combined CSV {combined}" if combined else "")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _attempt(failed: list[str], what: str, make, fallback):
+    """``make()``; on an OSError say what could not be written, note it and go on with ``fallback``."""
+    try:
+        return make()
+    except OSError as e:
+        logger.error("could not write {}: {}", what, getattr(e, "strerror", None) or e)
+        failed.append(what)
+        return fallback
 
 
 # ------------------------------------------------------------------ markdown

@@ -97,11 +97,15 @@ def load(paths: list[str]) -> Loaded:
     for path in paths:
         records, more = read_records(path)
         notes += more
+        empty = 0
         for r in records:
             status = status_of(r)
+            kind = kind_of(r)
+            if status in FINISHED and kind is None:  # "ok" with no result in it: nothing to report
+                empty += 1
+                continue
             counts[status] += 1
             meta = r.get("sweep") if isinstance(r.get("sweep"), dict) else None
-            kind = kind_of(r)
             if meta is not None and isinstance(meta.get("key"), dict):
                 full = dict(meta["key"])
             elif kind is not None:
@@ -123,7 +127,10 @@ def load(paths: list[str]) -> Loaded:
                     duplicates += 1
                 finished[fid] = (gid, r)
             else:
-                unfinished.setdefault(fid, (gid, []))[1].append((status, (meta or {}).get("error")))
+                unfinished.setdefault(fid, (gid, []))[1].append((status, str((meta or {}).get("error") or "")))
+        if empty:
+            notes.append(f"{path}: skipped {empty} line{'s' if empty > 1 else ''} marked finished without a "
+                         f"result")
     for gid, r in finished.values():
         groups[gid].results.append(r)
     # attempts that a later run of the same point made good are history, not unfinished points

@@ -79,10 +79,17 @@ def _figure(nrows: int, ncols: int, title: str, results: list[dict], panel_w: fl
 
 
 def _save(fig, out: Path, name: str) -> Path:
-    path = out / name
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    """Drawn in memory, then written by safe_io (a temporary renamed over the file: no symlink followed)."""
+    import io
+
+    from shmrss.safe_io import write_bytes
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+    return write_bytes(out / name, buf.getvalue())
 
 
 # ------------------------------------------------------------------ series, labels, axes

@@ -14,9 +14,11 @@ Only ``ok`` and ``invariant_failed`` count as finished: resume redoes the rest.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import stat
 from pathlib import Path
 
 FINISHED = ("ok", "invariant_failed")
@@ -44,48 +46,90 @@ def status_of(record: dict) -> str:
     return "failed"
 
 
+MAX_FILE_BYTES = 1 << 30  # a results file read whole; a point's line is tens of kB
+_BOM = b"\xef\xbb\xbf"
+_SHOWN = 5  # bad lines named one by one; the rest only counted
+
+
 def read_records(path: str | Path) -> tuple[list[dict], list[str]]:
     """Every object of a results file and notes about what was skipped.
 
-    A JSON-lines file, or a ``shmrss run --json`` file (one object or a list).
-    A line cut short (a crash while appending) is skipped with a note;
-    anything else that is not a JSON object is an InputError.
+    A JSON-lines file, or a ``shmrss run --json`` file (one object or a list). Only a regular file is read
+    (a FIFO or /dev/zero is refused at once), up to MAX_FILE_BYTES; a leading BOM is accepted; a line that
+    is not a JSON object (cut short by a crash, too deep, too long, a number too big, a NUL-filled tail) is
+    skipped and counted. A file whose first line is not JSON at all is not a results file: InputError.
     """
-    p = Path(path)
+    from shmrss.safe_io import InputFileError, read_regular
+
     try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path} is a directory, not a results file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
-    stripped = text.strip()
-    if stripped.startswith("[") or (stripped.startswith("{") and "\n{" not in stripped):
-        try:
-            whole = json.loads(stripped)
-        except json.JSONDecodeError:
-            whole = None
-        if isinstance(whole, dict):
-            return [whole], []
-        if isinstance(whole, list) and all(isinstance(r, dict) for r in whole):
-            return whole, []
-    records, notes = [], []
-    for i, ln in enumerate(text.split("\n")):
-        if not ln.strip():
+        data = read_regular(path, MAX_FILE_BYTES)
+    except InputFileError as e:
+        raise InputError(str(e)) from None
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    whole = _whole_document(data)
+    if whole is not None:
+        return whole, []
+    records, notes, bad, nul = [], [], 0, False
+    for i, raw in enumerate(data.split(b"\n")):
+        if not raw.strip():
             continue
-        try:
-            obj = json.loads(ln)
-        except json.JSONDecodeError:
-            # a write cut short by a crash: an object's beginning; the next sweep started a new line after it
-            if ln.lstrip().startswith("{"):
-                notes.append(f"{path}:{i + 1} is cut short (an interrupted write); ignored")
-                continue
-            raise InputError(f"{path}:{i + 1} is not JSON: not a shmrss results file") from None
-        if not isinstance(obj, dict):
-            raise InputError(f"{path}:{i + 1} is not a JSON object: not a shmrss results file")
+        if not raw.strip(b"\0 \t\r"):
+            nul = True  # a crash left the file's tail as zeros
+            continue
+        obj, why = _parse_line(raw)
+        if obj is None:
+            if not records and not bad and not raw.lstrip()[:1] in (b"{", b"["):
+                raise InputError(f"{path}:{i + 1} is not JSON: not a shmrss results file")
+            bad += 1
+            if bad <= _SHOWN:
+                notes.append(f"{path}:{i + 1} {why}; skipped")
+            continue
         records.append(obj)
+    if bad:
+        notes.append(f"{path}: skipped {bad} bad line{'s' if bad > 1 else ''} of {len(records) + bad}")
+    if nul:
+        notes.append(f"{path}: a NUL-filled tail (left by a crash) was ignored")
     return records, notes
+
+
+def _whole_document(data: bytes) -> list[dict] | None:
+    """The records of a file that is one JSON document (``shmrss run --json``), else None."""
+    stripped = data.strip()
+    if not (stripped.startswith(b"[") or (stripped.startswith(b"{") and b"\n{" not in stripped)):
+        return None
+    try:
+        whole = json.loads(stripped)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(whole, dict):
+        return [whole]
+    if isinstance(whole, list) and all(isinstance(r, dict) for r in whole):
+        return whole
+    return None
+
+
+def _parse_line(raw: bytes) -> tuple[dict | None, str]:
+    """(the object, "") or (None, why the line is not one)."""
+    from shmrss.safe_io import MAX_LINE_BYTES
+
+    if len(raw) > MAX_LINE_BYTES:
+        return None, f"is longer than {MAX_LINE_BYTES >> 20} MiB"
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "is not UTF-8"
+    except json.JSONDecodeError:
+        if raw.lstrip().startswith(b"{"):
+            return None, "is cut short (an interrupted write)"
+        return None, "is not JSON"
+    except RecursionError:
+        return None, "is nested too deep"
+    except ValueError:  # an integer of more than 4300 digits (sys.get_int_max_str_digits)
+        return None, "holds a number too long to read"
+    if not isinstance(obj, dict):
+        return None, "is not a JSON object"
+    return obj, ""
 
 
 def finished_keys(records: list[dict]) -> set[str]:
@@ -103,10 +147,15 @@ class Appender:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        try:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:  # O_NOFOLLOW: a symlink planted at the results path is refused, never appended through
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                              | os.O_CLOEXEC, 0o644)
         except OSError as e:
-            raise InputError(f"cannot write {path}: {e.strerror}") from None
+            raise InputError(f"cannot write {path}: " + ("it is a symlink" if e.errno == errno.ELOOP
+                                                          else e.strerror)) from None
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            os.close(self.fd)
+            raise InputError(f"{path} is not a regular file")
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -7,6 +7,7 @@ as a flat numpy int64 array. Offsets of every region live in the header
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import re
@@ -158,21 +159,26 @@ class Segment:
         check_room(nbytes)
         name = name or new_name()
         try:
-            shm = posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, mode=0o600, size=nbytes)
+            shm = posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, mode=0o600)
         except posix_ipc.ExistentialError as e:
             raise SegmentError(f"segment {name} already exists") from e
         except (OSError, posix_ipc.Error) as e:
             raise SegmentError(f"cannot create segment {name}: {e}") from e
         try:
+            _size(shm.fd, nbytes)
+            _reserve(shm.fd, nbytes)
             mapping = mmap.mmap(shm.fd, nbytes)
-        except OSError as e:
+        except (OSError, SegmentError) as e:
             shm.close_fd()
             shm.unlink()
+            if isinstance(e, SegmentError):
+                raise
             raise SegmentError(f"cannot map segment {name} ({nbytes} bytes): {e}") from e
         shm.close_fd()
         seg = cls(name, shm, mapping, owner=True, readonly=False)
         seg.words[: L.H_WORDS] = lay.header
         seg.words[L.H_OWNER_PID] = os.getpid()
+        seg.words[L.H_PIDNS] = pid_namespace()
         seg.words[L.H_CREATED_NS] = time.time_ns()
         seg.words[L.H_RUN_ID] = int(name[len(PREFIX):], 16) & ((1 << 63) - 1)
         return seg
@@ -307,6 +313,45 @@ def validate_header(words: np.ndarray, size_bytes: int) -> None:
         raise SegmentError("segment header holds impossible strides")
 
 
+def _size(fd: int, nbytes: int) -> None:
+    try:
+        os.ftruncate(fd, nbytes)
+    except OSError as e:
+        limit = " (a file size limit: ulimit -f)" if e.errno == errno.EFBIG else ""
+        raise SegmentError(f"cannot size the segment to {nbytes / 2**20:.1f} MiB: {e.strerror}{limit}") from None
+
+
+def _reserve(fd: int, nbytes: int) -> None:
+    """Allocate every page of the segment now: a sparse object that two runs both counted as fitting
+    would SIGBUS the first process that touches a page /dev/shm no longer has."""
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
+            free = _free_bytes()
+            have = "" if free is None else f" ({free / 2**20:.1f} MiB free now)"
+            raise SegmentError(f"cannot reserve {nbytes / 2**20:.1f} MiB in {SHM_DIR}{have}: another run or "
+                               f"a file there holds the space; shmrss cleanup removes stale segments") from None
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # no fallocate here: the sparse object stays
+            raise SegmentError(f"cannot reserve {nbytes / 2**20:.1f} MiB in {SHM_DIR}: {e.strerror}") from None
+
+
+def _free_bytes() -> int | None:
+    try:
+        st = os.statvfs(SHM_DIR)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def pid_namespace() -> int:
+    """The inode of this process's PID namespace (0 when /proc does not say)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
 def check_room(nbytes: int) -> None:
     """Refuse a segment that /dev/shm or memory cannot hold."""
     import psutil
@@ -331,53 +376,108 @@ def list_segments() -> list[str]:
 
 
 def owner_pid(name: str) -> int | None:
-    """The owner pid recorded in a segment's header, or None if it is unreadable."""
+    """The owner pid recorded in a segment's header, or None if it is unreadable (never blocks: a FIFO,
+    a directory or someone else's file is just unreadable)."""
     try:
-        seg = Segment.attach(name, readonly=True)
+        h = read_header(name, any_version=True)
     except SegmentError:
         return None
+    return int(h[L.H_OWNER_PID])
+
+
+def read_header(name: str, any_version: bool = False) -> np.ndarray:
+    """A copy of the header of our own segment ``name``, validated; SegmentError (one line) says why not.
+
+    Opened with O_NOFOLLOW|O_NONBLOCK and fstat'ed: symlinks, FIFOs, directories and other users' files
+    are refused without blocking on them or following them. ``any_version``: a segment of another layout
+    version is returned unvalidated (only slots 0..H_OWNER_PID are the same in every version)."""
+    path = os.path.join(SHM_DIR, name)
     try:
-        return seg.h(L.H_OWNER_PID)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SegmentError("a symlink, not a segment") from None
+        raise SegmentError(f"cannot open it: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SegmentError("not a regular file")
+        if st.st_uid != os.geteuid():
+            raise SegmentError(f"belongs to uid {st.st_uid}, not to you")
+        if st.st_size < L.H_WORDS * 8:
+            raise SegmentError(f"not a shmrss segment ({st.st_size} bytes, no header)")
+        head = np.frombuffer(os.pread(fd, 16, 0), dtype=np.int64)
+        if len(head) < 2 or int(head[L.H_MAGIC]) != L.MAGIC:
+            raise SegmentError("not a shmrss segment (no shmrss magic)")
+        if any_version and int(head[L.H_VERSION]) != L.VERSION:
+            return np.frombuffer(os.pread(fd, (L.H_OWNER_PID + 1) * 8, 0), dtype=np.int64).copy()
+        if int(head[L.H_VERSION]) != L.VERSION:
+            raise SegmentError(f"layout version {int(head[L.H_VERSION])}, this shmrss reads {L.VERSION}")
+        words = np.frombuffer(os.pread(fd, L.H_WORDS * 8, 0), dtype=np.int64).copy()
+        validate_header(words, st.st_size)  # reads header slots only
+        return words
+    except (OSError, ValueError) as e:
+        raise SegmentError(f"cannot read it: {getattr(e, 'strerror', None) or e}") from None
     finally:
-        seg.close()
+        os.close(fd)
 
 
-YOUNG_S = 10.0
+def _owner_gone(pid: int, created_ns: int) -> bool:
+    """True if no process ``pid`` of this namespace can be the segment's owner (none, or a newer one)."""
+    import psutil
 
-
-def _age_s(name: str) -> float:
-    try:
-        return time.time() - os.stat(os.path.join(SHM_DIR, name)).st_mtime
-    except OSError:
-        return float("inf")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if pid <= 0:
         return False
-    except PermissionError:
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
         return True
-    return True
+    except psutil.Error:
+        return False
+    return created_ns > 0 and started > created_ns / 1e9 + 1.0  # the pid was reused after the owner died
 
 
-def cleanup_stale() -> tuple[list[str], list[str]]:
-    """Unlink segments whose owner is dead (or whose header is unreadable). Returns (removed, kept)."""
-    removed, kept = [], []
+def stale_reason(name: str) -> str | None:
+    """None if ``name`` is our segment whose owner is dead in this PID namespace (safe to remove), else
+    why it is left alone."""
+    try:
+        h = read_header(name)
+    except SegmentError as e:
+        return str(e)
+    if int(h[L.H_PIDNS]) != pid_namespace():
+        return (f"made in another PID namespace (a container sharing {SHM_DIR}): its owner pid "
+                f"{int(h[L.H_OWNER_PID])} cannot be checked from here")
+    pid = int(h[L.H_OWNER_PID])
+    if not _owner_gone(pid, int(h[L.H_CREATED_NS])):
+        return f"owner pid {pid} is alive" if pid > 0 else "no owner recorded"
+    return None
+
+
+def cleanup_stale() -> tuple[list[str], dict[str, str]]:
+    """Unlink our segments whose owner is dead in this PID namespace. Returns (removed, {skipped: why})."""
+    removed: list[str] = []
+    skipped: dict[str, str] = {}
     for name in list_segments():
-        pid = owner_pid(name)
-        if pid is not None and pid > 0 and _pid_alive(pid):
-            kept.append(name)
-            continue
-        if (pid is None or pid <= 0) and _age_s(name) < YOUNG_S:
-            kept.append(name)  # maybe a run between creating its segment and writing the header
-            continue
-        try:
-            posix_ipc.unlink_shared_memory("/" + name)
+        why = stale_reason(name)
+        if why is None:
+            why = _unlink_checked(name)
+        if why is None:
             removed.append(name)
-        except posix_ipc.ExistentialError:
-            pass
-        except posix_ipc.PermissionsError:
-            kept.append(name)
-    return removed, kept
+        elif why != "gone":
+            skipped[name] = why
+    return removed, skipped
+
+
+def _unlink_checked(name: str) -> str | None:
+    """Unlink ``name`` if it is still the regular file of ours just judged; None when removed."""
+    path = os.path.join(SHM_DIR, name)
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            return "replaced while being looked at"
+        os.unlink(path)
+    except FileNotFoundError:
+        return "gone"
+    except OSError as e:
+        return f"cannot remove it: {e.strerror}"
+    return None

@@ -98,12 +98,19 @@ def _check_out(path: str) -> Path:
     parent = p.resolve().parent
     if not parent.is_dir():
         raise InputError(f"--out: directory {parent} does not exist")
+    if p.is_symlink():
+        raise InputError(f"--out: {path} is a symlink; give the file itself")
     if p.exists() and not p.is_file():
         raise InputError(f"--out: {path} is not a regular file")
     if p.exists() and not os.access(p, os.W_OK):
         raise InputError(f"--out: {path} is not writable")
-    if not p.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"--out: cannot create a file in {parent}")
+    if not p.exists():
+        from shmrss.safe_io import OutputError, check_file_output
+
+        try:
+            check_file_output(p, "--out")  # really create a file: os.access says yes to root on /proc
+        except OutputError as e:
+            raise InputError(str(e)) from None
     return p
 
 

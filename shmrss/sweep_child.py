@@ -155,12 +155,17 @@ def _last_error(text: str) -> str | None:
 
 
 def _remove_segments_of(pid: int) -> None:
-    from shmrss.segment import list_segments, owner_pid
+    from shmrss import layout as L
+    from shmrss.segment import SegmentError, list_segments, pid_namespace, read_header
 
     import posix_ipc
 
     for name in list_segments():
-        if owner_pid(name) == pid:
+        try:
+            h = read_header(name)  # never blocks on a FIFO nor follows a symlink planted in /dev/shm
+        except SegmentError:
+            continue
+        if int(h[L.H_OWNER_PID]) == pid and int(h[L.H_PIDNS]) == pid_namespace():
             try:
                 posix_ipc.unlink_shared_memory("/" + name)
                 logger.debug("removed /{} left by the killed point", name)

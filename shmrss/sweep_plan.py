@@ -80,6 +80,19 @@ def _workloads(text: str) -> list[_Workload]:
     return out
 
 
+MAX_POINTS = 100_000  # a sweep of more is a typo (3.6 M points took 2 minutes and 3.2 GB to plan)
+
+
+def _check_size(args, axes: list[list]) -> None:
+    """Refuse a matrix whose points (an upper bound: before dropping P < cpus) are too many to plan."""
+    upper = args.repeat
+    for axis in axes:
+        upper *= max(len(axis), 1)
+    if upper > MAX_POINTS:
+        raise InputError(f"the matrix has up to {upper:,} points (designs x workloads x modes x tasks x CPUs x "
+                         f"possible CPUs x repeats), more than {MAX_POINTS:,}: split the sweep")
+
+
 def plan_points(args, topo) -> tuple[list[Point], list[str]]:
     """Every point of the matrix, in run order (each repeat is a full pass), and notes for the user."""
     from shmrss import designs, lifecycle
@@ -109,6 +122,7 @@ def plan_points(args, topo) -> tuple[list[Point], list[str]]:
             raise InputError(f"--mode: {m!r} is not processes or threads")
     pool = len(topo.usable) if args.smt else len(topo.physical_cpus())
     cpu_counts = args.cpus or default_cpu_counts(pool)
+    _check_size(args, [wls, modes, args.tasks or [None], cpu_counts, args.possible_cpus or [None], names + variants])
     placements = {}
     for c in cpu_counts:
         try:

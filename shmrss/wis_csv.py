@@ -36,11 +36,13 @@ ops / tasks), ``workload`` (the sum of both columns).
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
 from shmrss.report_data import Group
 from shmrss.results_file import canonical
+from shmrss.safe_io import write_text
 
 HEADER = ("tasks", "processes", "processes_idle", "threads", "threads_idle", "linear")
 _SAFE = re.compile(r"[^A-Za-z0-9_.=+-]+")
@@ -181,13 +183,14 @@ def write_series(groups: list[Group], directory: Path) -> list[Path]:
     made = []
     for stem, k, gs in _named(groups):
         path = directory / f"{stem}.csv"
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(HEADER)
-            w.writerows(rows(gs))
-        (directory / f"{stem}.title").write_text(_title(k, gs) + "\n")
+        f = io.StringIO()
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(HEADER)
+        w.writerows(rows(gs))
+        write_text(path, f.getvalue())  # a temporary renamed over the file: never through a symlink
+        write_text(directory / f"{stem}.title", _title(k, gs) + "\n")
         stats = lkp_stats(rows(gs))
-        (directory / f"{stem}.lkp").write_text("".join(
+        write_text(directory / f"{stem}.lkp", "".join(
             f"{name}: {value:f}\n" if name == "scalability" else f"{name}: {value}\n" for name, value in stats.items()))
         made.append(path)
     return made
@@ -197,13 +200,13 @@ def write_combined(groups: list[Group], path: Path) -> Path:
     """Every series in one file: a leading ``series`` column (the per-series file's name) and then
     workload, design, variant and possible CPUs (``tasks`` when P is each row's CPU count, the default),
     followed by runtest.py's columns."""
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(("series", "workload", "design", "variant", "possible_cpus") + HEADER)
-        for stem, k, gs in _named(groups):
-            r = gs[0].results[0]
-            pc = k.get("possible_cpus")
-            for row in rows(gs):
-                w.writerow([stem, r.get("workload"), r.get("design"), k.get("lifecycle") or "",
-                            "tasks" if pc == "=cpus" else pc] + row)
-    return path
+    f = io.StringIO()
+    w = csv.writer(f, lineterminator="\n")
+    w.writerow(("series", "workload", "design", "variant", "possible_cpus") + HEADER)
+    for stem, k, gs in _named(groups):
+        r = gs[0].results[0]
+        pc = k.get("possible_cpus")
+        for row in rows(gs):
+            w.writerow([stem, r.get("workload"), r.get("design"), k.get("lifecycle") or "",
+                        "tasks" if pc == "=cpus" else pc] + row)
+    return write_text(path, f.getvalue())

@@ -149,7 +149,7 @@ def test_cleanup_keeps_live(capsys, geometry):
         assert main(["cleanup"]) == 0
         _, err = capsys.readouterr()
         assert os.path.exists(os.path.join(SHM_DIR, seg.name))
-        assert f"kept /{seg.name}" in err
+        assert f"skipped /{seg.name}: owner pid {os.getpid()} is alive" in err
     finally:
         seg.unlink()
         seg.close()

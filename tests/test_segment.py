@@ -159,7 +159,8 @@ def test_created_segment_matches_layout(design, line, pack, geometry, new_segmen
         assert hdr[L.H_OWNER_PID] == os.getpid()
         assert hdr[L.H_RUN_ID] == int(seg.name[len(PREFIX):], 16) & ((1 << 63) - 1)
         assert hdr[L.H_CREATED_NS] > 0
-        hdr[[L.H_OWNER_PID, L.H_RUN_ID, L.H_CREATED_NS]] = 0
+        assert hdr[L.H_PIDNS] == os.stat("/proc/self/ns/pid").st_ino  # cleanup judges the owner pid in it
+        hdr[[L.H_OWNER_PID, L.H_RUN_ID, L.H_CREATED_NS, L.H_PIDNS]] = 0
         assert np.array_equal(hdr, lay.header)
         assert not seg.words[L.H_WORDS:].any()  # the rest starts zeroed
         # the data starts on a cache line in memory too (mmap is page aligned)
@@ -385,13 +386,15 @@ def test_cleanup_removes_dead_owner_keeps_live(geometry):
             s.close()
 
 
-def test_cleanup_removes_old_unreadable(raw_object):
+def test_cleanup_leaves_an_unreadable_object_however_old(raw_object):
+    # issue 13: only a segment whose header it can read is removed (another layout version, another user's
+    # file, anything else with the prefix is listed as skipped, with the reason)
     name = raw_object(b"\0" * 64)
     old = time.time() - 60
     os.utime(shm_path(name), (old, old))
-    removed, kept = cleanup_stale()
-    assert name in removed
-    assert not os.path.exists(shm_path(name))
+    removed, skipped = cleanup_stale()
+    assert name not in removed and "no header" in skipped[name]
+    assert os.path.exists(shm_path(name))
 
 
 def test_cleanup_keeps_young_unreadable(raw_object):

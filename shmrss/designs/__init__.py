@@ -49,8 +49,8 @@ def module_name(name: str) -> str:
 
 
 def parse_list(text: str) -> list[str]:
-    """'atomic,percpu' or 'all' -> names, validated, order kept, duplicates dropped."""
-    names = list(DESIGNS) if text.strip() == "all" else [n.strip() for n in text.split(",") if n.strip()]
+    """'atomic,percpu' or 'all' (also within a list) -> names, validated, order kept, duplicates dropped."""
+    names = [d for n in text.split(",") if n.strip() for d in (DESIGNS if n.strip() == "all" else (n.strip(),))]
     if not names:
         raise UnknownDesign("no design named")
     out: list[str] = []
