@@ -53,7 +53,9 @@ H_RECLAIMER = 37  # 1 when CPU NWORK is the reclaimer
 H_OOM = 38  # base of the OOM record (0: no OOM selection in this run)
 H_FAULTS = 39  # 1: CPUs keep an in-flight journal, so a killed CPU's last update can be recovered
 H_DPARAM = 40  # design parameters D0..D15 (e.g. the percpu batch)
-H_WORDS = 56
+H_ONLINE = 56  # online CPUs (cpu_online_mask = 0..ONLINE-1): NCPU <= ONLINE <= POSSIBLE
+H_HIWATER = 57  # per-mm hiwater_rss words, one line per mm (update_hiwater_rss on unmap)
+H_WORDS = 64
 
 # --- control lines (parent writes line 0; CPUs add themselves to the barrier on line 1)
 C_STATE = 0
@@ -100,6 +102,7 @@ S_LC_REUSE_BAD = 26  # created or reused mms that did not read 0
 S_LC_REUSED = 27
 S_REQ = 28  # written by the parent: REQ_OFFLINE asks the CPU to go offline at its next check point
 S_CUR_TASK = 29  # the task the CPU runs (published at check points and parking)
+S_PAGES = 30  # pages of the fault events counted in S_EVENTS (a fault of n pages is one event)
 # the in-flight journal (only when H_FAULTS): what the CPU's current multi-step operation is and how
 # far it got, so that the parent can complete it for a CPU that was killed in the middle
 S_J = 32
@@ -159,7 +162,7 @@ Q_IDS = 2
 
 # --- tape steps: (op, member, arg, arg2)
 STEP_WORDS = 4
-OP_FAULT = 1  # arg events of +1 on member (the page-fault path)
+OP_FAULT = 1  # arg events of +arg2 on member (the page-fault path; arg2: pages per fault, 0 read as 1)
 OP_UNMAP = 2  # one event of -arg on member (zap: a batched update)
 OP_CLONE = 3  # a new thread of the task's mm
 OP_EXIT = 4  # the running thread exits; the task carries on as the thread an earlier clone made

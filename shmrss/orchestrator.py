@@ -53,6 +53,8 @@ class RunParams:
     pack: bool = False
     slice: int = 100_000
     possible: int | None = None
+    online: int | None = None  # online CPUs (cpu_online_mask); None: the possible CPUs
+    fault_pages: tuple[int, ...] = (1,)  # pages per fault of the built-in page-fault workloads (for the result)
     reader: bool = True
     reclaimer: bool = False
     oom: bool = False  # the reader also selects OOM victims, 2-pass and all-precise
@@ -95,6 +97,12 @@ class Sample:
     events: np.ndarray  # per CPU
 
 
+def online_cpus(p: RunParams) -> int:
+    """The emulated online CPUs: --online-cpus, else every possible CPU; never below the CPUs that run."""
+    possible = max(p.possible or 0, p.ncpu)
+    return possible if p.online is None else max(min(p.online, possible), p.ncpu)
+
+
 def _geometry(p: RunParams) -> Geometry:
     mod = designs.get(p.design)
     possible = max(p.possible or 0, p.ncpu)
@@ -104,7 +112,7 @@ def _geometry(p: RunParams) -> Geometry:
     return Geometry(
         ncpu=p.ncpu, possible=possible, nmm=wl.nmm, ntask=len(wl.tasks), line_words=p.line // 8,
         pack=p.pack, slice=p.slice, design_id=mod.ID, shape=shape, tape_steps=len(wl.tape),
-        nwork=p.nwork, reclaimer=p.reclaimer, oom=p.oom and p.reader,
+        nwork=p.nwork, reclaimer=p.reclaimer, oom=p.oom and p.reader, online=online_cpus(p),
     )
 
 
@@ -385,6 +393,7 @@ class Run:
                 "events": events, "seconds": span_ns / 1e9,
                 "events_per_s": events / span_ns * 1e9 if span_ns > 0 else 0.0,
                 "ns_per_event": span_ns / events if events else None,
+                "pages": int(w[b + L.S_PAGES]),  # faulted: a fault of n pages is one event of n pages
                 "switches": int(w[b + L.S_SWITCHES]), "slow_paths": int(w[b + L.S_SLOW]),
                 "lock_spins": int(w[b + L.S_SPINS]), "var": int(w[b + L.S_VAR]), "commit": int(w[b + L.S_COMMIT]),
                 "hits": int(w[b + L.S_HITS]), "misses": int(w[b + L.S_MISSES]),
