@@ -410,6 +410,7 @@ class Run:
                          "misses": int(w[b + L.S_MISSES]), "var": int(w[b + L.S_VAR]),
                          "commit": int(w[b + L.S_COMMIT]), "died": self.reclaimer_died}
         nmm = int(w[L.H_NMM])
+        hiwater = w[int(w[L.H_HIWATER]): int(w[L.H_HIWATER]) + nmm * int(w[L.H_LINE]): int(w[L.H_LINE])].copy()
         check = np.zeros((nmm * L.NMEMBERS, 5), dtype=np.int64)
         eng.quiescent_check(w, check)
         r = int(w[L.H_READER])
@@ -453,7 +454,7 @@ class Run:
             "teardown_bad": bad, "samples": self.samples, "tsc_per_ns": tsc_per_ns,
             "timer_overhead_ns": timer / tsc_per_ns, "tsc_step_ns": step_ns, "startup_s": startup_s,
             "warnings": self.warnings, "partial": self.partial, "reader_died": self.reader_died,
-            "reclaimer": reclaimer, "oom": oom, "design_bad": own_bad, "threads_off": threads_off,
+            "reclaimer": reclaimer, "oom": oom, "design_bad": own_bad, "hiwater": hiwater, "threads_off": threads_off,
             "faults": self.faults.summary() if self.faults is not None else None,
         }
 

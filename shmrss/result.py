@@ -178,6 +178,9 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "timer_step_ns": raw["tsc_step_ns"],
         },
         "oom": oom,
+        # mm->hiwater_rss as update_hiwater_rss left it (the unmap paths' approximate reads), over the mms
+        "hiwater_rss": {"max": int(max(raw["hiwater"])), "min": int(min(raw["hiwater"]))} if len(raw.get("hiwater", ()))
+        else None,
         "faults": faults if faults and (faults["injected"] or faults["checks"]) else None,
         "perf": perf,
         "invariants": invariants,
