@@ -53,6 +53,7 @@ H_RECLAIMER = 37  # 1 when CPU NWORK is the reclaimer
 H_OOM = 38  # base of the OOM record (0: no OOM selection in this run)
 H_FAULTS = 39  # 1: CPUs keep an in-flight journal, so a killed CPU's last update can be recovered
 H_DPARAM = 40  # design parameters D0..D15 (e.g. the percpu batch)
+H_DPARAM_WORDS = 16
 H_ONLINE = 56  # online CPUs (cpu_online_mask = 0..ONLINE-1): NCPU <= ONLINE <= POSSIBLE
 H_HIWATER = 57  # per-mm hiwater_rss words, one line per mm (update_hiwater_rss on unmap)
 H_WORDS = 64

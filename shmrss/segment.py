@@ -76,8 +76,8 @@ class Layout:
 
 def compute_layout(g: Geometry) -> Layout:
     """Place every region on its own cache line; return the header and the size."""
-    if len(g.shape.params) > L.H_WORDS - L.H_DPARAM:
-        raise ValueError(f"a design has at most {L.H_WORDS - L.H_DPARAM} parameters")
+    if len(g.shape.params) > L.H_DPARAM_WORDS:
+        raise ValueError(f"a design has at most {L.H_DPARAM_WORDS} parameters")
     lw = g.line_words
     h = np.zeros(L.H_WORDS, dtype=np.int64)
     regions: dict[str, tuple[int, int]] = {}
