@@ -182,8 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-def check_online(online: int | None, possibles: list, running: int) -> None:
-    """--online-cpus lies between the emulated CPUs that run (a CPU that runs is online) and every P."""
+def check_axes(args, fork_exit: bool, possibles: list, running: int) -> None:
+    """--fault-pages goes with the page-fault workloads; --online-cpus lies between the emulated CPUs
+    that run (a CPU that runs is online) and every P."""
+    import workloads
+
+    if args.fault_pages and (fork_exit or args.workload not in workloads.SIZED):
+        raise UsageError(f"--fault-pages goes with {', '.join(workloads.SIZED)}, not {args.workload}")
+    online = args.online_cpus
     if online is None:
         return
     if online < running:
@@ -309,9 +315,7 @@ def cmd_run(args, err: Console) -> int:
             for note in idle_notes(wl):
                 logger.warning(note)
         reclaimer = (args.reclaimer or bool(spec.get("reclaimer"))) and not fork_exit
-        if args.fault_pages and (fork_exit or args.workload not in workloads.SIZED):
-            raise UsageError(f"--fault-pages goes with {', '.join(workloads.SIZED)}, not {args.workload}")
-        check_online(args.online_cpus, possibles, ncpu + int(reclaimer))
+        check_axes(args, fork_exit, possibles, ncpu + int(reclaimer))
         if args.tree_orders and ("tree" in names or fork_exit):
             from shmrss.designs.tree import orders_for
 
