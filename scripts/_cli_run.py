@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 
-def run_json(args: list[str]):
+def run_json(args: list[str], source: str | None = None):
     """``shmrss run ARGS --json TMP``; the loaded result (an object, or a list for several runs).
 
     A run whose invariants failed still wrote its result (exit 1): the caller
@@ -18,7 +18,12 @@ def run_json(args: list[str]):
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "r.json"
         cmd = [sys.executable, "-m", "shmrss.cli", "run", *args, "--json", str(out)]
-        p = subprocess.run(cmd, capture_output=True, text=True)
+        env = None
+        if source:  # another checkout of shmrss (bench_engine.py --before): first on the path
+            import os
+
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if not out.exists():
             raise SystemExit(f"shmrss run {' '.join(args)} failed ({p.returncode}): {p.stderr.strip()[-500:]}")
         return json.loads(out.read_text())

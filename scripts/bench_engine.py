@@ -10,7 +10,11 @@ Runs, in one session so the figures compare as ratios:
 Each configuration is repeated (--repeat, default 3); the table gives
 min / median / max ns per event and the ratios of medians.
 
-    python scripts/bench_engine.py [--duration 2] [--repeat 3] [--json out.json]
+    python scripts/bench_engine.py [--duration 2] [--repeat 3] [--json out.json] [--before DIR]
+
+``--before DIR``: another checkout of shmrss (e.g. ``git archive`` of the previous commit);
+each configuration also runs from it, interleaved with this one, and the table adds its
+ns/event and the ratio now / before: a change's cost measured in one session.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=2.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--before", metavar="DIR", help="also run every configuration from this shmrss checkout")
     a = ap.parse_args()
 
     from shmrss.topology import read_topology
@@ -69,6 +74,7 @@ def main() -> int:
         f"atomic threads {ncpu} CPUs": (["--design", "atomic", "--mode", "threads"], one_a),
     }
     ns: dict[str, list[float]] = {k: [] for k in configs}
+    before: dict[str, list[float]] = {k: [] for k in configs}
     startup: list[float] = []
     c_ns: list[float] = []
     calib = None
@@ -78,6 +84,9 @@ def main() -> int:
         if c is not None:
             c_ns.append(c)
         for name, (args, _) in configs.items():
+            if a.before:
+                rb = run_json(["--duration", str(a.duration), *args], source=a.before)
+                before[name].append(rb["throughput"]["ns_per_event"])
             r = run_json(["--duration", str(a.duration), *args])
             ns[name].append(r["throughput"]["ns_per_event"])
             startup.append(r["throughput"]["startup_s"])
@@ -97,13 +106,19 @@ def main() -> int:
         ref_v = c_med if ref is None else med[ref]
         ratio = "-" if ref_v is None else f"{med[k] / ref_v:.2f}"
         print(f"| {k} | {spread(ns[k])} | {ref or 'C loop'} | {ratio} |")
+    if a.before:
+        print(f"\n| configuration | ns/event now min / median / max | before ({a.before}) | now / before |")
+        print("|---|---|---|---|")
+        for k in configs:
+            print(f"| {k} | {spread(ns[k])} | {spread(before[k])} | "
+                  f"{statistics.median(ns[k]) / statistics.median(before[k]):.3f} |")
     print(f"\nstart-up (fork to every CPU at the barrier): {spread(startup)} s")
     if calib:
         sc = calib["scenarios"]
         parts = [f"{n} {s['ns_per_op']['median']:.2f}" for n, s in sc.items() if "ns_per_op" in s]
         print("calibration ns/op (median): " + ", ".join(parts))
     if a.json:
-        Path(a.json).write_text(json.dumps({"ns_per_event": ns, "c_loop": c_ns, "startup_s": startup,
+        Path(a.json).write_text(json.dumps({"ns_per_event": ns, "before": before if a.before else None, "c_loop": c_ns, "startup_s": startup,
                                             "calibration": calib, "topology": topo.to_dict()}, indent=1))
     return 0
 

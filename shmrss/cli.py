@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--slice", type=_int_at_least(1), default=100_000, help="scheduler time slice in events")
     r.add_argument("--possible-cpus", type=_int_list(1, 4096), metavar="P[,P...]",
                    help="possible CPUs P >= cpus (default cpus); a comma list runs each in turn")
+    r.add_argument("--online-cpus", type=_int_at_least(1, 4096), metavar="N",
+                   help="online CPUs, cpus <= N <= P (default P): upstream's precise sums walk these, "
+                        "allocation and HPCC's sums every possible CPU")
+    r.add_argument("--fault-pages", type=_int_list(1, 1 << 18), metavar="N[,N...]",
+                   help="page_fault1/2/3: pages per fault (default 1; 16 fault-around or a 64 KiB mTHP, "
+                        "512 a 2 MiB THP); a list interleaves the sizes fault by fault")
     r.add_argument("--lifecycle", metavar="VARIANTS",
                    help="fork_exit: upstream, merged, fused-check, ctor-cache, lazy, inline (comma list) or all")
     r.add_argument("--pages", type=_int_at_least(1, 1 << 20), default=256,
@@ -204,6 +210,24 @@ def _resource_text(e: BaseException) -> str:
     if limit != resource.RLIM_INFINITY:  # llvmlite then fails to load with a message that does not say so
         text += f" (the address space is limited to {limit >> 20} MiB: ulimit -v)"
     return text
+
+
+def check_axes(args, fork_exit: bool, possibles: list, running: int) -> None:
+    """--fault-pages goes with the page-fault workloads; --online-cpus lies between the emulated CPUs
+    that run (a CPU that runs is online) and every P."""
+    import workloads
+
+    if args.fault_pages and (fork_exit or args.workload not in workloads.SIZED):
+        raise UsageError(f"--fault-pages goes with {', '.join(workloads.SIZED)}, not {args.workload}")
+    online = args.online_cpus
+    if online is None:
+        return
+    if online < running:
+        raise UsageError(f"--online-cpus {online} is below the {running} emulated CPUs that run "
+                         f"(the CPUs and the reclaimer's): a CPU that runs is online")
+    for pc in possibles:
+        if online > max(pc or 0, running):
+            raise UsageError(f"--online-cpus {online} is above --possible-cpus {max(pc or 0, running)}")
 
 
 def _usage_errors():
@@ -319,13 +343,14 @@ def cmd_run(args, err: Console) -> int:
         for pc in possibles:
             if pc is not None and pc < ncpu:
                 raise UsageError(f"--possible-cpus {pc} is below --cpus {ncpu}")
+        fault_pages = tuple(args.fault_pages or (1,))
         if fork_exit:
             spec = workloads.build("page_fault1", ncpu)  # placeholder tapes: fork_exit runs its own loop
             spec["name"], spec["mode"] = "fork_exit", "processes"
         elif args.workload.endswith(".json") or os.sep in args.workload:
             spec = load_file(args.workload)
         else:
-            spec = workloads.build(args.workload, ncpu, tasks=args.tasks, mode=args.mode)
+            spec = workloads.build(args.workload, ncpu, tasks=args.tasks, mode=args.mode, fault_pages=fault_pages)
         wl = compile_workload(spec, ncpu)
         if not fork_exit:
             from shmrss.wlfile import idle_notes
@@ -333,6 +358,7 @@ def cmd_run(args, err: Console) -> int:
             for note in idle_notes(wl):
                 logger.warning(note)
         reclaimer = (args.reclaimer or bool(spec.get("reclaimer"))) and not fork_exit
+        check_axes(args, fork_exit, possibles, ncpu + int(reclaimer))
         if args.tree_orders and ("tree" in names or fork_exit):
             from shmrss.designs.tree import orders_for
 
@@ -380,12 +406,13 @@ def cmd_run(args, err: Console) -> int:
     options = {"mode": spec.get("mode"), "tasks_option": args.tasks, "smt": args.smt, "reclaimer": reclaimer,
                "nodes_option": args.nodes, "tree_orders": list(args.tree_orders) if args.tree_orders else None,
                "perf": args.perf, "offline_at": args.offline_at, "kill_at": args.kill_at,
-               "check_every": args.check_every}
+               "check_every": args.check_every, "online_cpus_option": args.online_cpus}
 
     def params_for(design: str, possible: int | None) -> RunParams:
         return RunParams(design=design, workload=wl, placement=placement, topo=topo, duration=args.duration,
                          read_interval=args.read_interval / 1000.0, line=line, pack=args.pack, slice=args.slice,
                          possible=possible, reader=not args.no_reader, reclaimer=reclaimer, nodes=args.nodes,
+                         online=args.online_cpus, fault_pages=fault_pages,
                          oom=args.oom or bool(spec.get("oom")),
                          design_options={"tree_orders": args.tree_orders}, options=options,
                          faults=fault_list, check_every=args.check_every)

@@ -97,6 +97,31 @@ def _apply_call(seg, st, truth, var, cpu, t, mm, k, d, fault, jon):
     return _apply(seg, st, truth, var, cpu, t, mm, k, d, fault, jon)
 
 
+@njit(cache=True)
+def _hiwater_call(seg, mm):
+    """update_hiwater_rss(mm), which the kernel's unmap paths run before the zap (a call: rare).
+
+    include/linux/mm.h::
+
+        unsigned long _rss = get_mm_rss(mm);   /* FILE + ANON + SHMEM, each get_mm_counter() */
+        if (data_race(mm->hiwater_rss) < _rss)
+            (mm)->hiwater_rss = _rss;
+
+    get_mm_counter is each design's approximate read (``read_approx``): upstream
+    ``percpu_counter_read_positive``, HPCC ``percpu_counter_tree_approximate_sum_positive``
+    (the root, no walk), pcpcache's RFC ``get_mm_counter`` (a cpumask walk); clamped at 0
+    as the ``_positive`` reads and the unsigned sum are. Callers: munmap's unmap_region
+    (mm/vma.c), zap_page_range_single (madvise DONTNEED), madvise_free_single_vma and
+    try_to_unmap_one (reclaim); not exit_mmap ("update_hiwater_rss(mm) here? but nobody
+    should be looking"), so ``teardown`` does not read.
+    """
+    rss = max(read_approx(seg, mm, L.FILE), 0) + max(read_approx(seg, mm, L.ANON), 0) + \
+        max(read_approx(seg, mm, L.SHMEM), 0)
+    w = seg[L.H_HIWATER] + mm * seg[L.H_LINE]
+    if load(seg, w) < rss:
+        store(seg, w, rss)
+
+
 @njit(inline="always")
 def _rq_remove(seg, rq, t, who):
     spin_lock(seg, rq + L.Q_LOCK, who)
@@ -187,6 +212,7 @@ def cpu_main(words, cpu):
     store(seg, st + L.S_TSC_START, rdtsc())
 
     events = 0
+    faulted = 0  # pages of the fault events
     steps = 0  # events plus scheduler steps: paces the stop check even on a tape of yields
     switches = 0
     migrations = 0
@@ -263,13 +289,16 @@ def cpu_main(words, cpu):
                 n = left
             if check_at - steps < n:
                 n = check_at - steps
+            # pages per fault: 1, 16 (fault-around, a 64 KiB mTHP), 512 (a 2 MiB THP); 0 in a tape read as 1
+            pages = max(seg[sb + 3], 1)
             if jon:  # journaled runs (faults) are not the ones timed: their updates are calls
                 for _ in range(n):
-                    var = _apply_call(seg, st, truth, var, cpu, t, mm, k, 1, 1, True)
+                    var = _apply_call(seg, st, truth, var, cpu, t, mm, k, pages, 1, True)
             else:  # the constant lets the compiler drop every journal test from the timed loop
                 for _ in range(n):
-                    var = _apply(seg, st, truth, var, cpu, t, mm, k, 1, 1, False)
+                    var = _apply(seg, st, truth, var, cpu, t, mm, k, pages, 1, False)
             events += n
+            faulted += n * pages
         else:
             n = 1
             if jon and (op == L.OP_UNMAP or op == L.OP_REMOTE):
@@ -278,6 +307,7 @@ def cpu_main(words, cpu):
                 nxt = step + 1 if step + 1 < tape_len else 0
                 _save_task(seg, tb, nxt, _step_remain(seg, tape_start, nxt))
             if op == L.OP_UNMAP:
+                _hiwater_call(seg, mm)  # munmap: unmap_region's update_hiwater_rss(mm) before unmap_vmas
                 var = _apply_call(seg, st, truth, var, cpu, t, mm, k, -seg[sb + 2], UNMAP, jon)
                 events += 1
             elif op == L.OP_REMOTE:
@@ -343,6 +373,7 @@ def cpu_main(words, cpu):
         if steps >= check_at:
             check_at += every
             store(seg, st + L.S_EVENTS, events)
+            store(seg, st + L.S_PAGES, faulted)
             store(seg, st + L.S_SWITCHES, switches)
             store(seg, st + L.S_OPS, steps - events)
             store(seg, st + L.S_MIGRATIONS, migrations)
@@ -361,6 +392,7 @@ def cpu_main(words, cpu):
         _save_task(seg, tb, step, remain)
     store(seg, st + L.S_CUR_TASK, t)
     store(seg, st + L.S_EVENTS, events)
+    store(seg, st + L.S_PAGES, faulted)
     store(seg, st + L.S_SWITCHES, switches)
     store(seg, st + L.S_OPS, steps - events)
     store(seg, st + L.S_MIGRATIONS, migrations)
@@ -420,6 +452,7 @@ def reclaimer_main(words, cpu, seed, batch, pause_n):
         x ^= (x >> 7) & ((1 << 57) - 1)
         x ^= x << 17
         victim = (x & 0x7FFFFFFF) % nmm
+        _hiwater_call(seg, victim)  # try_to_unmap_one: update_hiwater_rss(mm) before the anon -> swap move
         var = _apply_call(seg, st, truth, var, cpu, -1, victim, L.ANON, -batch, 0, jon)
         var = _apply_call(seg, st, truth, var, cpu, -1, victim, L.SWAP, batch, 0, jon)
         pending[slot] = victim

@@ -54,7 +54,10 @@ H_OOM = 38  # base of the OOM record (0: no OOM selection in this run)
 H_FAULTS = 39  # 1: CPUs keep an in-flight journal, so a killed CPU's last update can be recovered
 H_PIDNS = 40  # inode of the owner's PID namespace: H_OWNER_PID means something only in that namespace
 H_DPARAM = 41  # design parameters D0..D15 (e.g. the percpu batch)
-H_WORDS = 57
+H_DPARAM_WORDS = 16
+H_ONLINE = 57  # online CPUs (cpu_online_mask = 0..ONLINE-1): NCPU <= ONLINE <= POSSIBLE
+H_HIWATER = 58  # per-mm hiwater_rss words, one line per mm (update_hiwater_rss on unmap)
+H_WORDS = 64
 
 # --- control lines (parent writes line 0; CPUs add themselves to the barrier on line 1)
 C_STATE = 0
@@ -126,6 +129,7 @@ J_DOUBT_D = 16
 J_FAULT = 17  # the event's fault flag
 J_KILL_STEP = 18  # tests: count only the kill points of this step (0: every step)
 J_WORDS = 19
+S_PAGES = S_J + J_WORDS  # pages of the fault events counted in S_EVENTS (a fault of n pages is one event)
 S_WORDS = 56
 
 CPU_INIT, CPU_BARRIER, CPU_RUNNING, CPU_DONE, CPU_FAILED, CPU_PARKED, CPU_FROZEN, CPU_OFFLINE, CPU_DEAD = range(9)
@@ -162,7 +166,7 @@ Q_IDS = 2
 
 # --- tape steps: (op, member, arg, arg2)
 STEP_WORDS = 4
-OP_FAULT = 1  # arg events of +1 on member (the page-fault path)
+OP_FAULT = 1  # arg events of +arg2 on member (the page-fault path; arg2: pages per fault, 0 read as 1)
 OP_UNMAP = 2  # one event of -arg on member (zap: a batched update)
 OP_CLONE = 3  # a new thread of the task's mm
 OP_EXIT = 4  # the running thread exits; the task carries on as the thread an earlier clone made

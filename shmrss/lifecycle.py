@@ -15,7 +15,7 @@ from dataclasses import replace
 from rich.table import Table
 
 from shmrss import designs, layout as L
-from shmrss.orchestrator import Run, RunParams
+from shmrss.orchestrator import Run, RunParams, online_cpus
 from shmrss.segment import Geometry
 
 VARIANT_DESIGN = {"upstream": "percpu", "merged": "percpu", "fused-check": "percpu", "ctor-cache": "percpu",
@@ -81,7 +81,8 @@ class LifecycleRun(Run):
         # two lines per slot in each CPU's unit: the counters, then upstream's separate mm_cid line
         shape = replace(shape, pcpu_words_per_mm=2 * lw, global_words=cache_base + p.ncpu * cache_stride)
         return Geometry(ncpu=p.ncpu, possible=possible, nmm=slots, ntask=p.ncpu, line_words=lw, pack=p.pack,
-                        slice=p.slice, design_id=mod.ID, shape=shape, tape_steps=1, nwork=p.ncpu)
+                        slice=p.slice, design_id=mod.ID, shape=shape, tape_steps=1, nwork=p.ncpu,
+                        online=online_cpus(p))
 
     def _fill(self) -> None:
         from shmrss import lifecycle_loop as LL
@@ -167,6 +168,7 @@ def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, c
         "workload": "fork_exit",
         "partial": raw["partial"],
         "params": {**params.options, "lifecycle": variant, "possible_cpus": possible, "cpus": params.ncpu,
+                   "online_cpus": online_cpus(params),
                    "host_cpus": list(params.placement.cpus), "duration_s": params.duration, "pages": pages,
                    "clones": clones, "line": params.line, "cache_depth": CACHE_DEPTH},
         "host": host_info(params.topo, params.line),

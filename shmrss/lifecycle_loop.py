@@ -30,6 +30,9 @@ chosen variant (ALGORITHMS.md section 9):
                  per-CPU allocation for the level-0 counters; HPCC's
                  percpu_counter_tree has no hotplug list, so no list lock
 
+Allocation and mm_cid walk the possible CPUs; the teardown sums (check_mm's
+percpu_counter_sum, fused-check's loop) walk the online CPUs (--online-cpus).
+
 The global list lock. Upstream's rss counters are percpu_counters, and with
 CONFIG_HOTPLUG_CPU ``__percpu_counter_init_many`` and
 ``percpu_counter_destroy_many`` (lib/percpu_counter.c, since 6.6) each take
@@ -277,6 +280,11 @@ def _cid_word(seg, cpu, s, merged):
 
 @njit(inline="always")
 def _zero_counters(seg, s):
+    """The per-CPU allocator zeroes every possible CPU's slice (mm/percpu.c, pcpu_alloc)::
+
+        for_each_possible_cpu(cpu)
+            memset((void *)pcpu_chunk_addr(chunk, cpu, 0) + off, 0, size);
+    """
     for cpu in range(seg[L.H_POSSIBLE]):
         for k in range(L.NMEMBERS):
             store(seg, pcpu_word(seg, cpu, s, k), 0)
@@ -284,7 +292,12 @@ def _zero_counters(seg, s):
 
 @njit(inline="always")
 def _zero_and_init_cid(seg, s):
-    """upstream: the allocator zeroes the mm_cid slices, then mm_init_cid's own loop sets them."""
+    """upstream: the allocator zeroes the mm_cid slices (every possible CPU, as ``_zero_counters``), then
+    mm_init_cid's own loop sets them, again over the possible CPUs (kernel/sched/core.c)::
+
+        for_each_possible_cpu(cpu)
+            per_cpu_ptr(pcpu, cpu)->cid = MM_CID_UNSET;
+    """
     for cpu in range(seg[L.H_POSSIBLE]):
         store(seg, _cid_word(seg, cpu, s, False), 0)
     for cpu in range(seg[L.H_POSSIBLE]):
@@ -293,12 +306,18 @@ def _zero_and_init_cid(seg, s):
 
 @njit(inline="always")
 def _fused_check(seg, s):
-    """One teardown loop over the possible CPUs summing all 4 counters; returns bad members."""
+    """One teardown loop summing all 4 counters; returns bad members.
+
+    It fuses check_mm's four ``percpu_counter_sum`` calls, so it walks what
+    ``__percpu_counter_sum`` walks: the online CPUs (0..H_ONLINE-1), lib/percpu_counter.c::
+
+        for_each_cpu_or(cpu, cpu_online_mask, cpu_dying_mask) {
+    """
     s0 = 0
     s1 = 0
     s2 = 0
     s3 = 0
-    for cpu in range(seg[L.H_POSSIBLE]):
+    for cpu in range(seg[L.H_ONLINE]):
         s0 += load(seg, pcpu_word(seg, cpu, s, 0))
         s1 += load(seg, pcpu_word(seg, cpu, s, 1))
         s2 += load(seg, pcpu_word(seg, cpu, s, 2))

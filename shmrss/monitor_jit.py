@@ -63,9 +63,9 @@ def _snap_tree(w, mms, out):
 
 @njit(inline="always")
 def _percpu_sum(w, mm, k):
-    """percpu's precise sum without its spinlock: count plus every possible CPU's word."""
+    """percpu's precise sum without its spinlock: count plus every online CPU's word (as __percpu_counter_sum)."""
     s = load(w, percpu._count(w, mm, k))
-    for cpu in range(w[L.H_POSSIBLE]):
+    for cpu in range(w[L.H_ONLINE]):
         s += load(w, pcpu_word(w, cpu, mm, k))
     return s
 

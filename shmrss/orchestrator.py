@@ -48,6 +48,8 @@ class RunParams:
     pack: bool = False
     slice: int = 100_000
     possible: int | None = None
+    online: int | None = None  # online CPUs (cpu_online_mask); None: the possible CPUs
+    fault_pages: tuple[int, ...] = (1,)  # pages per fault of the built-in page-fault workloads (for the result)
     reader: bool = True
     reclaimer: bool = False
     oom: bool = False  # the reader also selects OOM victims, 2-pass and all-precise
@@ -90,6 +92,12 @@ class Sample:
     events: np.ndarray  # per CPU
 
 
+def online_cpus(p: RunParams) -> int:
+    """The emulated online CPUs: --online-cpus, else every possible CPU; never below the CPUs that run."""
+    possible = max(p.possible or 0, p.ncpu)
+    return possible if p.online is None else max(min(p.online, possible), p.ncpu)
+
+
 def _geometry(p: RunParams) -> Geometry:
     mod = designs.get(p.design)
     possible = max(p.possible or 0, p.ncpu)
@@ -99,7 +107,7 @@ def _geometry(p: RunParams) -> Geometry:
     return Geometry(
         ncpu=p.ncpu, possible=possible, nmm=wl.nmm, ntask=len(wl.tasks), line_words=p.line // 8,
         pack=p.pack, slice=p.slice, design_id=mod.ID, shape=shape, tape_steps=len(wl.tape),
-        nwork=p.nwork, reclaimer=p.reclaimer, oom=p.oom and p.reader,
+        nwork=p.nwork, reclaimer=p.reclaimer, oom=p.oom and p.reader, online=online_cpus(p),
     )
 
 
@@ -412,6 +420,7 @@ class Run:
                 "events": events, "seconds": span_ns / 1e9,
                 "events_per_s": events / span_ns * 1e9 if span_ns > 0 else 0.0,
                 "ns_per_event": span_ns / events if events else None,
+                "pages": int(w[b + L.S_PAGES]),  # faulted: a fault of n pages is one event of n pages
                 "switches": int(w[b + L.S_SWITCHES]), "slow_paths": int(w[b + L.S_SLOW]),
                 "lock_spins": int(w[b + L.S_SPINS]), "var": int(w[b + L.S_VAR]), "commit": int(w[b + L.S_COMMIT]),
                 "hits": int(w[b + L.S_HITS]), "misses": int(w[b + L.S_MISSES]),
@@ -430,6 +439,7 @@ class Run:
                          "commit": int(w[b + L.S_COMMIT]), "died": self.reclaimer_died,
                          "raced_moves": int(w[b + L.S_RACED]), "raced_left_max": int(w[b + L.S_RACED_MAX])}
         nmm = int(w[L.H_NMM])
+        hiwater = w[int(w[L.H_HIWATER]): int(w[L.H_HIWATER]) + nmm * int(w[L.H_LINE]): int(w[L.H_LINE])].copy()
         check = np.zeros((nmm * L.NMEMBERS, 5), dtype=np.int64)
         eng.quiescent_check(w, check)
         r = int(w[L.H_READER])
@@ -475,7 +485,7 @@ class Run:
             "teardown_bad": bad, "samples": self.samples, "tsc_per_ns": tsc_per_ns,
             "timer_overhead_ns": timer / tsc_per_ns, "tsc_step_ns": step_ns, "startup_s": startup_s,
             "warnings": self.warnings, "partial": self.partial, "reader_died": self.reader_died,
-            "reclaimer": reclaimer, "oom": oom, "design_bad": own_bad, "threads_off": threads_off,
+            "reclaimer": reclaimer, "oom": oom, "design_bad": own_bad, "hiwater": hiwater, "threads_off": threads_off,
             "faults": self.faults.summary() if self.faults is not None else None,
             "contention": self.contention.summary() if self.contention is not None else None,
         }

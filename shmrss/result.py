@@ -101,6 +101,8 @@ def _validity(per_cpu: list[dict], raw: dict, warnings: list[str]) -> tuple[list
 
 def build(params, raw: dict, calibration: dict | None) -> dict:
     """The result object of one design's run."""
+    from shmrss.orchestrator import online_cpus
+
     per_cpu = raw["per_cpu"]
     check = raw["check"]
     rd = raw["reader"]
@@ -188,6 +190,7 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "host_cpus": list(params.placement.cpus), "reader_cpu": params.placement.reader_cpu,
             "duration_s": params.duration, "read_interval_s": params.read_interval, "line": params.line,
             "pack": params.pack, "slice": params.slice, "possible_cpus": params.possible or params.ncpu,
+            "online_cpus": online_cpus(params), "fault_pages": list(params.fault_pages),
             "mms": params.workload.nmm, "tasks": len(params.workload.tasks),
             "oversubscribed": params.placement.oversubscribed,
             "design_params": {"summary": mod.SUMMARY, "bound": mod.BOUND},
@@ -200,6 +203,11 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "events_per_s_intervals": _spread(rates),
             "events_per_s_samples": rates,  # every per-second rate of the measured window (warm-up dropped)
             "events": sum(c["events"] for c in per_cpu),
+            "fault_pages": sum(c.get("pages", 0) for c in per_cpu),
+            "ns_per_page": statistics.median(pp) if (pp := [c["seconds"] * 1e9 / c["pages"] for c in per_cpu
+                                                            if c.get("pages")]) else None,
+            "slow_paths": sum(c["slow_paths"] for c in per_cpu),
+            "lock_spins": sum(c["lock_spins"] for c in per_cpu),
             "per_cpu": per_cpu,
             "startup_s": raw["startup_s"],
             "switches_per_s": sum(c["switches"] / c["seconds"] for c in per_cpu if c["seconds"] > 0),
@@ -243,6 +251,9 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "timer_step_ns": raw["tsc_step_ns"],
         },
         "oom": oom,
+        # mm->hiwater_rss as update_hiwater_rss left it (the unmap paths' approximate reads), over the mms
+        "hiwater_rss": {"max": int(max(raw["hiwater"])), "min": int(min(raw["hiwater"]))} if len(raw.get("hiwater", ()))
+        else None,
         "faults": faults if faults and (faults["injected"] or faults["checks"]) else None,
         "perf": perf,
         "invariants": invariants,

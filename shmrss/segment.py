@@ -61,6 +61,7 @@ class Geometry:
     nwork: int | None = None  # CPUs that run tapes; default all
     reclaimer: bool = False  # CPU nwork is the reclaimer
     oom: bool = False  # the reader also runs OOM victim selections
+    online: int | None = None  # online CPUs (ncpu <= online <= possible); default possible
 
 
 def _round(n: int, line: int) -> int:
@@ -76,8 +77,8 @@ class Layout:
 
 def compute_layout(g: Geometry) -> Layout:
     """Place every region on its own cache line; return the header and the size."""
-    if len(g.shape.params) > L.H_WORDS - L.H_DPARAM:
-        raise ValueError(f"a design has at most {L.H_WORDS - L.H_DPARAM} parameters")
+    if len(g.shape.params) > L.H_DPARAM_WORDS:
+        raise ValueError(f"a design has at most {L.H_DPARAM_WORDS} parameters")
     lw = g.line_words
     h = np.zeros(L.H_WORDS, dtype=np.int64)
     regions: dict[str, tuple[int, int]] = {}
@@ -116,10 +117,12 @@ def compute_layout(g: Geometry) -> Layout:
     h[L.H_GLOBAL] = place("global", g.shape.global_words)
     if g.oom:
         h[L.H_OOM] = place("oom", L.O_HEAD_WORDS + 2 * g.ring)
+    h[L.H_HIWATER] = place("hiwater", g.nmm * lw)  # mm->hiwater_rss: a word on each mm's own line
 
     h[L.H_MAGIC], h[L.H_VERSION], h[L.H_LINE] = L.MAGIC, L.VERSION, lw
     h[L.H_TOTAL] = cursor
     h[L.H_NCPU], h[L.H_POSSIBLE], h[L.H_NMM], h[L.H_NTASK] = g.ncpu, g.possible, g.nmm, g.ntask
+    h[L.H_ONLINE] = g.possible if g.online is None else g.online
     h[L.H_DESIGN], h[L.H_PACK], h[L.H_SLICE] = g.design_id, int(g.pack), g.slice
     h[L.H_STAT_EVERY] = g.stat_every
     h[L.H_NWORK] = g.ncpu if g.nwork is None else g.nwork
@@ -285,6 +288,8 @@ def validate_header(words: np.ndarray, size_bytes: int) -> None:
     ntask, ring = int(words[L.H_NTASK]), int(words[L.H_RING])
     if possible < ncpu or not 0 <= ntask <= 1 << 20 or not 0 < ring <= 1 << 24:
         raise SegmentError("segment header holds impossible sizes")
+    if not ncpu <= int(words[L.H_ONLINE]) <= possible:
+        raise SegmentError("segment header holds impossible sizes")
     # a stride below its record's size would let the last record's fields run past the extents checked below
     least = ((L.H_CPUSTAT_STRIDE, L.S_WORDS), (L.H_TRUTH_STRIDE, nmm * L.NMEMBERS), (L.H_MM_STRIDE, 1),
              (L.H_TASK_STRIDE, L.T_WORDS), (L.H_RQ_STRIDE, L.Q_IDS + ntask), (L.H_PCPU_KWORDS, 0))
@@ -304,6 +309,7 @@ def validate_header(words: np.ndarray, size_bytes: int) -> None:
         (L.H_RQ, ncpu * int(words[L.H_RQ_STRIDE])),
         (L.H_READER, L.R_HEAD_WORDS + 2 * ring),
         (L.H_GLOBAL, int(words[L.H_GLOBAL_WORDS])),
+        (L.H_HIWATER, nmm * int(words[L.H_LINE])),
     ) + (((L.H_OOM, L.O_HEAD_WORDS + 2 * ring),) if int(words[L.H_OOM]) else ())
     for slot, extent in extents:
         base = int(words[slot])

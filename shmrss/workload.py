@@ -13,6 +13,8 @@ Each task repeats its tape forever; ``cpu`` (optional, default task index mod
 the CPU count) is the emulated CPU whose run queue holds it. Steps:
 
     ["fault", member, n]        n events of +1 (the page-fault path)
+    ["fault", member, n, size]  n events of +size: faults of size pages each (16: fault-around
+                                or a 64 KiB mTHP; 512: a 2 MiB THP); size 1 to MAX_FAULT_PAGES
     ["unmap", member, n]        one event of -n (zap's batched update)
     ["remote", member, d, off]  one event of d on mm (own mm + off) mod mms (off default 1)
     ["exec", member, n, off]    exec's argument copy (get_arg_page <- copy_string_kernel <-
@@ -46,6 +48,7 @@ LONGEST_RUN_S = 7 * 86400
 MAX_EVENTS_PER_S = 1 << 30
 TOTAL_LIMIT = 1 << 60  # a truth or counter sum, with room for the four members of an mm added together
 VAR_LIMIT = 1 << 61  # one CPU's VAR (the sum of |d| it applied), with room for the recovery mark
+MAX_FAULT_PAGES = 1 << 18  # a 1 GiB page of 4 KiB pages
 
 
 class WorkloadError(ValueError):
@@ -86,7 +89,14 @@ def _parse_step(step, where: str) -> tuple[int, int, int, int]:
     _need(isinstance(op, str) and op in L.OP_NAMES, f"{where}: unknown op {op!r} (ops: {', '.join(L.OP_NAMES)})")
     code = L.OP_NAMES[op]
     args = list(step[1:])
-    if code in (L.OP_FAULT, L.OP_UNMAP):
+    if code == L.OP_FAULT:
+        _need(len(args) in (2, 3), f"{where}: fault takes [\"fault\", member, count] or "
+                                   f"[\"fault\", member, count, pages per fault], got {step!r}")
+        count = _int(args[1], f"{where} count", 1, MAX_ARG)
+        size = _int(args[2], f"{where} pages per fault", 1, MAX_FAULT_PAGES) if len(args) == 3 else 1
+        _need(count * size <= MAX_ARG, f"{where}: {count} faults of {size} pages is more than {MAX_ARG} pages")
+        return code, _member(args[0], where), count, size if len(args) == 3 else 0  # 0: one page
+    if code == L.OP_UNMAP:
         _need(len(args) == 2, f"{where}: {op} takes [\"{op}\", member, count], got {step!r}")
         return code, _member(args[0], where), _int(args[1], f"{where} count", 1, MAX_ARG), 0
     if code in (L.OP_CLONE, L.OP_EXIT, L.OP_YIELD):
@@ -167,7 +177,9 @@ def tape_totals(tape: np.ndarray, nmm: int) -> tuple[dict, int, int]:
     events = churn = 0
     for op, member, arg, arg2 in tape.tolist():
         if op == L.OP_FAULT:
-            key, d, n = (member, 0), arg, arg  # n events of +1
+            key, d, n = (member, 0), arg * max(arg2, 1), arg  # n events of +size (size 0 is one page)
+        elif op == L.OP_EXEC:
+            key, d, n = (member, arg2 % nmm), arg, arg  # n page faults of +1 on another mm
         elif op == L.OP_UNMAP:
             key, d, n = (member, 0), -arg, 1
         elif op == L.OP_REMOTE:

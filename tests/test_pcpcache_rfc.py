@@ -93,7 +93,7 @@ def test_the_read_does_not_wait_for_a_cpu_inside_the_fast_path(flushed_seg):
 
 
 def _exec_spec(step):
-    return {"name": "x", "mms": 2, "tapes": {"t": [step, ["unmap", "anon", 2]]}, "tasks": [{"mm": 0, "tape": "t"}]}
+    return {"name": "x", "mms": 2, "tapes": {"t": [step]}, "tasks": [{"mm": 0, "tape": "t"}]}
 
 
 def test_exec_step_parses_and_refuses_bad_arguments():

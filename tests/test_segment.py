@@ -172,11 +172,11 @@ def test_layout_refuses_too_many_params(geometry):
 
     from shmrss.segment import DesignShape
 
-    room = L.H_WORDS - L.H_DPARAM
+    room = L.H_DPARAM_WORDS
     assert room == 16
     g = geometry("atomic", 1)
     ok = compute_layout(replace(g, shape=DesignShape(pcpu_words_per_mm=0, mm_words=4, params=tuple(range(1, 17)))))
-    assert ok.header[L.H_DPARAM: L.H_WORDS].tolist() == list(range(1, 17))  # all 16 stored
+    assert ok.header[L.H_DPARAM: L.H_DPARAM + L.H_DPARAM_WORDS].tolist() == list(range(1, 17))  # all 16 stored
     g = replace(g, shape=DesignShape(pcpu_words_per_mm=0, mm_words=4, params=tuple(range(17))))
     with pytest.raises(ValueError, match="16 parameters"):
         compute_layout(g)

@@ -294,7 +294,7 @@ def test_a_tape_that_only_sleeps_is_accepted():
 
 REFUSED = {
     "fault without count": (["fault", "anon"], "fault takes"),
-    "fault extra arg": (["fault", "anon", 1, 2], "fault takes"),
+    "fault extra arg": (["fault", "anon", 1, 2, 3], "fault takes"),  # a 4th is the pages per fault
     "unmap unknown member": (["unmap", "heap", 1], "unknown member"),
     "clone with arg": (["clone", 1], "no arguments"),
     "exit with arg": (["exit", "now"], "no arguments"),

@@ -9,12 +9,20 @@ WORKLOADS = ("page_fault1", "page_fault2", "page_fault3", "rss_steal", "mixed", 
 # fork_exit is not a tape workload: shmrss runs its own create/use/destroy loop (shmrss.lifecycle)
 
 
-def build(name: str, ncpu: int, tasks: int | None = None, mode: str = "processes") -> dict:
+SIZED = ("page_fault1", "page_fault2", "page_fault3")  # the workloads --fault-pages sizes
+
+
+def build(name: str, ncpu: int, tasks: int | None = None, mode: str = "processes", fault_pages=(1,)) -> dict:
     from shmrss.workload import WorkloadError
 
     if name not in WORKLOADS:
         raise WorkloadError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}, fork_exit "
                             f"or a .json file")
+    if tuple(fault_pages) != (1,):
+        if name not in SIZED:
+            raise WorkloadError(f"--fault-pages goes with {', '.join(SIZED)} (a workload file gives each "
+                                f"fault step its own size), not {name}")
+        return import_module(f"workloads.{name}").build(ncpu, tasks=tasks, mode=mode, fault_pages=fault_pages)
     return import_module(f"workloads.{name}").build(ncpu, tasks=tasks, mode=mode)
 
 

@@ -8,8 +8,12 @@ Per pair (``--tasks N`` pairs, default one per CPU), two processes share one CPU
   mm the CPU does not cache (``exec``: pcpcache's misses); it then yields, faults
   and unmaps SHELL_PAGES of its own;
 * the image (mm 2i + 1) runs after the switch to it: it faults IMAGE_FILE_PAGES of
-  file and IMAGE_ANON_PAGES of anon memory (pcpcache's hits), unmaps them and its
-  argument pages (its exit), and yields.
+  file and IMAGE_ANON_PAGES of anon memory (pcpcache's hits), unmaps them (its
+  exit), and yields;
+* the shell, once it runs again, takes the argument pages it copied back out of the
+  image's mm (a remote update). In the kernel they go with the image's mm; here each
+  task must remove what it added, so that no tape can take a counter below zero
+  (shmrss.workload.check_totals), whatever order the scheduler runs the two in.
 
 Every fault hits the cached mm except the argument copy, so misses per hit are
 ARG_PAGES / (SHELL_PAGES + image pages): a choice of this tape (about 1/544), not
@@ -34,9 +38,10 @@ def build(ncpu: int, tasks: int | None = None, mode: str = "processes") -> dict:
     pairs = ncpu if tasks is None else tasks
     if pairs < 1:
         raise WorkloadError(f"--tasks must be at least 1, got {pairs}")
-    shell = [["exec", "anon", ARG_PAGES, 1], ["yield"], ["fault", "anon", SHELL_PAGES], ["unmap", "anon", SHELL_PAGES]]
+    shell = [["exec", "anon", ARG_PAGES, 1], ["yield"], ["fault", "anon", SHELL_PAGES], ["unmap", "anon", SHELL_PAGES],
+             ["remote", "anon", -ARG_PAGES, 1]]
     image = [["fault", "file", IMAGE_FILE_PAGES], ["fault", "anon", IMAGE_ANON_PAGES],
-             ["unmap", "file", IMAGE_FILE_PAGES], ["unmap", "anon", IMAGE_ANON_PAGES + ARG_PAGES], ["yield"]]
+             ["unmap", "file", IMAGE_FILE_PAGES], ["unmap", "anon", IMAGE_ANON_PAGES], ["yield"]]
     tasks_ = []
     for i in range(pairs):
         tasks_.append({"mm": 2 * i, "tape": "shell", "cpu": i % ncpu})

@@ -13,10 +13,10 @@ import sys
 PAGES = (128 << 20) // 4096
 
 
-def build(ncpu: int, tasks: int | None = None, mode: str = "processes") -> dict:
+def build(ncpu: int, tasks: int | None = None, mode: str = "processes", fault_pages=(1,)) -> dict:
     from workloads.page_fault1 import per_task
 
-    return per_task("page_fault2", "anon", ncpu, tasks, mode)
+    return per_task("page_fault2", "anon", ncpu, tasks, mode, fault_pages)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ Run on its own: ``python workloads/page_fault3.py --design all --duration 2``.
 import sys
 
 
-def build(ncpu: int, tasks: int | None = None, mode: str = "processes") -> dict:
+def build(ncpu: int, tasks: int | None = None, mode: str = "processes", fault_pages=(1,)) -> dict:
     from workloads.page_fault1 import per_task
 
-    return per_task("page_fault3", "file", ncpu, tasks, mode)
+    return per_task("page_fault3", "file", ncpu, tasks, mode, fault_pages)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ Fast path (percpu_counter_add_batch): read this CPU's value c; while
 
 Approximate read: ``count``; every CPU holds less than B in magnitude, so the
 error is at most ``N * (B - 1)`` either way (O(N^2)). Precise read: under the
-lock, count plus the values of all possible CPUs. CPU offline folds the dead
-CPU's value into count under the lock.
+lock, count plus the values of the online CPUs (``--online-cpus``; the kernel
+walks ``cpu_online_mask | cpu_dying_mask``, see ``read_precise``). CPU offline
+folds the dead CPU's value into count under the lock, which is why a walk of
+the online CPUs misses nothing. Allocation zeroes every possible CPU's slice.
 """
 
 from numba import njit
@@ -163,10 +165,21 @@ def approx_bound(seg, mm, k):
 
 @njit(inline="always")
 def read_precise(seg, mm, k):
+    """__percpu_counter_sum: the online CPUs (0..H_ONLINE-1), not the possible ones. lib/percpu_counter.c::
+
+        raw_spin_lock_irqsave(&fbc->lock, flags);
+        ret = fbc->count;
+        for_each_cpu_or(cpu, cpu_online_mask, cpu_dying_mask) {
+            s32 *pcount = per_cpu_ptr(fbc->counters, cpu);
+            ret += *pcount;
+        }
+
+    (no CPU is dying here: an emulated CPU taken offline is folded by ``cpu_offline`` first).
+    """
     lk = _lock(seg, mm, k)
     spin_lock(seg, lk, L.OWNER_READER)
     s = load(seg, _count(seg, mm, k))
-    for cpu in range(seg[L.H_POSSIBLE]):
+    for cpu in range(seg[L.H_ONLINE]):
         s += load(seg, pcpu_word(seg, cpu, mm, k))
     spin_unlock(seg, lk)
     return s
@@ -199,7 +212,8 @@ def mm_init(seg, mm):
     for k in range(L.NMEMBERS):
         store(seg, _lock(seg, mm, k), 0)
         store(seg, _count(seg, mm, k), 0)
-    # the per-CPU allocator zeroes every possible CPU's slice
+    # the per-CPU allocator zeroes every possible CPU's slice (mm/percpu.c pcpu_alloc:
+    # "for_each_possible_cpu(cpu) memset((void *)pcpu_chunk_addr(chunk, cpu, 0) + off, 0, size);")
     for cpu in range(seg[L.H_POSSIBLE]):
         for k in range(L.NMEMBERS):
             store(seg, pcpu_word(seg, cpu, mm, k), 0)
@@ -207,7 +221,8 @@ def mm_init(seg, mm):
 
 @njit(inline="always")
 def mm_destroy(seg, mm):
-    # check_mm: one summing loop per counter
+    # check_mm (kernel/fork.c): one summing loop per counter over the online CPUs,
+    # "long x = percpu_counter_sum(&mm->rss_stat[i]);" for each of the NR_MM_COUNTERS
     return members_not_zero(read_precise, seg, mm)
 
 

@@ -309,6 +309,12 @@ def approx_bound(seg, mm, k):
 
 @njit(inline="always")
 def read_precise(seg, mm, k):
+    """percpu_counter_tree_precise_sum: every possible CPU (0..H_POSSIBLE-1), whatever --online-cpus says.
+    lib/percpu_counter_tree.c (compudj/linux-dev)::
+
+        for_each_possible_cpu(cpu)
+            sum += *per_cpu_ptr(counter->level0, cpu);
+    """
     s = load(seg, mm_word(seg, mm, _BIAS))
     for cpu in range(seg[L.H_POSSIBLE]):
         s += load(seg, pcpu_word(seg, cpu, mm, k))
