@@ -77,7 +77,8 @@ class LifecycleRun(Run):
         possible = max(p.possible or 0, p.ncpu)
         slots, _, cache_base, cache_stride = lifecycle_area(p.ncpu, lw)
         mod = designs.get(p.design)
-        shape = mod.shape(p.ncpu, possible, slots, line_words=lw, options=p.design_options)
+        shape = mod.shape(p.ncpu, possible, slots, line_words=lw,
+                          options={**p.design_options, "online_cpus": online_cpus(p)})
         # two lines per slot in each CPU's unit: the counters, then upstream's separate mm_cid line
         shape = replace(shape, pcpu_words_per_mm=2 * lw, global_words=cache_base + p.ncpu * cache_stride)
         return Geometry(ncpu=p.ncpu, possible=possible, nmm=slots, ntask=p.ncpu, line_words=lw, pack=p.pack,

@@ -103,7 +103,7 @@ def _geometry(p: RunParams) -> Geometry:
     possible = max(p.possible or 0, p.ncpu)
     wl = p.workload
     shape = mod.shape(p.ncpu, possible, wl.nmm, line_words=p.line // 8, nodes=p.node_of(),
-                      options=p.design_options)
+                      options={**p.design_options, "online_cpus": online_cpus(p)})
     return Geometry(
         ncpu=p.ncpu, possible=possible, nmm=wl.nmm, ntask=len(wl.tasks), line_words=p.line // 8,
         pack=p.pack, slice=p.slice, design_id=mod.ID, shape=shape, tape_steps=len(wl.tape),

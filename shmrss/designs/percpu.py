@@ -37,12 +37,14 @@ BOUND = "|approx - truth| <= N * (B - 1), B = max(32, 2N)"
 _LOCK, _COUNT = 0, 1
 
 
-def batch_for(ncpu: int) -> int:
-    return max(32, 2 * ncpu)
+def batch_for(online: int) -> int:
+    """compute_batch_value (lib/percpu_counter.c): ``percpu_counter_batch = max(32, nr * 2)``, nr online."""
+    return max(32, 2 * online)
 
 
 def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
-    return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=2 * L.NMEMBERS, params=(batch_for(ncpu),))
+    online = (options or {}).get("online_cpus") or ncpu  # percpu_counter_batch follows num_online_cpus()
+    return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=2 * L.NMEMBERS, params=(batch_for(online),))
 
 
 @njit(inline="always")
@@ -159,7 +161,8 @@ def read_approx(seg, mm, k):
 
 @njit(inline="always")
 def approx_bound(seg, mm, k):
-    e = seg[L.H_NCPU] * (dparam(seg, 0) - 1)
+    """Every online CPU's word is below the batch: ``N * (B - 1)`` either way, N the online CPUs."""
+    e = seg[L.H_ONLINE] * (dparam(seg, 0) - 1)
     return e, e
 
 

@@ -112,16 +112,18 @@ def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> Design
 
 
 def largest_update(words) -> int:
-    """The largest |delta| one update of this run carries: a fault is 1, an unmap or a remote update its
-    size, the reclaimer's moves its batch."""
+    """The largest |delta| one update of this run carries: a fault its pages per fault (1, or the step's
+    size: --fault-pages), an unmap or a remote update its size, the reclaimer's moves its batch."""
     from shmrss.engine import RECLAIM_BATCH  # here, not at the top: the designs do not load the engine
 
     d = RECLAIM_BATCH if words[L.H_RECLAIMER] else 1
     tape = int(words[L.H_TAPE])
     for i in range(int(words[L.H_TAPE_STEPS])):
-        op, arg = int(words[tape + i * L.STEP_WORDS]), int(words[tape + i * L.STEP_WORDS + 2])
+        op, arg, arg2 = (int(words[tape + i * L.STEP_WORDS + j]) for j in (0, 2, 3))
         if op == L.OP_UNMAP or op == L.OP_REMOTE:
             d = max(d, abs(arg))
+        elif op == L.OP_FAULT:
+            d = max(d, arg2)  # pages per fault; 0 is one page
     return d
 
 
