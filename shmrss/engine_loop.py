@@ -22,6 +22,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import compiler_barrier, load, local_add, pause, raw, rdtsc, spin_lock, spin_unlock, store, xadd
 from shmrss.designs._common import JOURNAL
+from shmrss.faultbody import fault_in, release
 from shmrss.designs.atomic import (  # DESIGN-IMPORT
     add, approx_bound, consistent, cpu_offline, mm_destroy, mm_init, read_approx, read_precise, recover,
     release_locks, resolve, switch_mm, task_exit, thread_created, threads,
@@ -95,6 +96,33 @@ def _apply_call(seg, st, truth, var, cpu, t, mm, k, d, fault, jon):
     """``_apply`` as a call: for the rare updates (unmap, remote, the reclaimer), so that the design's
     update is inlined once per loop, not at every site (compile time)."""
     return _apply(seg, st, truth, var, cpu, t, mm, k, d, fault, jon)
+
+
+@njit(inline="always")
+def _apply_paged(seg, st, truth, var, cpu, t, mm, k, pages):
+    """--fault-body page: a fault event of ``pages`` pages, the counter update then the real faults,
+    each timed apart. Never journaled (the CLI refuses page work with fault injection)."""
+    t0 = rdtsc()
+    var = _apply(seg, st, truth, var, cpu, t, mm, k, pages, 1, False)
+    t1 = rdtsc()
+    fault_in(seg, st, pages)
+    t2 = rdtsc()
+    local_add(seg, st + L.S_FB_COUNTER_TSC, t1 - t0)
+    local_add(seg, st + L.S_FB_BODY_TSC, t2 - t1)
+    return var
+
+
+@njit(cache=True)
+def _unmap_paged(seg, st, truth, var, cpu, t, mm, k, pages):
+    """--fault-body page: an unmap of ``pages``, the counter update then the pages' release, timed apart."""
+    t0 = rdtsc()
+    var = _apply_call(seg, st, truth, var, cpu, t, mm, k, -pages, 0, False)
+    t1 = rdtsc()
+    release(seg, st, pages)
+    t2 = rdtsc()
+    local_add(seg, st + L.S_FB_COUNTER_TSC, t1 - t0)
+    local_add(seg, st + L.S_FB_BODY_TSC, t2 - t1)
+    return var
 
 
 @njit(inline="always")
@@ -174,6 +202,7 @@ def cpu_main(words, cpu):
     nwork = seg[L.H_NWORK]
     nmm = seg[L.H_NMM]
     jon = seg[st + L.S_J + L.J_ON] != 0
+    paged = seg[st + L.S_FB_PAGES] != 0  # --fault-body page: real page faults beside each update
     j = st + L.S_J
 
     store(seg, st + L.S_STATUS, L.CPU_BARRIER)
@@ -266,6 +295,9 @@ def cpu_main(words, cpu):
             if jon:  # journaled runs (faults) are not the ones timed: their updates are calls
                 for _ in range(n):
                     var = _apply_call(seg, st, truth, var, cpu, t, mm, k, 1, 1, True)
+            elif paged:  # tested once per run of faults, like jon: the loop below it is unchanged
+                for _ in range(n):
+                    var = _apply_paged(seg, st, truth, var, cpu, t, mm, k, 1)
             else:  # the constant lets the compiler drop every journal test from the timed loop
                 for _ in range(n):
                     var = _apply(seg, st, truth, var, cpu, t, mm, k, 1, 1, False)
@@ -277,7 +309,10 @@ def cpu_main(words, cpu):
                 # so the task, wherever it runs next, must not do it again (a second unmap would go negative)
                 nxt = step + 1 if step + 1 < tape_len else 0
                 _save_task(seg, tb, nxt, _step_remain(seg, tape_start, nxt))
-            if op == L.OP_UNMAP:
+            if op == L.OP_UNMAP and paged:
+                var = _unmap_paged(seg, st, truth, var, cpu, t, mm, k, seg[sb + 2])
+                events += 1
+            elif op == L.OP_UNMAP:
                 var = _apply_call(seg, st, truth, var, cpu, t, mm, k, -seg[sb + 2], 0, jon)
                 events += 1
             elif op == L.OP_REMOTE:

@@ -61,6 +61,7 @@ class RunParams:
     faults: list = field(default_factory=list)  # shmrss.faults.Fault: offline / kill an emulated CPU mid-run
     check_every: float | None = None  # soak mode: park every CPU and check the invariants this often
     options: dict = field(default_factory=dict)  # the user's options, for the result
+    fault_body_pages: list | None = None  # --fault-body page: each tape CPU's region in pages (faultbody.check)
 
     @property
     def nwork(self) -> int:
@@ -135,6 +136,8 @@ def _populate(seg: Segment, p: RunParams) -> None:
         # the reclaimer always journals (it is not timed per event), so that losing it loses nothing
         w[st + cpu * ss + L.S_J + L.J_ON] = int(p.journal or (p.reclaimer and cpu == p.nwork))
     w[L.H_FAULTS] = int(p.journal)
+    for cpu, pages in enumerate(p.fault_body_pages or ()):
+        w[st + cpu * ss + L.S_FB_PAGES] = pages
     mod = designs.get(p.design)
     if hasattr(mod, "setup"):
         mod.setup(w, p.ncpu, p.node_of())
@@ -392,6 +395,10 @@ class Run:
                 "idle_passes": int(w[b + L.S_IDLE]),
                 "state": {L.CPU_DEAD: "killed", L.CPU_OFFLINE: "offline"}.get(int(w[b + L.S_STATUS]), "ran"),
             })
+            if self.p.fault_body_pages:
+                from shmrss import faultbody
+
+                per_cpu[-1]["fault_body"] = faultbody.per_cpu(w, b, events, tsc_per_ns, tsc_overhead_ticks())
         reclaimer = None
         if self.p.reclaimer:
             b = st + n * ss

@@ -147,6 +147,7 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "hits": hits, "misses": misses,
             "hit_rate": hits / (hits + misses) if hits + misses else None,
             "reclaimer": raw.get("reclaimer"),
+            "fault_body": _fault_body(per_cpu, ns),
         },
         "accuracy": {
             "approx_max_abs_error": approx_max_err,
@@ -178,6 +179,12 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
         "tsc_per_ns": raw["tsc_per_ns"],
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _fault_body(per_cpu: list[dict], ns: list[float]) -> dict | None:
+    from shmrss.faultbody import summary
+
+    return summary(per_cpu, statistics.median(ns) if ns else None)
 
 
 def _fmt(v, spec: str = ",.0f", none: str = "-") -> str:
