@@ -117,7 +117,7 @@ def report(topo, cost: dict, runs: dict[str, list[dict]], a) -> None:
     print(f"touch {spread(cost['touch_ns'])} ns/page, munmap {spread(cost['unmap_ns'])} ns/page, "
           f"together {spread(cost['fault_ns'])} ns/page\n")
     print("| design | mode | ns/event whole (page) | counter ns/event (page) | fault body ns/event | "
-          "counter share % | counter ns/event (none) | M events/s (page) |")
+          "counter share % | ns/event with --fault-body none (the emulated event alone) | M events/s (page) |")
     print("|---|---|---|---|---|---|---|---|")
     for mode in ("processes", "threads"):
         for d in ("percpu", "tree"):

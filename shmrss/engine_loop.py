@@ -22,7 +22,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import compiler_barrier, load, local_add, pause, raw, rdtsc, spin_lock, spin_unlock, store, xadd
 from shmrss.designs._common import JOURNAL
-from shmrss.faultbody import fault_in, release
+from shmrss.faultbody import count_ticks, fault_in, release
 from shmrss.designs.atomic import (  # DESIGN-IMPORT
     add, approx_bound, consistent, cpu_offline, mm_destroy, mm_init, read_approx, read_precise, recover,
     release_locks, resolve, switch_mm, task_exit, thread_created, threads,
@@ -107,8 +107,7 @@ def _apply_paged(seg, st, truth, var, cpu, t, mm, k, pages):
     t1 = rdtsc()
     fault_in(seg, st, pages)
     t2 = rdtsc()
-    local_add(seg, st + L.S_FB_COUNTER_TSC, t1 - t0)
-    local_add(seg, st + L.S_FB_BODY_TSC, t2 - t1)
+    count_ticks(seg, st, t1 - t0, t2 - t1)
     return var
 
 
@@ -120,8 +119,7 @@ def _unmap_paged(seg, st, truth, var, cpu, t, mm, k, pages):
     t1 = rdtsc()
     release(seg, st, pages)
     t2 = rdtsc()
-    local_add(seg, st + L.S_FB_COUNTER_TSC, t1 - t0)
-    local_add(seg, st + L.S_FB_BODY_TSC, t2 - t1)
+    count_ticks(seg, st, t1 - t0, t2 - t1)
     return var
 
 

@@ -135,6 +135,7 @@ S_FB_RELEASED = S_FB + 6  # pages released
 S_FB_RELEASES = S_FB + 7  # unmaps that released pages
 S_FB_ERRORS = S_FB + 8  # madvise calls that failed
 S_FB_MINFLT = S_FB + 9  # minor faults of the CPU process during its loop (getrusage)
+S_FB_PREEMPTED = S_FB + 10  # counter updates timed above faultbody.PREEMPTED_TICKS: left out of COUNTER_TSC
 S_WORDS = 72
 
 CPU_INIT, CPU_BARRIER, CPU_RUNNING, CPU_DONE, CPU_FAILED, CPU_PARKED, CPU_FROZEN, CPU_OFFLINE, CPU_DEAD = range(9)

@@ -33,6 +33,21 @@ def _release(words, st, pages):
     faultbody.release(raw(words), st, pages)
 
 
+@njit(cache=True)
+def _count(words, st, counter_ticks, body_ticks):
+    faultbody.count_ticks(raw(words), st, counter_ticks, body_ticks)
+
+
+def test_a_preempted_counter_update_is_counted_apart_not_timed():
+    w, st = _words_with_region(16)
+    _count(w, st, 30, 5000)
+    _count(w, st, faultbody.PREEMPTED_TICKS + 1, 100)  # the CPU process lost its host CPU mid-update
+    assert w[st + L.S_FB_COUNTER_TSC] == 30 and w[st + L.S_FB_PREEMPTED] == 1 and w[st + L.S_FB_BODY_TSC] == 5100
+    row = faultbody.per_cpu(w, st, events=2, tsc_per_ns=1.0, timer_ticks=0)
+    assert row["counter_ns_per_event"] == 30 and row["counter_updates_preempted"] == 1
+    assert row["body_ns_per_event"] == 2550
+
+
 def test_touching_the_region_really_faults_and_release_gives_the_pages_back():
     w, st = _words_with_region(128)
     region = faultbody.map_region(w, st)
