@@ -133,3 +133,17 @@ def test_fault_body_none_does_no_page_work(run_cli, tmp_path):
     code, r = run_cli(["run", "--design", "percpu", "--duration", "0.3"], tmp_path)
     assert code == 0
     assert r["params"]["fault_body"] == "none" and r["throughput"]["fault_body"] is None
+
+
+def test_page_runs_check_the_stop_flag_every_few_events():
+    """A page fault costs ~1000 counter updates: at the default 1024 events between stop checks, a CPU on a
+    loaded host took longer than the stop timeout to notice the stop (a run failed that way)."""
+    from shmrss.orchestrator import FAULT_BODY_STAT_EVERY, RunParams, _geometry
+    from shmrss.topology import plan, read_topology
+
+    topo = read_topology()
+    wl = compile_workload(SMALL, 2)
+    p = RunParams(design="percpu", workload=wl, placement=plan(topo, 2, oversubscribe=True), topo=topo)
+    assert _geometry(p).stat_every == 1024
+    p.fault_body_pages = faultbody.region_pages(wl)
+    assert _geometry(p).stat_every == FAULT_BODY_STAT_EVERY <= 16
