@@ -147,3 +147,17 @@ def test_page_runs_check_the_stop_flag_every_few_events():
     assert _geometry(p).stat_every == 1024
     p.fault_body_pages = faultbody.region_pages(wl)
     assert _geometry(p).stat_every == FAULT_BODY_STAT_EVERY <= 16
+
+
+def test_seed_004_verdict_needs_repetitions_and_a_difference_beyond_the_noise():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from fault_body import verdict
+
+    assert verdict([+0.3, -0.5, +0.1], noise_pct=5.0) == "agree"
+    assert verdict([+10.0, +29.6], noise_pct=0.3) == "cannot tell"  # two repetitions: no noise estimate
+    assert verdict([+10.0, +29.6, +12.0], noise_pct=16.0) == "cannot tell"  # within the noise
+    assert verdict([+3.0, +2.5, +2.8], noise_pct=1.0) == "disagree"
+    assert verdict([+0.3, -1.7, +2.8], noise_pct=1.0) == "cannot tell"
