@@ -517,7 +517,7 @@ def real_fault_work(size: Size, run: Runner) -> Claim:
     from fault_body import CLAIM_PCT, MIN_REPS, noise, verdict
 
     c = Claim("real_fault_work", "tree against percpu with real page faults (--fault-body page)",
-              f"ALGORITHMS.md §7 / seed 004: on will-it-scale page_fault1, where every event is a real page fault, "
+              f"[designs.md](designs.md) (tree) / seed 004: on will-it-scale page_fault1, where every event is a real page fault, "
               f"tree is within ±{CLAIM_PCT}% of upstream percpu (+0.2% with 96 processes, -0.8% with 96 threads).")
     eps: dict[tuple[str, str], list[float]] = {}
     share: dict[tuple[str, str], list[float]] = {}
