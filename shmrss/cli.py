@@ -321,6 +321,7 @@ def _json_default(o):
 def cmd_run(args, err: Console) -> int:
     from shmrss import designs, lifecycle, result
     from shmrss.orchestrator import Interrupted, Run, RunFailed, RunParams
+    from shmrss.results_file import results_document
     from shmrss.runsignals import SIGNALS
     from shmrss.topology import plan, read_topology
     from shmrss.workload import compile_workload, load_file
@@ -498,7 +499,7 @@ def cmd_run(args, err: Console) -> int:
             results.append(res)
             progress.update(task, completed=args.duration, visible=False)
             if args.json is not None:
-                json_error = _save_json(args.json, results if len(jobs) > 1 else res, json_error)
+                json_error = _save_json(args.json, results_document(results), json_error)
             if not all(res["invariants"].values()):
                 code = max(code, EXIT_FAILED)
                 logger.error("{}: invariant failed: {}", label,

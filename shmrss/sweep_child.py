@@ -141,9 +141,11 @@ def _load(path: Path) -> dict | None:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if isinstance(data, list):  # one point is one design at one P: a single object, but be lenient
-        data = data[0] if len(data) == 1 else None
-    return data if isinstance(data, dict) else None
+    from shmrss.results_file import results_of_document
+
+    results = results_of_document(data)  # {"schema_version", "results"}, or an older run's object or list
+    # one point is one design at one P: a single result
+    return results[0] if results and len(results) == 1 else None
 
 
 def _last_error(text: str) -> str | None:
