@@ -1,4 +1,4 @@
-"""Command line: ``shmrss run | topology | calibrate | cleanup | sweep | report``.
+"""Command line: ``shmrss run | topology | calibrate | cleanup | sweep | report | compare | monitor``.
 
 Bad input is one line on stderr and exit status 2; an interrupted run exits
 130 (SIGINT) or 143 (SIGTERM) after writing what it measured.
@@ -163,10 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--interval", type=_positive_float, default=1.0, metavar="S",
                    help="seconds between refreshes (default 1)")
     m.add_argument("--count", type=_int_at_least(1), metavar="N", help="stop after N refreshes")
-    from shmrss import report, sweep
+    from shmrss import compare, report, sweep
 
     sweep.add_parser(sub)
     report.add_parser(sub)
+    compare.add_parser(sub)
     return p
 
 
@@ -576,6 +577,16 @@ def cmd_report(args, err: Console) -> int:
         raise UsageError(str(e)) from None
 
 
+def cmd_compare(args, err: Console) -> int:
+    from shmrss import compare
+    from shmrss.results_file import InputError
+
+    try:
+        return compare.main(args, Console())  # piped: rich's own width (COLUMNS, else 80), not forced
+    except InputError as e:
+        raise UsageError(str(e)) from None
+
+
 def cmd_monitor(args, err: Console) -> int:
     from shmrss.monitor import MonitorUsage, command
 
@@ -586,7 +597,8 @@ def cmd_monitor(args, err: Console) -> int:
 
 
 _COMMANDS = {"run": cmd_run, "topology": cmd_topology, "calibrate": cmd_calibrate, "cleanup": cmd_cleanup,
-             "sweep": cmd_sweep, "report": cmd_report, "monitor": cmd_monitor}
+             "sweep": cmd_sweep, "report": cmd_report, "monitor": cmd_monitor,
+             "compare": cmd_compare}
 
 if __name__ == "__main__":
     # run as a script this module is __main__, a second copy of shmrss.cli whose UsageError is not the
