@@ -84,6 +84,13 @@ def _orders(text: str) -> tuple[int, ...]:
     return orders
 
 
+def _label(text: str) -> str:
+    """--label: one line of printable text, at most 100 characters (part of a result's identity)."""
+    if len(text) > 100 or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"must be one line of at most 100 printable characters, got {text[:40]!r}")
+    return text.strip()
+
+
 def _host_cpus(text: str) -> list[int]:
     from shmrss.hostcpus import parse
 
@@ -148,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--check-every", type=_positive_float, metavar="S",
                    help="soak mode: park every CPU each S seconds and check the invariants there")
     r.add_argument("--json", metavar="PATH", help="write the result(s) as JSON")
+    r.add_argument("--label", type=_label, default="", metavar="TEXT",
+                   help="a name for this build or setup, kept in params.label; results of different labels, "
+                        "hosts or kernels are never merged by report and compare")
     r.add_argument("--live", action="store_true",
                    help="show the live monitor view of the run (per CPU, per mm, host) instead of the progress bar")
 
@@ -408,7 +418,7 @@ def cmd_run(args, err: Console) -> int:
     options = {"mode": spec.get("mode"), "tasks_option": args.tasks, "smt": args.smt, "reclaimer": reclaimer,
                "nodes_option": args.nodes, "tree_orders": list(args.tree_orders) if args.tree_orders else None,
                "perf": args.perf, "offline_at": args.offline_at, "kill_at": args.kill_at,
-               "check_every": args.check_every, "online_cpus_option": args.online_cpus}
+               "check_every": args.check_every, "online_cpus_option": args.online_cpus, "label": args.label}
 
     def params_for(design: str, possible: int | None) -> RunParams:
         return RunParams(design=design, workload=wl, placement=placement, topo=topo, duration=args.duration,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from shmrss.cli import _int_at_least, _int_list, _orders, _positive_float
+from shmrss.cli import _int_at_least, _int_list, _label, _orders, _positive_float
 from shmrss.results_file import FINISHED, Appender, InputError, canonical, finished_keys, read_records
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -62,6 +62,8 @@ def add_parser(sub) -> None:
     s.add_argument("--nodes", type=_int_at_least(1, 64), help="pernode: emulate this many NUMA nodes")
     s.add_argument("--tree-orders", type=_orders, metavar="O1,O2,...", help="tree: arity orders of levels 1..L")
     s.add_argument("--no-calibrate", action="store_true", help="do not embed a hardware calibration")
+    s.add_argument("--label", type=_label, default="", metavar="TEXT",
+                   help="passed to every point's shmrss run --label (part of the results' identity)")
     s.add_argument("--shard", type=parse_shard, metavar="K/N",
                    help="run only shard K of N (0 <= K < N): every N-th point of the plan, all repeats of a point in "
                         "one shard; N machines with K = 0..N-1 run the whole plan (a Slurm job array, a CI matrix)")

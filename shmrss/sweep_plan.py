@@ -219,6 +219,7 @@ def _cell(args, wl, eff_mode, mode, tasks, c, pc, design, variant, line, reclaim
         "tree_orders": list(args.tree_orders) if design == "tree" and args.tree_orders else None,
         "pages": args.pages if wl.fork_exit else None, "clones": args.clones if wl.fork_exit else None,
         "leak_every": args.leak_every if wl.fork_exit and args.leak_every else None,
+        "label": getattr(args, "label", "") or None,
     }
     # options that do not apply are left out, so that an option added later keeps old keys valid
     key = {k: v for k, v in key.items() if v is not None}
@@ -243,4 +244,6 @@ def _cell(args, wl, eff_mode, mode, tasks, c, pc, design, variant, line, reclaim
         argv += ["--nodes", str(args.nodes)]
     if key.get("tree_orders"):
         argv += ["--tree-orders", ",".join(map(str, args.tree_orders))]
+    if key.get("label"):
+        argv += ["--label", key["label"]]
     return key, argv

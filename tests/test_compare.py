@@ -9,6 +9,7 @@ import pytest
 
 from shmrss import compare, stats
 from shmrss.results_file import InputError
+from results_schema import load_run_json
 
 
 def _result(eps_samples, design="percpu", host="a", kernel="6.1", pack=False, label=""):
@@ -142,7 +143,7 @@ def two_real_runs(tmp_path_factory):
     for design in ("atomic", "percpu"):
         path = d / f"{design}.json"
         assert main(["run", "--design", design, "--mode", "threads", "--cpus", cpus, "--duration", "1.5",
-                     "--no-calibrate", "--no-reader", "--json", str(path)]) == 0
+                     "--no-calibrate", "--no-reader", "--label", f"build-{design}", "--json", str(path)]) == 0
         paths.append(str(path))
     return paths
 
@@ -152,6 +153,8 @@ def test_cli_compares_two_real_runs(two_real_runs, capsys):
     code, out, _ = _cli(["compare", atomic, percpu, "--format", "json"], capsys)
     assert code == 0
     doc = json.loads(out)
+    assert doc["base"] == "build-atomic"  # --label names the side (params.label, part of the identity)
+    assert load_run_json(atomic)["params"]["label"] == "build-atomic"
     eps = next(r for r in doc["comparisons"] if r["metric"] == "events/s")
     assert "differs in: design" in eps["point"]
     assert eps["rule"] in (stats.RULE_WELCH, stats.RULE_RANGES)
@@ -171,3 +174,19 @@ def test_cli_table_fits_100_columns(two_real_runs):
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 100
     assert "events/s" in text and "ns/event" in text and "change" in text
+
+
+def test_label_goes_into_the_sweep_points_and_their_run_argv():
+    from shmrss.cli import build_parser
+    from shmrss.sweep_plan import plan_points
+    from shmrss.topology import read_topology
+
+    args = build_parser().parse_args(["sweep", "--design", "atomic", "--cpus", "1", "--repeat", "1",
+                                      "--label", "patched kernel", "--oversubscribe"])
+    (point,), _ = plan_points(args, read_topology())
+    assert point.key["label"] == "patched kernel"
+    assert point.argv[point.argv.index("--label") + 1] == "patched kernel"
+
+
+def test_a_label_that_is_not_one_printable_line_is_refused(capsys):
+    _one_line_exit_2(["run", "--label", "a\nb"], capsys, "--label")
