@@ -99,7 +99,11 @@ def _host_cpus(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="shmrss", description="Compare Linux mm->rss_stat counter designs on this host.")
+    from shmrss import __version__
+
+    p.add_argument("--version", action="version", version=f"shmrss {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="run designs on a workload and compare them")
@@ -154,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SIGKILL emulated CPU CPU (or 'reader', 'reclaimer') T seconds into each run (repeatable)")
     r.add_argument("--check-every", type=_positive_float, metavar="S",
                    help="soak mode: park every CPU each S seconds and check the invariants there")
-    r.add_argument("--json", metavar="PATH", help="write the result(s) as JSON")
+    r.add_argument("--json", metavar="PATH",
+                   help="write the results as JSON ({schema_version, results}); - writes it to stdout, the table "
+                        "and logs then go to stderr")
     r.add_argument("--label", type=_label, default="", metavar="TEXT",
                    help="a name for this build or setup, kept in params.label; results of different labels, "
                         "hosts or kernels are never merged by report and compare")
@@ -178,13 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_parser(sub)
     report.add_parser(sub)
     compare.add_parser(sub)
+    for sp in sub.choices.values():  # -v/-q also after the subcommand; SUPPRESS keeps one given before it
+        sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+        sp.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="warnings and errors only")
     return p
 
 
-def _setup_logging(verbose: bool, console: Console) -> None:
+def _setup_logging(verbose: bool, console: Console, quiet: bool = False) -> None:
     logger.remove()
     logger.add(lambda m: console.print(m, end="", markup=False, highlight=False, soft_wrap=True),
-               level="DEBUG" if verbose else "INFO", format="{level}: {message}")
+               level="DEBUG" if verbose else "WARNING" if quiet else "INFO", format="{level}: {message}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,7 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         err.print(f"shmrss: error: {e}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
-    _setup_logging(args.verbose, err)
+    except SystemExit as e:  # --version, --help: printed, done
+        return e.code if isinstance(e.code, int) else EXIT_OK
+    if args.verbose and args.quiet:
+        err.print("shmrss: error: -v and -q exclude each other", highlight=False)
+        return EXIT_USAGE
+    _setup_logging(args.verbose, err, args.quiet)
     if sys.platform != "linux":
         err.print(f"shmrss: error: shmrss needs Linux (sysfs, POSIX shared memory, CPU pinning); this is {sys.platform}")
         return EXIT_USAGE
@@ -509,7 +524,7 @@ def cmd_run(args, err: Console) -> int:
                 res["warnings"] += [w for w in res["perf"].get("warnings", []) if w not in res["warnings"]]
             results.append(res)
             progress.update(task, completed=args.duration, visible=False)
-            if args.json is not None:
+            if args.json is not None and args.json != "-":
                 json_error = _save_json(args.json, results_document(results), json_error)
             if not all(res["invariants"].values()):
                 code = max(code, EXIT_FAILED)
@@ -519,13 +534,16 @@ def cmd_run(args, err: Console) -> int:
                 code = raw.get("interrupt_code") or SIGNALS.pending
                 break
     logger.remove(said_live)
+    tables = err if args.json == "-" else _out_console()  # --json -: stdout holds the JSON alone
+    if results and args.json == "-":
+        sys.stdout.write(json.dumps(results_document(results), indent=1, default=_json_default) + "\n")
     if results:
-        _out_console().print(lifecycle.table(results) if fork_exit else result.table(results))
+        tables.print(lifecycle.table(results) if fork_exit else result.table(results))
         if args.perf:
             from shmrss.perf_report import table as perf_table
 
             if (pt := perf_table(results)) is not None:
-                _out_console().print(pt)
+                tables.print(pt)
         for res in results:
             for w in res["warnings"]:
                 if w not in shown:
@@ -535,7 +553,7 @@ def cmd_run(args, err: Console) -> int:
             code = max(code, EXIT_FAILED)
             logger.error("the result could not be written to {}: {}; the table above is all that is left of it",
                          args.json, json_error)
-        elif args.json is not None:
+        elif args.json is not None and args.json != "-":
             logger.info("wrote {}", args.json)
         if args.plot:
             code = max(code, _draw_plots(results, args.plot))

@@ -41,7 +41,7 @@ def check_run_options(args, fork_exit: bool, variants: list[str]) -> None:
     if args.tasks is not None and (fork_exit or is_workload_file(args.workload)):
         what = "fork_exit" if fork_exit else "a workload file (it lists its own tasks)"
         raise UsageError(f"--tasks goes with a built-in tape workload, not with {what}")
-    if args.json is not None:
+    if args.json is not None and args.json != "-":  # "-": stdout
         check_output_file(args.json, "--json")
     if args.plot is not None:
         check_output_dir(args.plot, "--plot")
