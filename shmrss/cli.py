@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--label", type=_label, default="", metavar="TEXT",
                    help="a name for this build or setup, kept in params.label; results of different labels, "
                         "hosts or kernels are never merged by report and compare")
+    r.add_argument("--repeat", type=_int_at_least(1, 1000), default=1, metavar="N",
+                   help="run every design N times, interleaved (A B A B ...), each repeat a result (default 1)")
+    r.add_argument("--wide", action="store_true",
+                   help="one row per design with every column (about 200 columns) instead of metrics as rows")
     r.add_argument("--live", action="store_true",
                    help="show the live monitor view of the run (per CPU, per mm, host) instead of the progress bar")
 
@@ -466,6 +470,8 @@ def cmd_run(args, err: Console) -> int:
                              lambda raw, prm=prm: result.build(prm, raw, calibration)))
 
     preflight.check_runs(unstarted)
+    if args.repeat > 1:  # interleaved, A B A B ...: a slow drift of the host spreads over every design
+        jobs = [(f"{label} #{rep + 1}", execute, build) for rep in range(args.repeat) for label, execute, build in jobs]
 
     calibration = None
     if not args.no_calibrate:
@@ -534,11 +540,12 @@ def cmd_run(args, err: Console) -> int:
                 code = raw.get("interrupt_code") or SIGNALS.pending
                 break
     logger.remove(said_live)
-    tables = err if args.json == "-" else _out_console()  # --json -: stdout holds the JSON alone
+    # --json -: stdout holds the JSON alone; the default table fits 100 columns and is not forced wider
+    tables = err if args.json == "-" else _out_console() if args.wide or fork_exit else Console()
     if results and args.json == "-":
         sys.stdout.write(json.dumps(results_document(results), indent=1, default=_json_default) + "\n")
     if results:
-        tables.print(lifecycle.table(results) if fork_exit else result.table(results))
+        tables.print(lifecycle.table(results) if fork_exit else _run_table(results, args.wide))
         if args.perf:
             from shmrss.perf_report import table as perf_table
 
@@ -558,6 +565,12 @@ def cmd_run(args, err: Console) -> int:
         if args.plot:
             code = max(code, _draw_plots(results, args.plot))
     return code
+
+
+def _run_table(results: list[dict], wide: bool):
+    from shmrss import result, run_table
+
+    return result.table(results) if wide else run_table.table(results)
 
 
 def _save_json(path: str, obj, earlier: str | None) -> str | None:
