@@ -231,6 +231,9 @@ class Run:
         self.contention = Contention(self.seg.name, self.warnings, pinned)
         self.contention.look()  # other runs, before the start
         interrupt = None
+        from shmrss.host_meta import cpu_times, idle_pct
+
+        times_before = cpu_times()  # the host's idle time over the measured window (host_idle_pct)
         try:
             SIGNALS.enter(MEASURING)
             self._go_and_sample()
@@ -240,9 +243,11 @@ class Run:
             interrupt = e if isinstance(e, Interrupted) else Interrupted(130)
             self.partial = True
             self.warnings.append(f"interrupted by {interrupt.name}: partial result, measured until the interrupt")
+        host_idle = idle_pct(times_before, cpu_times())  # runtest.py reads it from /proc/stat
         perf = self.perf.stop() if self.perf is not None else None  # --perf: close its window first
         self._stop()
         raw = self._collect(eng, tsc_per_ns, startup_s)
+        raw["host_idle_pct"] = host_idle
         if perf is not None:
             raw["perf"] = perf
         if interrupt is None and SIGNALS.pending is not None:
