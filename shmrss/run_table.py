@@ -105,7 +105,7 @@ def table(results: list[dict]) -> Table:
               f"variation above 10%, min or max 50% from the mean, or fewer than 3 samples)", caption_justify="left")
     t.add_column("", style="bold", no_wrap=True)
     for name in cols:
-        t.add_column(name, justify="right")
+        t.add_column(name, justify="right", overflow="fold")  # a narrow page wraps a number, never cuts it
     first = next(iter(cols.values()))[0]
     t.add_row("workload", *(_workload(rs) for rs in cols.values()))
     t.add_row("CPUs", *(str(rs[0]["params"]["cpus"]) for rs in cols.values()))

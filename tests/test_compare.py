@@ -190,3 +190,16 @@ def test_label_goes_into_the_sweep_points_and_their_run_argv():
 
 def test_a_label_that_is_not_one_printable_line_is_refused(capsys):
     _one_line_exit_2(["run", "--label", "a\nb"], capsys, "--label")
+
+
+def test_a_sweep_jsonl_side_uses_its_repeats_as_samples(tmp_path):
+    lines = []
+    for rep, eps in enumerate((100e6, 102e6, 98e6)):
+        r = _result([eps])
+        r["sweep"] = {"key": {"design": "percpu", "repeat": rep}, "status": "ok"}
+        lines.append(json.dumps(r))
+    sweep = tmp_path / "s.jsonl"
+    sweep.write_text("\n".join(lines) + "\n")
+    rows = compare.compare(compare.load_side(str(sweep)),
+                           [compare.load_side(_write(tmp_path, "n.json", [_result([300e6, 301e6, 299e6])]))])
+    assert _eps(rows).base.n == 3 and _eps(rows).sig.significant
