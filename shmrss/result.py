@@ -220,6 +220,7 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "timings_valid": timings_valid,
             "window_outliers": [o[0] for o in outliers],
             "host_idle_pct": raw.get("host_idle_pct"),  # the host's idle % of all CPUs' time in the window
+            "fault_body": _fault_body(per_cpu, ns),
         },
         "contention": contention,
         "accuracy": {
@@ -263,6 +264,12 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
         "tsc_per_ns": raw["tsc_per_ns"],
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _fault_body(per_cpu: list[dict], ns: list[float]) -> dict | None:
+    from shmrss.faultbody import summary
+
+    return summary(per_cpu, statistics.median(ns) if ns else None)
 
 
 def _fmt(v, spec: str = ",.0f", none: str = "-") -> str:
