@@ -58,3 +58,18 @@ def test_a_bad_import_breaks_a_contract(tmp_path, module, line, broken):
     assert p.returncode != 0, p.stdout
     for name in broken:
         assert any(name in ln and "BROKEN" in ln for ln in p.stdout.splitlines()), (name, p.stdout)
+
+
+@pytest.mark.parametrize("argv", [["-m", "shmrss"], [str(ROOT / "workloads" / "page_fault1.py")]])
+def test_the_cli_runs_through_main_and_from_a_workload_script(argv):
+    """``python -m shmrss`` and ``python workloads/NAME.py`` (which execs it) refuse bad input in one line."""
+    run = ["run"] if argv[0] == "-m" else []
+    p = subprocess.run([sys.executable, *argv, *run, "--cpus", "0"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().splitlines() == ["shmrss: error: argument --cpus: must be in [1, 4096], got 0"]
+
+
+def test_a_workload_script_dumps_its_data():
+    p = subprocess.run([sys.executable, str(ROOT / "workloads" / "exec.py"), "--dump"], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0 and '"name": "exec"' in p.stdout, p.stderr
