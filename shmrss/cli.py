@@ -530,8 +530,8 @@ _COMMANDS = {"run": cmd_run, "topology": cmd_topology, "calibrate": cmd_calibrat
              "sweep": cmd_sweep, "report": cmd_report, "monitor": cmd_monitor}
 
 if __name__ == "__main__":
-    # run as a script this module is __main__, a second copy of shmrss.cli whose UsageError is not the
-    # one the other modules raise: go through the imported module
+    # run as a script this module is __main__, a second copy of shmrss.cli: go through the imported one
+    # (``python -m shmrss``, shmrss/__main__.py, is the entry point)
     from shmrss.cli import main as _main
 
     sys.exit(_main())
