@@ -15,6 +15,7 @@ from pathlib import Path
 from loguru import logger
 from rich.console import Console
 
+from shmrss.console import stdout_console
 from shmrss.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from shmrss.options import int_at_least as _int_at_least, int_list as _int_list, orders as _orders
 from shmrss.options import positive_float as _positive_float
@@ -240,9 +241,7 @@ def cmd_calibrate(args, err: Console) -> int:
     return code
 
 
-def _out_console() -> Console:
-    """stdout; piped output gets a wide page so tables are not folded to 80 columns."""
-    return Console() if sys.stdout.isatty() else Console(width=200)
+_out_console = stdout_console  # stdout; piped output gets a wide page
 
 
 def _write_json(path: str, obj) -> None:

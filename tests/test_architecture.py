@@ -73,3 +73,14 @@ def test_a_workload_script_dumps_its_data():
     p = subprocess.run([sys.executable, str(ROOT / "workloads" / "exec.py"), "--dump"], capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0 and '"name": "exec"' in p.stdout, p.stderr
+
+
+def test_one_stdout_console():
+    """The commands' stdout console is made in one place (issue 12, item 8): piped, it is 200 columns wide."""
+    from shmrss import cli, console, monitor
+
+    assert cli._out_console is console.stdout_console and monitor.stdout_console is console.stdout_console
+    makers = [str(f.relative_to(ROOT)) for f in (ROOT / "shmrss").rglob("*.py")
+              if "Console(width=" in f.read_text() and f.name != "console.py"]
+    assert makers == []
+    assert console.stdout_console().width == console.PIPED_WIDTH  # pytest captures stdout: not a terminal
