@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SIGKILL emulated CPU CPU (or 'reader', 'reclaimer') T seconds into each run (repeatable)")
     r.add_argument("--check-every", type=_positive_float, metavar="S",
                    help="soak mode: park every CPU each S seconds and check the invariants there")
+    r.add_argument("--fault-body", default="none", choices=("none", "page"),
+                   help="page: each fault also touches fresh pages of a real anonymous mapping and each unmap "
+                        "releases them, so the host really faults (default none)")
     r.add_argument("--json", metavar="PATH", help="write the result(s) as JSON")
     r.add_argument("--live", action="store_true",
                    help="show the live monitor view of the run (per CPU, per mm, host) instead of the progress bar")
@@ -322,6 +325,7 @@ def cmd_run(args, err: Console) -> int:
             F.validate(fault_list, len(placement.cpus), args.duration, reclaimer, not args.no_reader)
         except F.FaultError as e:
             raise UsageError(str(e)) from None
+        fb_pages = _fault_body_pages(args, wl, fork_exit, bool(fault_list))
         for path in (args.json, args.plot):
             if path:
                 parent = Path(path).resolve().parent
@@ -347,7 +351,8 @@ def cmd_run(args, err: Console) -> int:
     options = {"mode": spec.get("mode"), "tasks_option": args.tasks, "smt": args.smt, "reclaimer": reclaimer,
                "nodes_option": args.nodes, "tree_orders": list(args.tree_orders) if args.tree_orders else None,
                "perf": args.perf, "offline_at": args.offline_at, "kill_at": args.kill_at,
-               "check_every": args.check_every, "online_cpus_option": args.online_cpus}
+               "check_every": args.check_every, "online_cpus_option": args.online_cpus,
+               "fault_body": args.fault_body}
 
     def params_for(design: str, possible: int | None) -> RunParams:
         return RunParams(design=design, workload=wl, placement=placement, topo=topo, duration=args.duration,
@@ -356,7 +361,7 @@ def cmd_run(args, err: Console) -> int:
                          online=args.online_cpus, fault_pages=fault_pages,
                          oom=args.oom or bool(spec.get("oom")),
                          design_options={"tree_orders": args.tree_orders}, options=options,
-                         faults=fault_list, check_every=args.check_every)
+                         faults=fault_list, check_every=args.check_every, fault_body_pages=fb_pages)
 
     # one job per (design or lifecycle variant) x possible CPUs: (label, run -> raw, raw -> result)
     jobs = []
@@ -450,6 +455,11 @@ def cmd_run(args, err: Console) -> int:
     logger.remove(said_live)
     if results:
         _out_console().print(lifecycle.table(results) if fork_exit else result.table(results))
+        if args.fault_body != "none":
+            from shmrss.faultbody import table as fault_body_table
+
+            if (ft := fault_body_table(results)) is not None:
+                _out_console().print(ft)
         if args.perf:
             from shmrss.perf_report import table as perf_table
 
@@ -494,6 +504,19 @@ def _draw_plots(results: list[dict], directory: str) -> int:
         logger.error("the plots could not be written to {}: {}", directory, getattr(e, "strerror", None) or e)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _fault_body_pages(args, wl, fork_exit: bool, journaled: bool) -> list[int] | None:
+    """--fault-body: each tape CPU's region in pages (None for none); one line and exit 2 when refused."""
+    import psutil
+
+    from shmrss.faultbody import FaultBodyError, check
+
+    try:
+        return check(args.fault_body, wl, fork_exit=fork_exit, journaled=journaled,
+                     available=psutil.virtual_memory().available)
+    except FaultBodyError as e:
+        raise UsageError(str(e)) from None
 
 
 def cmd_sweep(args, err: Console) -> int:

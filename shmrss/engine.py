@@ -127,7 +127,8 @@ def _source_hash(design: str) -> str:
     """Of every source the generated module compiles in: a design may inline another's functions
     (single inlines percpu's), and numba's cache only notices edits to the generated file itself."""
     h = hashlib.sha256(design.encode())
-    for f in (_TEMPLATE, _PKG / "atomics.py", _PKG / "layout.py", *sorted((_PKG / "designs").glob("*.py"))):
+    for f in (_TEMPLATE, _PKG / "atomics.py", _PKG / "layout.py", _PKG / "faultbody.py",
+              *sorted((_PKG / "designs").glob("*.py"))):
         h.update(f.read_bytes())
     return h.hexdigest()[:12]
 
@@ -199,9 +200,17 @@ def attach_as_cpu(seg_name: str, cpu: int, host_cpu: int | None, parent_pid: int
 
 
 def cpu_process(seg_name: str, design: str, cpu: int, host_cpu: int | None, parent_pid: int) -> None:
-    """Body of emulated CPU ``cpu``: attach, pin, run the compiled loop once."""
+    """Body of emulated CPU ``cpu``: attach, pin, map its fault-body region if any, run the compiled loop once."""
+    from shmrss import faultbody
+
     w = attach_as_cpu(seg_name, cpu, host_cpu, parent_pid)
-    engine_for(design).cpu_main(w, cpu)
+    st = int(w[L.H_CPUSTAT]) + cpu * int(w[L.H_CPUSTAT_STRIDE])
+    region = faultbody.map_region(w, st)  # kept alive while the loop touches it
+    eng = engine_for(design)
+    before = faultbody.minor_faults()
+    eng.cpu_main(w, cpu)
+    w[st + L.S_FB_MINFLT] = faultbody.minor_faults() - before
+    del region
 
 
 def reader_process(seg_name: str, design: str, interval: float, host_cpu: int | None, parent_pid: int) -> None:

@@ -22,6 +22,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import compiler_barrier, load, local_add, pause, raw, rdtsc, spin_lock, spin_unlock, store, xadd
 from shmrss.designs._common import JOURNAL, UNMAP
+from shmrss.faultbody import count_ticks, fault_in, release
 from shmrss.designs.atomic import (  # DESIGN-IMPORT
     add, approx_bound, consistent, cpu_offline, mm_destroy, mm_init, read_approx, read_precise, recover,
     release_locks, resolve, switch_mm, task_exit, thread_created, threads, transient_slack,
@@ -123,6 +124,31 @@ def _hiwater_call(seg, mm):
 
 
 @njit(inline="always")
+def _apply_paged(seg, st, truth, var, cpu, t, mm, k, pages):
+    """--fault-body page: a fault event of ``pages`` pages, the counter update then the real faults,
+    each timed apart. Never journaled (the CLI refuses page work with fault injection)."""
+    t0 = rdtsc()
+    var = _apply(seg, st, truth, var, cpu, t, mm, k, pages, 1, False)
+    t1 = rdtsc()
+    fault_in(seg, st, pages)
+    t2 = rdtsc()
+    count_ticks(seg, st, t1 - t0, t2 - t1)
+    return var
+
+
+@njit(cache=True)
+def _unmap_paged(seg, st, truth, var, cpu, t, mm, k, pages):
+    """--fault-body page: an unmap of ``pages``, the counter update then the pages' release, timed apart."""
+    t0 = rdtsc()
+    var = _apply_call(seg, st, truth, var, cpu, t, mm, k, -pages, UNMAP, False)
+    t1 = rdtsc()
+    release(seg, st, pages)
+    t2 = rdtsc()
+    count_ticks(seg, st, t1 - t0, t2 - t1)
+    return var
+
+
+@njit(inline="always")
 def _rq_remove(seg, rq, t, who):
     spin_lock(seg, rq + L.Q_LOCK, who)
     n = load(seg, rq + L.Q_N)
@@ -199,6 +225,7 @@ def cpu_main(words, cpu):
     nwork = seg[L.H_NWORK]
     nmm = seg[L.H_NMM]
     jon = seg[st + L.S_J + L.J_ON] != 0
+    paged = seg[st + L.S_FB_PAGES] != 0  # --fault-body page: real page faults beside each update
     j = st + L.S_J
 
     store(seg, st + L.S_STATUS, L.CPU_BARRIER)
@@ -294,6 +321,9 @@ def cpu_main(words, cpu):
             if jon:  # journaled runs (faults) are not the ones timed: their updates are calls
                 for _ in range(n):
                     var = _apply_call(seg, st, truth, var, cpu, t, mm, k, pages, 1, True)
+            elif paged:  # tested once per run of faults, like jon: the loop below it is unchanged
+                for _ in range(n):
+                    var = _apply_paged(seg, st, truth, var, cpu, t, mm, k, pages)
             else:  # the constant lets the compiler drop every journal test from the timed loop
                 for _ in range(n):
                     var = _apply(seg, st, truth, var, cpu, t, mm, k, pages, 1, False)
@@ -306,7 +336,11 @@ def cpu_main(words, cpu):
                 # so the task, wherever it runs next, must not do it again (a second unmap would go negative)
                 nxt = step + 1 if step + 1 < tape_len else 0
                 _save_task(seg, tb, nxt, _step_remain(seg, tape_start, nxt))
-            if op == L.OP_UNMAP:
+            if op == L.OP_UNMAP and paged:
+                _hiwater_call(seg, mm)  # munmap: unmap_region's update_hiwater_rss(mm) before unmap_vmas
+                var = _unmap_paged(seg, st, truth, var, cpu, t, mm, k, seg[sb + 2])
+                events += 1
+            elif op == L.OP_UNMAP:
                 _hiwater_call(seg, mm)  # munmap: unmap_region's update_hiwater_rss(mm) before unmap_vmas
                 var = _apply_call(seg, st, truth, var, cpu, t, mm, k, -seg[sb + 2], UNMAP, jon)
                 events += 1

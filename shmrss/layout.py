@@ -131,7 +131,20 @@ J_FAULT = 17  # the event's fault flag
 J_KILL_STEP = 18  # tests: count only the kill points of this step (0: every step)
 J_WORDS = 19
 S_PAGES = S_J + J_WORDS  # pages of the fault events counted in S_EVENTS (a fault of n pages is one event)
-S_WORDS = 56
+# --fault-body page (shmrss/faultbody.py): the CPU process's real anonymous region and its page work
+S_FB = 56
+S_FB_PAGES = S_FB + 0  # region size in pages, set by the parent (0: no page work)
+S_FB_ADDR = S_FB + 1  # the region's address in the CPU process
+S_FB_CURSOR = S_FB + 2  # pages of the region touched and not yet released (a stack)
+S_FB_COUNTER_TSC = S_FB + 3  # TSC ticks inside the counter updates (timed apart from the page work)
+S_FB_BODY_TSC = S_FB + 4  # TSC ticks inside the page work (touches, releases)
+S_FB_TOUCHED = S_FB + 5  # pages touched
+S_FB_RELEASED = S_FB + 6  # pages released
+S_FB_RELEASES = S_FB + 7  # unmaps that released pages
+S_FB_ERRORS = S_FB + 8  # madvise calls that failed
+S_FB_MINFLT = S_FB + 9  # minor faults of the CPU process during its loop (getrusage)
+S_FB_PREEMPTED = S_FB + 10  # counter updates timed above faultbody.PREEMPTED_TICKS: left out of COUNTER_TSC
+S_WORDS = 72
 
 CPU_INIT, CPU_BARRIER, CPU_RUNNING, CPU_DONE, CPU_FAILED, CPU_PARKED, CPU_FROZEN, CPU_OFFLINE, CPU_DEAD = range(9)
 REQ_OFFLINE = 1

@@ -4,7 +4,7 @@ Every emulated CPU loops: create an mm, run a short tape (faults, optional
 clones), exit, destroy. Creation and destruction go through an emulated
 per-CPU allocator in the segment (a global mutex contended across the CPU
 processes, a bitmap of slots, one slice per possible CPU) in the way of the
-chosen variant (ALGORITHMS.md section 9):
+chosen variant (docs/designs.md, fork/exit):
 
     upstream     two allocations at fork (rss counters, mm_cid), each zeroing
                  P slices, a second loop over P initialising mm_cid; futex_ref,

@@ -31,6 +31,7 @@ from shmrss.workload import CompiledWorkload
 
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
+FAULT_BODY_STAT_EVERY = 16  # events between a CPU's stop checks with --fault-body page (1024 without)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class RunParams:
     faults: list = field(default_factory=list)  # shmrss.faults.Fault: offline / kill an emulated CPU mid-run
     check_every: float | None = None  # soak mode: park every CPU and check the invariants this often
     options: dict = field(default_factory=dict)  # the user's options, for the result
+    fault_body_pages: list | None = None  # --fault-body page: each tape CPU's region in pages (faultbody.check)
 
     @property
     def nwork(self) -> int:
@@ -105,6 +107,8 @@ def _geometry(p: RunParams) -> Geometry:
         ncpu=p.ncpu, possible=possible, nmm=wl.nmm, ntask=len(wl.tasks), line_words=p.line // 8,
         pack=p.pack, slice=p.slice, design_id=mod.ID, shape=shape, tape_steps=len(wl.tape),
         nwork=p.nwork, reclaimer=p.reclaimer, oom=p.oom and p.reader, online=online_cpus(p),
+        # real page faults are ~1000 times slower than counter updates: check the stop flag as often in time
+        **({"stat_every": FAULT_BODY_STAT_EVERY} if p.fault_body_pages else {}),
     )
 
 
@@ -135,6 +139,8 @@ def _populate(seg: Segment, p: RunParams) -> None:
         # the reclaimer always journals (it is not timed per event), so that losing it loses nothing
         w[st + cpu * ss + L.S_J + L.J_ON] = int(p.journal or (p.reclaimer and cpu == p.nwork))
     w[L.H_FAULTS] = int(p.journal)
+    for cpu, pages in enumerate(p.fault_body_pages or ()):
+        w[st + cpu * ss + L.S_FB_PAGES] = pages
     mod = designs.get(p.design)
     if hasattr(mod, "setup"):
         mod.setup(w, p.ncpu, p.node_of())
@@ -428,6 +434,10 @@ class Run:
                 "raced_moves": int(w[b + L.S_RACED]), "raced_left_max": int(w[b + L.S_RACED_MAX]),
                 "state": {L.CPU_DEAD: "killed", L.CPU_OFFLINE: "offline"}.get(int(w[b + L.S_STATUS]), "ran"),
             })
+            if self.p.fault_body_pages:
+                from shmrss import faultbody
+
+                per_cpu[-1]["fault_body"] = faultbody.per_cpu(w, b, events, tsc_per_ns, tsc_overhead_ticks())
         reclaimer = None
         if self.p.reclaimer:
             b = st + n * ss

@@ -219,6 +219,7 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "raced_moves": raced,
             "timings_valid": timings_valid,
             "window_outliers": [o[0] for o in outliers],
+            "fault_body": _fault_body(per_cpu, ns),
         },
         "contention": contention,
         "accuracy": {
@@ -262,6 +263,12 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
         "tsc_per_ns": raw["tsc_per_ns"],
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _fault_body(per_cpu: list[dict], ns: list[float]) -> dict | None:
+    from shmrss.faultbody import summary
+
+    return summary(per_cpu, statistics.median(ns) if ns else None)
 
 
 def _fmt(v, spec: str = ",.0f", none: str = "-") -> str:

@@ -34,6 +34,7 @@ class Model:
 
     def __init__(self, ncpu: int, possible: int, nmm: int, ntask: int, nodes=None, options=None):
         self.ncpu, self.possible, self.nmm, self.ntask = ncpu, possible, nmm, ntask
+        self.online = (options or {}).get("online_cpus") or possible  # the segment's default: every possible CPU
         self.true = [[0] * NM for _ in range(nmm)]
         self.task_mm = [0] * max(ntask, 1)
         self.slow = defaultdict(int)
@@ -192,7 +193,7 @@ class Percpu(Model):
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
-        self.b = max(32, 2 * self.ncpu)
+        self.b = max(32, 2 * self.online)  # percpu_counter_batch: num_online_cpus()
         self.count = [[0] * NM for _ in range(self.nmm)]
         self.local = [[[0] * NM for _ in range(self.nmm)] for _ in range(self.possible)]
 
@@ -226,7 +227,7 @@ class Percpu(Model):
         return self.count[mm][k]
 
     def bound(self, mm, k):
-        e = self.ncpu * (self.b - 1)
+        e = self.online * (self.b - 1)  # every online CPU's word is below the batch
         return e, e
 
 

@@ -162,3 +162,13 @@ def test_online_cpus_default_to_the_possible_ones(run_cli, tmp_path):
     code, r = run_cli(["run", "--design", "atomic", "--workload", "fork_exit", "--lifecycle", "fused-check",
                        "--cpus", "1", "--possible-cpus", "8", "--duration", "0.3"], tmp_path)
     assert code == 0 and r["params"]["online_cpus"] == 8
+
+
+def test_percpu_batch_follows_the_online_cpus_not_the_running_ones():
+    """compute_batch_value: percpu_counter_batch = max(32, nr * 2) with nr = num_online_cpus()."""
+    from shmrss.designs import percpu, single, single_atomic
+
+    for mod in (percpu, single, single_atomic):
+        assert mod.shape(2, 64, 1, options={"online_cpus": 64}).params[0] == 128
+        assert mod.shape(2, 64, 1, options={"online_cpus": 2}).params[0] == 32
+        assert mod.shape(2, 64, 1).params[0] == 128  # online defaults to every possible CPU, as the segment's

@@ -56,9 +56,10 @@ def expected_bound(design, cfg):
     n = cfg["ncpu"]
     if design in ("atomic", "pcpcache"):
         return 0, 0
-    if design == "percpu":
-        b = max(32, 2 * n)
-        return n * (b - 1), n * (b - 1)
+    if design == "percpu":  # N online CPUs (the segment's default: every possible CPU), B = max(32, 2N)
+        online = cfg["possible"]
+        b = max(32, 2 * online)
+        return online * (b - 1), online * (b - 1)
     if design == "pernode":  # (batch - 1) per node counter in use; batch max(32, (P >> NODES_SHIFT 6) * 2)
         e = (max(32, (cfg["possible"] >> 6) * 2) - 1) * min(max(cfg["nodes"]) + 1, 32)
         return e, e
@@ -133,7 +134,7 @@ def test_random_ops_precise_exact_and_approx_within_bound(design, sc, new_segmen
             # floor carries: the root is never above the truth (README: the error is one-sided)
             assert np.all(approx <= truth)
         if design == "percpu":
-            n, b = cfg["ncpu"], percpu.batch_for(cfg["ncpu"])
+            n, b = cfg["ncpu"], percpu.batch_for(cfg["possible"])  # online: every possible CPU here
             model = PercpuModel(cfg["possible"], cfg["nmm"], b)
             for i, op in enumerate(ops):
                 if op[0] == D.ADD:

@@ -2,7 +2,7 @@
 
 The RFC text could not be found with the team's search tools (corpora pages and
 issues, Nov 2026): every step below follows issue 10 item 5 and
-../shared/design/ALGORITHMS.md §4, which quote it; the x86 lines are upstream
+the team's design notes (docs/designs.md, pcpcache), which quote it; the x86 lines are upstream
 ``arch/x86/mm/tlb.c`` (v5.15-6.1). Where the RFC's own code decides and the
 quotes do not, the choice is named "(our reading)".
 

@@ -43,7 +43,7 @@ def batch_for(online: int) -> int:
 
 
 def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
-    online = (options or {}).get("online_cpus") or ncpu  # percpu_counter_batch follows num_online_cpus()
+    online = (options or {}).get("online_cpus") or possible  # percpu_counter_batch: num_online_cpus()
     return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=2 * L.NMEMBERS, params=(batch_for(online),))
 
 

@@ -43,7 +43,7 @@ _MODE, _NTHREADS, _ARG_LOCK, _REMOTE = 0, 1, 2, 3  # on the second line
 
 
 def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
-    return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=3 * line_words, params=(batch_for((options or {}).get("online_cpus") or ncpu),))
+    return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=3 * line_words, params=(batch_for((options or {}).get("online_cpus") or possible),))
 
 
 @njit(inline="always")

@@ -11,7 +11,7 @@ updated either from a local context ..." and becomes a full per-CPU counter
 when needed; for rss_stat the mm is upgraded when it gets a second thread
 (as reported of the series: a simple counter for one, the per-CPU counter once
 threads arrive). Only the cover letter and the start of patch 2/4 could be
-found; the code below follows those lines, ALGORITHMS.md section 5 and issue
+found; the code below follows those lines, the team's design notes (docs/designs.md) and issue
 10. What the found text does not show, and is ours:
 
 * the owner's update is a plain add to ``local[k]`` (no lock, no atomic); any
@@ -60,7 +60,7 @@ _MODE, _NTHREADS, _REMOTE = 0, 1, 2  # on the second line
 
 
 def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
-    return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=3 * line_words, params=(batch_for((options or {}).get("online_cpus") or ncpu),))
+    return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=3 * line_words, params=(batch_for((options or {}).get("online_cpus") or possible),))
 
 
 @njit(inline="always")
