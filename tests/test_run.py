@@ -47,7 +47,8 @@ def check_result(r: dict, design: str, ncpu: int, nmm: int, partial: bool = Fals
         assert k in acc
     assert acc["precise_equals_truth"] is True
     assert 0 <= acc["approx_max_abs_error"] <= acc["approx_bound"]
-    expect_bound = 0 if design == "atomic" else ncpu * (max(32, 2 * ncpu) - 1)
+    online = p.get("online_cpus") or p["possible_cpus"]  # percpu: N * (B - 1), N and B from the online CPUs
+    expect_bound = 0 if design == "atomic" else online * (max(32, 2 * online) - 1)
     assert acc["approx_bound"] == expect_bound
     assert acc["precise_max_abs_error_live"] == 0
     for row in acc["final"]:
