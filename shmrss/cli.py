@@ -9,86 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
 from loguru import logger
 from rich.console import Console
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad input: one line, exit 2."""
+from shmrss.console import stdout_console
+from shmrss.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from shmrss.options import int_at_least as _int_at_least, int_list as _int_list, orders as _orders
+from shmrss.options import label as _label, positive_float as _positive_float
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not argparse's usage block
         raise UsageError(message)
-
-
-_INT = re.compile(r"[+-]?[0-9]+")
-_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
-
-
-def _positive_float(text: str) -> float:
-    # plain ASCII decimals only: float() and int() also take "1_0", " 1" and non-ASCII digits such as "١"
-    try:
-        if not _FLOAT.fullmatch(text):
-            raise ValueError
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
-def _int_at_least(lo: int, hi: int = 1 << 31):
-    def parse(text: str) -> int:
-        try:
-            if not _INT.fullmatch(text):
-                raise ValueError
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"must be in [{lo}, {hi}], got {v}")
-        return v
-
-    return parse
-
-
-def _int_list(lo: int, hi: int):
-    one = _int_at_least(lo, hi)
-
-    def parse(text: str) -> list[int]:
-        values = [one(x.strip()) for x in text.split(",") if x.strip()]
-        if not values:
-            raise argparse.ArgumentTypeError("empty list")
-        return list(dict.fromkeys(values))
-
-    return parse
-
-
-def _orders(text: str) -> tuple[int, ...]:
-    try:
-        if not all(_INT.fullmatch(x) for x in text.split(",")):
-            raise ValueError
-        orders = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma list of integers: {text!r}") from None
-    if not orders or min(orders) < 1:
-        raise argparse.ArgumentTypeError(f"orders must be positive, got {text}")
-    return orders
-
-
-def _label(text: str) -> str:
-    """--label: one line of printable text, at most 100 characters (part of a result's identity)."""
-    if len(text) > 100 or not text.isprintable():
-        raise argparse.ArgumentTypeError(f"must be one line of at most 100 printable characters, got {text[:40]!r}")
-    return text.strip()
 
 
 def _host_cpus(text: str) -> list[int]:
@@ -188,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--count", type=_int_at_least(1), metavar="N", help="stop after N refreshes")
     from shmrss import compare, report, sweep
 
-    sweep.add_parser(sub)
+    sweep.add_parser(sub, parse_run=p.parse_args)  # the sweep checks each point as `shmrss run` would
     report.add_parser(sub)
     compare.add_parser(sub)
     for sp in sub.choices.values():  # -v/-q also after the subcommand; SUPPRESS keeps one given before it
@@ -332,9 +267,7 @@ def cmd_calibrate(args, err: Console) -> int:
     return code
 
 
-def _out_console() -> Console:
-    """stdout; piped output gets a wide page so tables are not folded to 80 columns."""
-    return Console() if sys.stdout.isatty() else Console(width=200)
+_out_console = stdout_console  # stdout; piped output gets a wide page
 
 
 def _write_json(path: str, obj) -> None:
@@ -357,7 +290,8 @@ def cmd_run(args, err: Console) -> int:
     from shmrss.results_file import results_document
     from shmrss.runsignals import SIGNALS
     from shmrss.topology import plan, read_topology
-    from shmrss.workload import compile_workload, load_file
+    from shmrss.wlfile import load_file
+    from shmrss.workload import compile_workload
 
     import workloads
 
@@ -665,8 +599,8 @@ _COMMANDS = {"run": cmd_run, "topology": cmd_topology, "calibrate": cmd_calibrat
              "compare": cmd_compare}
 
 if __name__ == "__main__":
-    # run as a script this module is __main__, a second copy of shmrss.cli whose UsageError is not the
-    # one the other modules raise: go through the imported module
+    # run as a script this module is __main__, a second copy of shmrss.cli: go through the imported one
+    # (``python -m shmrss``, shmrss/__main__.py, is the entry point)
     from shmrss.cli import main as _main
 
     sys.exit(_main())

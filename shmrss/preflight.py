@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from shmrss import layout as L
-from shmrss.cli import UsageError
+from shmrss.errors import UsageError
 from shmrss.segment import SHM_DIR, Geometry, compute_layout
 
 MIN_DURATION_S = 0.01
