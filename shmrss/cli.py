@@ -1,4 +1,4 @@
-"""Command line: ``shmrss run | topology | calibrate | cleanup | sweep | report``.
+"""Command line: ``shmrss run | topology | calibrate | cleanup | sweep | report | compare | monitor``.
 
 Bad input is one line on stderr and exit status 2; an interrupted run exits
 130 (SIGINT) or 143 (SIGTERM) after writing what it measured.
@@ -9,79 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
 from loguru import logger
 from rich.console import Console
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad input: one line, exit 2."""
+from shmrss.console import stdout_console
+from shmrss.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from shmrss.options import int_at_least as _int_at_least, int_list as _int_list, orders as _orders
+from shmrss.options import label as _label, positive_float as _positive_float
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not argparse's usage block
         raise UsageError(message)
-
-
-_INT = re.compile(r"[+-]?[0-9]+")
-_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
-
-
-def _positive_float(text: str) -> float:
-    # plain ASCII decimals only: float() and int() also take "1_0", " 1" and non-ASCII digits such as "١"
-    try:
-        if not _FLOAT.fullmatch(text):
-            raise ValueError
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
-def _int_at_least(lo: int, hi: int = 1 << 31):
-    def parse(text: str) -> int:
-        try:
-            if not _INT.fullmatch(text):
-                raise ValueError
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"must be in [{lo}, {hi}], got {v}")
-        return v
-
-    return parse
-
-
-def _int_list(lo: int, hi: int):
-    one = _int_at_least(lo, hi)
-
-    def parse(text: str) -> list[int]:
-        values = [one(x.strip()) for x in text.split(",") if x.strip()]
-        if not values:
-            raise argparse.ArgumentTypeError("empty list")
-        return list(dict.fromkeys(values))
-
-    return parse
-
-
-def _orders(text: str) -> tuple[int, ...]:
-    try:
-        if not all(_INT.fullmatch(x) for x in text.split(",")):
-            raise ValueError
-        orders = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma list of integers: {text!r}") from None
-    if not orders or min(orders) < 1:
-        raise argparse.ArgumentTypeError(f"orders must be positive, got {text}")
-    return orders
 
 
 def _host_cpus(text: str) -> list[int]:
@@ -92,7 +34,11 @@ def _host_cpus(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="shmrss", description="Compare Linux mm->rss_stat counter designs on this host.")
+    from shmrss import __version__
+
+    p.add_argument("--version", action="version", version=f"shmrss {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="run designs on a workload and compare them")
@@ -150,7 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fault-body", default="none", choices=("none", "page"),
                    help="page: each fault also touches fresh pages of a real anonymous mapping and each unmap "
                         "releases them, so the host really faults (default none)")
-    r.add_argument("--json", metavar="PATH", help="write the result(s) as JSON")
+    r.add_argument("--json", metavar="PATH",
+                   help="write the results as JSON ({schema_version, results}); - writes it to stdout, the table "
+                        "and logs then go to stderr")
+    r.add_argument("--label", type=_label, default="", metavar="TEXT",
+                   help="a name for this build or setup, kept in params.label; results of different labels, "
+                        "hosts or kernels are never merged by report and compare")
+    r.add_argument("--repeat", type=_int_at_least(1, 1000), default=1, metavar="N",
+                   help="run every design N times, interleaved (A B A B ...), each repeat a result (default 1)")
+    r.add_argument("--wide", action="store_true",
+                   help="one row per design with every column (about 200 columns) instead of metrics as rows")
     r.add_argument("--live", action="store_true",
                    help="show the live monitor view of the run (per CPU, per mm, host) instead of the progress bar")
 
@@ -166,17 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--interval", type=_positive_float, default=1.0, metavar="S",
                    help="seconds between refreshes (default 1)")
     m.add_argument("--count", type=_int_at_least(1), metavar="N", help="stop after N refreshes")
-    from shmrss import report, sweep
+    from shmrss import compare, report, sweep
 
-    sweep.add_parser(sub)
+    sweep.add_parser(sub, parse_run=p.parse_args)  # the sweep checks each point as `shmrss run` would
     report.add_parser(sub)
+    compare.add_parser(sub)
+    for sp in sub.choices.values():  # -v/-q also after the subcommand; SUPPRESS keeps one given before it
+        sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+        sp.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="warnings and errors only")
     return p
 
 
-def _setup_logging(verbose: bool, console: Console) -> None:
+def _setup_logging(verbose: bool, console: Console, quiet: bool = False) -> None:
     logger.remove()
     logger.add(lambda m: console.print(m, end="", markup=False, highlight=False, soft_wrap=True),
-               level="DEBUG" if verbose else "INFO", format="{level}: {message}")
+               level="DEBUG" if verbose else "WARNING" if quiet else "INFO", format="{level}: {message}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,7 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         err.print(f"shmrss: error: {e}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
-    _setup_logging(args.verbose, err)
+    except SystemExit as e:  # --version, --help: printed, done
+        return e.code if isinstance(e.code, int) else EXIT_OK
+    if args.verbose and args.quiet:
+        err.print("shmrss: error: -v and -q exclude each other", highlight=False)
+        return EXIT_USAGE
+    _setup_logging(args.verbose, err, args.quiet)
     if sys.platform != "linux":
         err.print(f"shmrss: error: shmrss needs Linux (sysfs, POSIX shared memory, CPU pinning); this is {sys.platform}")
         return EXIT_USAGE
@@ -302,9 +267,7 @@ def cmd_calibrate(args, err: Console) -> int:
     return code
 
 
-def _out_console() -> Console:
-    """stdout; piped output gets a wide page so tables are not folded to 80 columns."""
-    return Console() if sys.stdout.isatty() else Console(width=200)
+_out_console = stdout_console  # stdout; piped output gets a wide page
 
 
 def _write_json(path: str, obj) -> None:
@@ -324,9 +287,11 @@ def _json_default(o):
 def cmd_run(args, err: Console) -> int:
     from shmrss import designs, lifecycle, result
     from shmrss.orchestrator import Interrupted, Run, RunFailed, RunParams
+    from shmrss.results_file import results_document
     from shmrss.runsignals import SIGNALS
     from shmrss.topology import plan, read_topology
-    from shmrss.workload import compile_workload, load_file
+    from shmrss.wlfile import load_file
+    from shmrss.workload import compile_workload
 
     import workloads
 
@@ -411,7 +376,7 @@ def cmd_run(args, err: Console) -> int:
                "nodes_option": args.nodes, "tree_orders": list(args.tree_orders) if args.tree_orders else None,
                "perf": args.perf, "offline_at": args.offline_at, "kill_at": args.kill_at,
                "check_every": args.check_every, "online_cpus_option": args.online_cpus,
-               "fault_body": args.fault_body}
+               "fault_body": args.fault_body, "label": args.label}
 
     def params_for(design: str, possible: int | None) -> RunParams:
         return RunParams(design=design, workload=wl, placement=placement, topo=topo, duration=args.duration,
@@ -444,6 +409,8 @@ def cmd_run(args, err: Console) -> int:
                              lambda raw, prm=prm: result.build(prm, raw, calibration)))
 
     preflight.check_runs(unstarted)
+    if args.repeat > 1:  # interleaved, A B A B ...: a slow drift of the host spreads over every design
+        jobs = [(f"{label} #{rep + 1}", execute, build) for rep in range(args.repeat) for label, execute, build in jobs]
 
     calibration = None
     if not args.no_calibrate:
@@ -502,8 +469,8 @@ def cmd_run(args, err: Console) -> int:
                 res["warnings"] += [w for w in res["perf"].get("warnings", []) if w not in res["warnings"]]
             results.append(res)
             progress.update(task, completed=args.duration, visible=False)
-            if args.json is not None:
-                json_error = _save_json(args.json, results if len(jobs) > 1 else res, json_error)
+            if args.json is not None and args.json != "-":
+                json_error = _save_json(args.json, results_document(results), json_error)
             if not all(res["invariants"].values()):
                 code = max(code, EXIT_FAILED)
                 logger.error("{}: invariant failed: {}", label,
@@ -512,18 +479,22 @@ def cmd_run(args, err: Console) -> int:
                 code = raw.get("interrupt_code") or SIGNALS.pending
                 break
     logger.remove(said_live)
+    # --json -: stdout holds the JSON alone; the default table fits 100 columns and is not forced wider
+    tables = err if args.json == "-" else _out_console() if args.wide or fork_exit else Console()
+    if results and args.json == "-":
+        sys.stdout.write(json.dumps(results_document(results), indent=1, default=_json_default) + "\n")
     if results:
-        _out_console().print(lifecycle.table(results) if fork_exit else result.table(results))
+        tables.print(lifecycle.table(results) if fork_exit else _run_table(results, args.wide))
         if args.fault_body != "none":
             from shmrss.faultbody import table as fault_body_table
 
             if (ft := fault_body_table(results)) is not None:
-                _out_console().print(ft)
+                tables.print(ft)
         if args.perf:
             from shmrss.perf_report import table as perf_table
 
             if (pt := perf_table(results)) is not None:
-                _out_console().print(pt)
+                tables.print(pt)
         for res in results:
             for w in res["warnings"]:
                 if w not in shown:
@@ -533,11 +504,17 @@ def cmd_run(args, err: Console) -> int:
             code = max(code, EXIT_FAILED)
             logger.error("the result could not be written to {}: {}; the table above is all that is left of it",
                          args.json, json_error)
-        elif args.json is not None:
+        elif args.json is not None and args.json != "-":
             logger.info("wrote {}", args.json)
         if args.plot:
             code = max(code, _draw_plots(results, args.plot))
     return code
+
+
+def _run_table(results: list[dict], wide: bool):
+    from shmrss import result, run_table
+
+    return result.table(results) if wide else run_table.table(results)
 
 
 def _save_json(path: str, obj, earlier: str | None) -> str | None:
@@ -598,6 +575,16 @@ def cmd_report(args, err: Console) -> int:
         raise UsageError(str(e)) from None
 
 
+def cmd_compare(args, err: Console) -> int:
+    from shmrss import compare
+    from shmrss.results_file import InputError
+
+    try:
+        return compare.main(args, Console())  # piped: rich's own width (COLUMNS, else 80), not forced
+    except InputError as e:
+        raise UsageError(str(e)) from None
+
+
 def cmd_monitor(args, err: Console) -> int:
     from shmrss.monitor import MonitorUsage, command
 
@@ -608,11 +595,12 @@ def cmd_monitor(args, err: Console) -> int:
 
 
 _COMMANDS = {"run": cmd_run, "topology": cmd_topology, "calibrate": cmd_calibrate, "cleanup": cmd_cleanup,
-             "sweep": cmd_sweep, "report": cmd_report, "monitor": cmd_monitor}
+             "sweep": cmd_sweep, "report": cmd_report, "monitor": cmd_monitor,
+             "compare": cmd_compare}
 
 if __name__ == "__main__":
-    # run as a script this module is __main__, a second copy of shmrss.cli whose UsageError is not the
-    # one the other modules raise: go through the imported module
+    # run as a script this module is __main__, a second copy of shmrss.cli: go through the imported one
+    # (``python -m shmrss``, shmrss/__main__.py, is the entry point)
     from shmrss.cli import main as _main
 
     sys.exit(_main())

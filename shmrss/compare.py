@@ -201,3 +201,79 @@ def check_files(paths: list[str]) -> None:
     for p in paths:
         if not Path(p).exists():
             raise InputError(f"{p}: no such file")
+
+
+FORMATS = ("table", "markdown", "csv", "json")
+
+
+def _pct_at_least_0(text: str) -> float:
+    import argparse
+    import re
+
+    if not re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", text):
+        raise argparse.ArgumentTypeError(f"not a percentage >= 0: {text!r}")
+    return float(text)
+
+
+def add_parser(sub) -> None:
+    c = sub.add_parser("compare", help="compare results files: value ± spread, %change and its significance")
+    c.add_argument("base", metavar="BASE", help="results file of the base side (run JSON or sweep JSONL)")
+    c.add_argument("new", nargs="*", metavar="NEW", help="results file(s) of the side(s) compared with BASE")
+    c.add_argument("--format", choices=FORMATS, default="table",
+                   help="table (terminal), markdown, csv or json (default table)")
+    c.add_argument("--fail-on-regression", type=_pct_at_least_0, metavar="PCT",
+                   help="exit 1 when a metric gets significantly worse by more than PCT percent")
+
+
+def table(records: list[dict], base_name: str):
+    """The terminal table: one row per point and metric; fits 100 columns (the point label wraps)."""
+    from rich.table import Table
+
+    rules = sorted({r["rule"] for r in records})
+    sides = list(dict.fromkeys(r["new_side"] for r in records))
+    t = Table(title=f"shmrss compare (base: {base_name})", title_justify="left",
+              caption=f"mean ± stdev (n samples); * significant by {', '.join(rules) or 'no rule'}; "
+                      "! unstable (pyperf's thresholds)", caption_justify="left")
+    t.add_column("point", ratio=1, overflow="fold")
+    t.add_column("metric", max_width=14, overflow="fold")
+    t.add_column("base", justify="right", no_wrap=True)
+    new_header = sides[0] if len(sides) == 1 else "new"
+    t.add_column(new_header, justify="right", max_width=24, overflow="fold")
+    t.add_column("change", justify="right", max_width=12, overflow="fold")
+    for r in records:
+        b, n = r["base"], r["new"]
+        mark = " !" if r["unstable"] else ""
+        t.add_row(r["point"], r["metric"], f"{b['mean']:,.4g} ± {b['stdev']:,.2g} ({b['n']})",
+                  (f"{r['new_side']}: " if len(sides) > 1 else "") + f"{n['mean']:,.4g} ± {n['stdev']:,.2g} ({n['n']})",
+                  r["verdict"] + mark)
+    return t
+
+
+def main(args, out_console) -> int:
+    """``shmrss compare``: 0, or 1 when --fail-on-regression found a significant regression."""
+    from loguru import logger
+
+    paths = [args.base, *args.new]
+    check_files(paths)
+    base = load_side(args.base)
+    news = [load_side(p) for p in args.new]
+    names = [s.name for s in (base, *news)]
+    for side in (base, *news):
+        if names.count(side.name) > 1:  # one host, kernel and label on both sides: name them by file
+            side.name = Path(side.path).name
+    rows = compare(base, news)
+    if not rows:
+        logger.warning("the files have no point in common: nothing to compare")
+    if args.format == "table":
+        out_console.print(table(as_records(rows), base.name))
+    else:
+        import sys
+
+        sys.stdout.write(render(rows, args.format, base.name))
+    if args.fail_on_regression is not None:
+        worse = regressions(rows, args.fail_on_regression)
+        for r in worse:
+            logger.error("regression: {} {} {} ({})", r.point, r.metric.name, r.verdict(), r.new_side)
+        if worse:
+            return 1
+    return 0

@@ -240,7 +240,7 @@ def reader_process(seg_name: str, design: str, interval: float, host_cpu: int | 
             next_t = time.perf_counter()
 
 
-RECLAIM_BATCH = 4  # pages per swap-out; small enough that a victim's anon count never dips far below 0
+RECLAIM_BATCH = L.RECLAIM_BATCH  # pages per swap-out (in layout: designs/pernode.py bounds its slack by it)
 RECLAIM_PAUSES = 2000  # pause instructions between moves (kswapd's pace)
 
 

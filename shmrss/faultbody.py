@@ -125,9 +125,9 @@ def release(seg, st, pages):
 def _task_peak(tape: np.ndarray, first: int, steps: int) -> int:
     """The most pages one pass of a task's tape holds at once (faults add, unmaps release)."""
     held = peak = 0
-    for op, _, arg, _ in tape[first: first + steps]:
+    for op, _, arg, size in tape[first: first + steps]:
         if op == L.OP_FAULT:
-            held += int(arg)
+            held += int(arg) * max(int(size), 1)  # a fault step of n faults of size pages (0: one page)
             peak = max(peak, held)
         elif op == L.OP_UNMAP:
             held = max(0, held - int(arg))

@@ -27,6 +27,7 @@ import numpy as np
 from loguru import logger
 
 from shmrss import layout as L
+from shmrss.errors import RunFailed
 from shmrss.runsignals import SIGNALS
 
 PARK_TIMEOUT_S = 10.0
@@ -102,7 +103,9 @@ def validate(faults: list[Fault], nwork: int, duration: float, reclaimer: bool, 
 
 class FaultDriver:
     """Injects the run's faults at their times, recovers the CPUs it (or anything else) took away,
-    and runs the soak checks. Owned by an ``orchestrator.Run``."""
+    and runs the soak checks. Owned by an ``orchestrator.Run``; of the run it uses only the public
+    ``cpus``, ``reader``, ``reclaimer``, ``seg``, ``p``, ``warnings`` and ``check_children()``, and it
+    does not import the orchestrator (the run hands itself in)."""
 
     def __init__(self, run, eng, faults: list[Fault], check_every: float | None):
         self.run = run
@@ -156,14 +159,14 @@ class FaultDriver:
             if run.reader is not None and run.reader.is_alive():
                 os.kill(run.reader.pid, signal.SIGKILL)
                 run.reader.join(5.0)
-                run._check_children()
+                run.check_children()
             return
         if f.target == "reclaimer":
             if run.reclaimer is not None and run.reclaimer.is_alive():
                 os.kill(run.reclaimer.pid, signal.SIGKILL)
                 run.reclaimer.join(5.0)
                 self.reclaimer_fault = f  # so that its recovery is recorded as this kill
-                run._check_children()
+                run.check_children()
             return
         cpu = f.target
         proc = run.cpus[cpu]
@@ -391,7 +394,5 @@ class FaultDriver:
                 "park_ms_max": round(max(self.park_ms), 3) if self.park_ms else None}
 
 
-def _failed(msg: str):
-    from shmrss.orchestrator import RunFailed
-
+def _failed(msg: str) -> RunFailed:
     return RunFailed(msg)

@@ -87,3 +87,24 @@ def identity_name(ident: dict) -> str:
         return str(ident["label"])
     parts = [p for p in (ident.get("hostname"), ident.get("kernel")) if p]
     return " ".join(parts) or "unknown host"
+
+
+def cpu_times():
+    """All CPUs' cumulative times (/proc/stat's ``cpu`` line through psutil); None where psutil cannot read it."""
+    import psutil
+
+    try:
+        return psutil.cpu_times()
+    except (OSError, RuntimeError):
+        return None
+
+
+def idle_pct(before, after) -> float | None:
+    """The host's idle time between two ``cpu_times()``, in percent of all CPUs' time, as will-it-scale's
+    runtest.py computes it from /proc/stat (idle over the sum of every field); None when not measurable."""
+    if before is None or after is None:
+        return None
+    total = sum(after) - sum(before)
+    if total <= 0:
+        return None
+    return round(max(0.0, min(100.0, (after.idle - before.idle) / total * 100.0)), 2)

@@ -2,15 +2,14 @@
 
 The list uses taskset's format (``0,2-3``, ``0-15:2`` for every other CPU);
 unlike a kernel cpu list the order matters (emulated CPU i goes to the i-th
-entry) and a repeated CPU is refused rather than merged.
+entry) and a repeated CPU is refused rather than merged. Whether the CPUs exist and are usable
+is ``shmrss.topology.refuse_unusable``'s to say, when the run is placed.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-
-from shmrss.topology import Topology, TopologyError, format_cpulist
 
 MAX_CPU = (1 << 20) - 1  # far beyond any kernel's NR_CPUS; keeps range() of a typo small
 _ITEM = re.compile(r"(\d+)(?:-(\d+)(?::(\d+))?)?", re.ASCII)  # ASCII: not "١" or "１"
@@ -42,22 +41,3 @@ def parse(text: str) -> list[int]:
             seen.add(c)
             cpus.append(c)
     return cpus
-
-
-def refuse_unusable(cpus: list[int], topo: Topology) -> None:
-    """TopologyError naming the first CPU that does not exist, is offline, or is outside this process's
-    affinity / cpuset; or a repeated one (callers other than ``parse`` may pass any list)."""
-    if len(set(cpus)) != len(cpus):
-        dup = next(c for i, c in enumerate(cpus) if c in cpus[:i])
-        raise TopologyError(f"--host-cpus lists CPU {dup} twice: one emulated CPU a host CPU")
-    usable = set(topo.usable)
-    for c in cpus:
-        if c in usable:
-            continue
-        if c >= topo.possible and c not in topo.online:
-            raise TopologyError(f"--host-cpus: CPU {c} does not exist on this host "
-                                f"(online CPUs {format_cpulist(topo.online)})")
-        if c not in topo.online:
-            raise TopologyError(f"--host-cpus: CPU {c} is offline (online CPUs {format_cpulist(topo.online)})")
-        raise TopologyError(f"--host-cpus: CPU {c} is outside this process's CPU affinity or cpuset "
-                            f"(usable CPUs {format_cpulist(topo.usable)})")

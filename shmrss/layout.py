@@ -50,6 +50,7 @@ H_CREATED_NS = 34
 H_RUN_ID = 35  # low 63 bits of the random run id
 H_NWORK = 36  # CPUs that run tapes (0..NWORK-1); a reclaimer, if any, is CPU NWORK
 H_RECLAIMER = 37  # 1 when CPU NWORK is the reclaimer
+RECLAIM_BATCH = 4  # the reclaimer's pages per swap-out; small enough that a victim's anon count never dips far below 0
 H_OOM = 38  # base of the OOM record (0: no OOM selection in this run)
 H_FAULTS = 39  # 1: CPUs keep an in-flight journal, so a killed CPU's last update can be recovered
 H_PIDNS = 40  # inode of the owner's PID namespace: H_OWNER_PID means something only in that namespace

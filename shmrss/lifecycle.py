@@ -175,6 +175,7 @@ def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, c
         "host": host_info(params.topo, params.line),
         "lifecycle": {
             "mm_per_s": sum(c["mm_per_s"] for c in per_cpu),
+            "host_idle_pct": raw.get("host_idle_pct"),  # the host's idle % of all CPUs' time in the window
             "mm_per_s_per_cpu": [c["mm_per_s"] for c in per_cpu],
             "mm_per_s_intervals": ({"min": min(rates), "median": statistics.median(rates), "max": max(rates)}
                                    if rates else None),

@@ -23,6 +23,7 @@ from rich.live import Live
 
 from shmrss import designs, layout as L, monitor_reads as MR
 from shmrss.atomics import calibrate_tsc
+from shmrss.console import stdout_console
 from shmrss.monitor_host import HostSampler
 from shmrss.monitor_sample import RUN_STATE, SegmentSampler, ended, pid_alive
 from shmrss.monitor_view import Block, Frame, build, render_plain, render_rich
@@ -73,10 +74,6 @@ class Screen:
             self.console.file.flush()
 
 
-def _stdout() -> Console:
-    return Console() if sys.stdout.isatty() else Console(width=200)
-
-
 def _refusal(name: str, e: SegmentError) -> MonitorUsage:
     """One line: the reason, and the name when the reason does not say it (and it is safe to print)."""
     name = name.lstrip("/")
@@ -118,7 +115,7 @@ def watch(name: str, interval: float, count: int | None, console: Console | None
         MR.warm(sampler.design)  # compile (or load) the reads before the first sample, not between its reads
         tsc_per_ns = calibrate_tsc()
         host = HostSampler(sampler.owner_pid)
-        screen = Screen(console or _stdout())
+        screen = Screen(console or stdout_console())
         with screen:
             cur = sampler.take()
             prev = sampler.start_of(cur)
@@ -185,7 +182,7 @@ def _describe(name: str) -> list[str]:
 
 
 def list_runs(console: Console | None = None) -> int:
-    console = console or _stdout()
+    console = console or stdout_console()
     names = list_segments()
     if not names:
         console.file.write(f"no shmrss segments in {SHM_DIR}\n")

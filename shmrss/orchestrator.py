@@ -23,6 +23,7 @@ from loguru import logger
 from shmrss import designs, layout as L
 from shmrss.atomics import calibrate_tsc, tsc_granularity_ticks, tsc_overhead_ticks
 from shmrss.engine import cpu_process, engine_for, reader_process, reclaimer_process
+from shmrss.errors import RunFailed
 from shmrss.runsignals import AFTER, MEASURING, SIGNALS, STARTUP, Interrupted, blocked, signame
 from shmrss.segment import Geometry, Segment
 from shmrss.topology import Placement, Topology
@@ -31,10 +32,6 @@ from shmrss.workload import CompiledWorkload
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 FAULT_BODY_STAT_EVERY = 16  # events between a CPU's stop checks with --fault-body page (1024 without)
-
-
-class RunFailed(Exception):
-    """The run could not complete (a child died, start-up timed out); message is one line."""
 
 
 @dataclass
@@ -237,6 +234,9 @@ class Run:
         self.contention = Contention(self.seg.name, self.warnings, pinned)
         self.contention.look()  # other runs, before the start
         interrupt = None
+        from shmrss.host_meta import cpu_times, idle_pct
+
+        times_before = cpu_times()  # the host's idle time over the measured window (host_idle_pct)
         try:
             SIGNALS.enter(MEASURING)
             self._go_and_sample()
@@ -246,9 +246,11 @@ class Run:
             interrupt = e if isinstance(e, Interrupted) else Interrupted(130)
             self.partial = True
             self.warnings.append(f"interrupted by {interrupt.name}: partial result, measured until the interrupt")
+        host_idle = idle_pct(times_before, cpu_times())  # runtest.py reads it from /proc/stat
         perf = self.perf.stop() if self.perf is not None else None  # --perf: close its window first
         self._stop()
         raw = self._collect(eng, tsc_per_ns, startup_s)
+        raw["host_idle_pct"] = host_idle
         if perf is not None:
             raw["perf"] = perf
         if interrupt is None and SIGNALS.pending is not None:
@@ -282,7 +284,9 @@ class Run:
         w = self.seg.words
         return int(w[L.H_CTRL]) + line * int(w[L.H_LINE]) + slot
 
-    def _check_children(self) -> None:
+    def check_children(self) -> None:
+        """RunFailed if an emulated CPU died outside a journalled run; otherwise a dead CPU is recovered from its
+        journal and a dead reclaimer or reader recorded. shmrss.faults calls it after each kill."""
         gone = self.faults.gone if self.faults is not None else set()
         live = self.seg is not None and int(self.seg.words[self._ctrl(L.C_GO)]) != 0
         for cpu, proc in enumerate(self.cpus):
@@ -316,7 +320,7 @@ class Run:
         need = len(self.cpus) + int(self.reclaimer is not None)
         deadline = time.perf_counter() + STARTUP_TIMEOUT_S
         while int(w[self._ctrl(L.C_BARRIER, 1)]) < need:
-            self._check_children()
+            self.check_children()
             if time.perf_counter() > deadline:
                 raise RunFailed(f"the emulated CPUs did not reach the start barrier in {STARTUP_TIMEOUT_S:.0f} s")
             time.sleep(0.001)
@@ -350,7 +354,7 @@ class Run:
                 wake = min(wake, t0 + due)
             sentinels = [p.sentinel for p in self._children() if p.exitcode is None]
             mp.connection.wait(sentinels, timeout=max(0.0, wake - now))
-            self._check_children()
+            self.check_children()
             if self.faults is not None:
                 self.faults.tick(time.perf_counter() - t0)
             now = time.perf_counter()

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from shmrss import layout as L
-from shmrss.cli import UsageError
+from shmrss.errors import UsageError
 from shmrss.segment import SHM_DIR, Geometry, compute_layout
 
 MIN_DURATION_S = 0.01
@@ -41,7 +41,7 @@ def check_run_options(args, fork_exit: bool, variants: list[str]) -> None:
     if args.tasks is not None and (fork_exit or is_workload_file(args.workload)):
         what = "fork_exit" if fork_exit else "a workload file (it lists its own tasks)"
         raise UsageError(f"--tasks goes with a built-in tape workload, not with {what}")
-    if args.json is not None:
+    if args.json is not None and args.json != "-":  # "-": stdout
         check_output_file(args.json, "--json")
     if args.plot is not None:
         check_output_dir(args.plot, "--plot")

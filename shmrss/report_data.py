@@ -1,8 +1,10 @@
 """Results for the report: load result lines, classify them, group repeats of one point, and give the
 min / median / max of a metric across repeats.
 
-A group is every repeat of one point: the point's key without its repeat
-index. Lines written by ``shmrss run --json`` (no sweep key) get a key
+A group is every repeat of one point measured by one identity (host, kernel,
+label: ``host_meta.identity``): the point's key without its repeat index, plus
+the identity's name in ``key["identity"]``; results of different identities
+are never merged, even when the files give their points the same key. Lines written by ``shmrss run --json`` (no sweep key) get a key
 derived from their parameters; identical ones are repeats of each other.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from shmrss.host_meta import identity, identity_name
 from shmrss.results_file import FINISHED, canonical, read_records, status_of
 
 KIND_RUN, KIND_LIFECYCLE = "run", "lifecycle"
@@ -98,6 +101,8 @@ def load(paths: list[str]) -> Loaded:
         records, more = read_records(path)
         notes += more
         empty = 0
+        # a line without a result (a failed point) belongs to the host that wrote the file
+        file_ident = next((identity(r) for r in records if isinstance(r.get("host"), dict)), None)
         for r in records:
             status = status_of(r)
             kind = kind_of(r)
@@ -116,12 +121,14 @@ def load(paths: list[str]) -> Loaded:
             else:
                 notes.append(f"{path}: a line that is neither a result nor a sweep point was ignored")
                 continue
+            ident = identity(r) if isinstance(r.get("host"), dict) or file_ident is None else file_ident
             key = {k: v for k, v in full.items() if k != "repeat"}
-            gid = canonical(key)
+            key["identity"] = identity_name(ident)
+            gid = canonical({**key, "identity": ident})
             if kind is None:  # a failed point: no result, its key says what it was
                 kind = KIND_LIFECYCLE if key.get("lifecycle") else KIND_RUN
             groups.setdefault(gid, Group(key, kind))
-            fid = canonical(full)
+            fid = canonical({**full, "identity": ident})
             if status in FINISHED:
                 if fid in finished:
                     duplicates += 1

@@ -219,6 +219,7 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
             "raced_moves": raced,
             "timings_valid": timings_valid,
             "window_outliers": [o[0] for o in outliers],
+            "host_idle_pct": raw.get("host_idle_pct"),  # the host's idle % of all CPUs' time in the window
             "fault_body": _fault_body(per_cpu, ns),
         },
         "contention": contention,

@@ -54,7 +54,8 @@ _SHOWN = 5  # bad lines named one by one; the rest only counted
 def read_records(path: str | Path) -> tuple[list[dict], list[str]]:
     """Every object of a results file and notes about what was skipped.
 
-    A JSON-lines file, or a ``shmrss run --json`` file (one object or a list). Only a regular file is read
+    A JSON-lines file, or a ``shmrss run --json`` file (``{"schema_version": 1, "results": [...]}``, or
+    from older versions one result object or a list of them). Only a regular file is read
     (a FIFO or /dev/zero is refused at once), up to MAX_FILE_BYTES; a leading BOM is accepted; a line that
     is not a JSON object (cut short by a crash, too deep, too long, a number too big, a NUL-filled tail) is
     skipped and counted. A file whose first line is not JSON at all is not a results file: InputError.
@@ -102,11 +103,7 @@ def _whole_document(data: bytes) -> list[dict] | None:
         whole = json.loads(stripped)
     except (ValueError, RecursionError):
         return None
-    if isinstance(whole, dict):
-        return [whole]
-    if isinstance(whole, list) and all(isinstance(r, dict) for r in whole):
-        return whole
-    return None
+    return results_of_document(whole)
 
 
 def _parse_line(raw: bytes) -> tuple[dict | None, str]:
@@ -130,6 +127,26 @@ def _parse_line(raw: bytes) -> tuple[dict | None, str]:
     if not isinstance(obj, dict):
         return None, "is not a JSON object"
     return obj, ""
+
+
+SCHEMA_VERSION = 1
+
+
+def results_document(results: list[dict]) -> dict:
+    """What ``shmrss run --json`` writes: always an object, a single design being a list of one."""
+    return {"schema_version": SCHEMA_VERSION, "results": list(results)}
+
+
+def results_of_document(data) -> list[dict] | None:
+    """The results of a parsed ``run --json`` document in any shape it has had (object with
+    ``results``, one result, a list of results); None when it is none of these."""
+    if isinstance(data, dict) and "schema_version" in data:
+        data = data.get("results")
+    elif isinstance(data, dict):
+        return [data]
+    if isinstance(data, list) and all(isinstance(r, dict) for r in data):
+        return data
+    return None
 
 
 def finished_keys(records: list[dict]) -> set[str]:

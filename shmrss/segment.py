@@ -232,9 +232,7 @@ class Segment:
 
     # ---- header access
     def h(self, slot: int) -> int:
-        return int(self.words[slot])
-
-    def region(self, slot: int) -> int:
+        """Header word ``slot`` (a region's offset, a size, a flag) as an int."""
         return int(self.words[slot])
 
     def close(self) -> None:

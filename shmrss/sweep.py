@@ -18,13 +18,16 @@ from pathlib import Path
 
 from loguru import logger
 
-from shmrss.cli import _int_at_least, _int_list, _orders, _positive_float
+from shmrss.errors import EXIT_FAILED, EXIT_OK
+from shmrss.options import int_at_least as _int_at_least, int_list as _int_list, orders as _orders
+from shmrss.options import label as _label, positive_float as _positive_float
 from shmrss.results_file import FINISHED, Appender, InputError, canonical, finished_keys, read_records
 
-EXIT_OK, EXIT_FAILED = 0, 1
 
-
-def add_parser(sub) -> None:
+def add_parser(sub, parse_run) -> None:
+    """The ``sweep`` subcommand. ``parse_run(argv)`` is ``shmrss run``'s parser (it raises UsageError on bad
+    input): the planner checks every point's argv with it up front, and the CLI hands it in, because no module
+    below the CLI may import the CLI."""
     s = sub.add_parser("sweep", help="run a matrix of designs x workloads x CPU counts, resumable, to a results file")
     s.add_argument("--design", default="percpu,atomic", help="comma list of designs, or 'all' (default percpu,atomic)")
     s.add_argument("--workload", default="page_fault1",
@@ -62,9 +65,12 @@ def add_parser(sub) -> None:
     s.add_argument("--nodes", type=_int_at_least(1, 64), help="pernode: emulate this many NUMA nodes")
     s.add_argument("--tree-orders", type=_orders, metavar="O1,O2,...", help="tree: arity orders of levels 1..L")
     s.add_argument("--no-calibrate", action="store_true", help="do not embed a hardware calibration")
+    s.add_argument("--label", type=_label, default="", metavar="TEXT",
+                   help="passed to every point's shmrss run --label (part of the results' identity)")
     s.add_argument("--shard", type=parse_shard, metavar="K/N",
                    help="run only shard K of N (0 <= K < N): every N-th point of the plan, all repeats of a point in "
                         "one shard; N machines with K = 0..N-1 run the whole plan (a Slurm job array, a CI matrix)")
+    s.set_defaults(parse_run=parse_run)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

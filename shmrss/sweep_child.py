@@ -20,7 +20,6 @@ from pathlib import Path
 
 from loguru import logger
 
-_ENTRY = "import sys; from shmrss.cli import main; sys.exit(main())"
 GRACE_S = 20.0  # after a forwarded signal or a timeout, how long the child gets to write and clean up
 
 
@@ -72,9 +71,8 @@ def run_point(argv: tuple[str, ...], fwd: Forwarder, timeout_s: float, verbose: 
     with tempfile.TemporaryDirectory(prefix="shmrss-sweep-") as tmp:
         out = Path(tmp) / "result.json"
         log = Path(tmp) / "stderr.txt"
-        # not ``-m shmrss.cli``: run as __main__, the CLI would have two UsageError classes and modules that
-        # raise shmrss.cli.UsageError would end in a traceback instead of a one-line refusal
-        cmd = [sys.executable, "-c", _ENTRY, *(["-v"] if verbose else []), *argv, "--json", str(out)]
+        # ``-m shmrss`` (shmrss/__main__.py), not ``-m`` on the CLI module, which would load the CLI twice
+        cmd = [sys.executable, "-m", "shmrss", *(["-v"] if verbose else []), *argv, "--json", str(out)]
         t0 = time.perf_counter()
         timed_out = False
         with open(log, "wb") as errf:
@@ -141,9 +139,11 @@ def _load(path: Path) -> dict | None:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if isinstance(data, list):  # one point is one design at one P: a single object, but be lenient
-        data = data[0] if len(data) == 1 else None
-    return data if isinstance(data, dict) else None
+    from shmrss.results_file import results_of_document
+
+    results = results_of_document(data)  # {"schema_version", "results"}, or an older run's object or list
+    # one point is one design at one P: a single result
+    return results[0] if results and len(results) == 1 else None
 
 
 def _last_error(text: str) -> str | None:

@@ -57,7 +57,8 @@ class _Workload:
 
 def _workloads(text: str) -> list[_Workload]:
     import workloads
-    from shmrss.workload import WorkloadError, load_file
+    from shmrss.wlfile import load_file
+    from shmrss.workload import WorkloadError
 
     out = []
     for name in _split(text, "workload"):
@@ -183,7 +184,7 @@ def plan_points(args, topo) -> tuple[list[Point], list[str]]:
                      f"the CPU count")
     if not cells:
         raise InputError("no point to run: every --possible-cpus value is below every --cpus value")
-    _check_as_run(cells)
+    _check_as_run(cells, args.parse_run)
     points = []
     for rep in range(args.repeat):
         for key, argv, label in cells:
@@ -192,15 +193,15 @@ def plan_points(args, topo) -> tuple[list[Point], list[str]]:
     return points, notes
 
 
-def _check_as_run(cells) -> None:
-    """Each combination's argv through ``shmrss run``'s own parser and option checks, before anything runs."""
+def _check_as_run(cells, parse_run) -> None:
+    """Each combination's argv through ``shmrss run``'s own parser (``parse_run``, handed in by the CLI) and
+    option checks, before anything runs."""
     from shmrss import preflight
-    from shmrss.cli import UsageError, build_parser
+    from shmrss.errors import UsageError
 
-    parser = build_parser()
     for _, argv, label in cells:
         try:
-            ns = parser.parse_args(argv)
+            ns = parse_run(argv)
             fork_exit = ns.workload == "fork_exit"
             preflight.check_run_options(ns, fork_exit, [ns.lifecycle] if fork_exit else [])
         except UsageError as e:
@@ -219,6 +220,7 @@ def _cell(args, wl, eff_mode, mode, tasks, c, pc, design, variant, line, reclaim
         "tree_orders": list(args.tree_orders) if design == "tree" and args.tree_orders else None,
         "pages": args.pages if wl.fork_exit else None, "clones": args.clones if wl.fork_exit else None,
         "leak_every": args.leak_every if wl.fork_exit and args.leak_every else None,
+        "label": getattr(args, "label", "") or None,
     }
     # options that do not apply are left out, so that an option added later keeps old keys valid
     key = {k: v for k, v in key.items() if v is not None}
@@ -243,4 +245,6 @@ def _cell(args, wl, eff_mode, mode, tasks, c, pc, design, variant, line, reclaim
         argv += ["--nodes", str(args.nodes)]
     if key.get("tree_orders"):
         argv += ["--tree-orders", ",".join(map(str, args.tree_orders))]
+    if key.get("label"):
+        argv += ["--label", key["label"]]
     return key, argv

@@ -411,6 +411,25 @@ def _smt_pool(topo: Topology) -> list[int]:
     return pool
 
 
+def refuse_unusable(cpus: list[int], topo: Topology) -> None:
+    """TopologyError naming the first CPU that does not exist, is offline, or is outside this process's
+    affinity / cpuset; or a repeated one (callers other than ``parse`` may pass any list)."""
+    if len(set(cpus)) != len(cpus):
+        dup = next(c for i, c in enumerate(cpus) if c in cpus[:i])
+        raise TopologyError(f"--host-cpus lists CPU {dup} twice: one emulated CPU a host CPU")
+    usable = set(topo.usable)
+    for c in cpus:
+        if c in usable:
+            continue
+        if c >= topo.possible and c not in topo.online:
+            raise TopologyError(f"--host-cpus: CPU {c} does not exist on this host "
+                                f"(online CPUs {format_cpulist(topo.online)})")
+        if c not in topo.online:
+            raise TopologyError(f"--host-cpus: CPU {c} is offline (online CPUs {format_cpulist(topo.online)})")
+        raise TopologyError(f"--host-cpus: CPU {c} is outside this process's CPU affinity or cpuset "
+                            f"(usable CPUs {format_cpulist(topo.usable)})")
+
+
 def plan(topo: Topology, ncpus: int, smt: bool = False, oversubscribe: bool = False,
          host_cpus: list[int] | None = None) -> Placement:
     """Choose a host CPU for each of ncpus emulated CPUs and one for the reader.
@@ -419,8 +438,6 @@ def plan(topo: Topology, ncpus: int, smt: bool = False, oversubscribe: bool = Fa
     if ncpus < 1:
         raise TopologyError(f"--cpus must be at least 1 (got {ncpus})")
     if host_cpus is not None:
-        from shmrss.hostcpus import refuse_unusable
-
         refuse_unusable(list(host_cpus), topo)
         if ncpus < len(host_cpus):
             raise TopologyError(f"--cpus {ncpus} is fewer than the {len(host_cpus)} CPUs of --host-cpus")

@@ -117,3 +117,8 @@ def idle_notes(wl: CompiledWorkload, limit: int = 4) -> list[str]:
         notes.append(f"emulated CPU{'s' if many else ''} {shown} hold{'' if many else 's'} no task and "
                      f"idle{'' if many else 's'} the whole run unless a task migrates there")
     return notes
+
+
+def load_file(path: str) -> dict:
+    """The spec in a workload file; anything else (a directory, /dev/zero, binary data) is a WorkloadError."""
+    return read_spec(path)

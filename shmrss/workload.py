@@ -225,9 +225,3 @@ def check_totals(wl: CompiledWorkload, ncpu: int, names: dict | None = None) -> 
           f"the tapes grow the counters by up to {growth:,.0f} per event: in the longest allowed run "
           f"({LONGEST_RUN_S // 86400} days, {ncpu} CPUs) 64-bit counters could overflow; use smaller steps")
 
-
-def load_file(path: str) -> dict:
-    """The spec in a workload file; anything else (a directory, /dev/zero, binary data) is a WorkloadError."""
-    from shmrss.wlfile import read_spec
-
-    return read_spec(path)

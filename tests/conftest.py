@@ -78,7 +78,9 @@ def run_cli():
     def run(args: list[str], tmp_path: Path):
         path = Path(tmp_path) / f"result-{len(list(Path(tmp_path).glob('result-*.json')))}.json"
         code = main([*args, "--json", str(path), "--no-calibrate"])
-        data = json.loads(path.read_text()) if path.exists() else None
+        from results_schema import load_run_json
+
+        data = load_run_json(path) if path.exists() else None
         return code, data
 
     return run

@@ -81,13 +81,16 @@ def test_a_tape_longer_than_the_region_starts_the_region_again():
 
 def test_region_is_sized_from_the_largest_number_of_pages_a_cpu_holds():
     spec = {"name": "x", "mms": 1,
-            "tapes": {"a": [["fault", "anon", 100], ["fault", "file", 50], ["unmap", "anon", 120],
-                            ["fault", "anon", 60]],
+            "tapes": {"a": [["fault", "anon", 100], ["fault", "file", 50], ["unmap", "anon", 100],
+                            ["fault", "anon", 60], ["unmap", "anon", 60], ["unmap", "file", 50]],
                       "b": [["remote", "anon", 5], ["sleep", 1]]},
             "tasks": [{"mm": 0, "tape": "a", "cpu": 0}, {"mm": 0, "tape": "a", "cpu": 0},
                       {"mm": 0, "tape": "b", "cpu": 1}]}
     wl = compile_workload(spec, 2)
     assert faultbody.region_pages(wl) == [300, faultbody.MIN_REGION_PAGES]
+    spec["tapes"]["a"][0] = ["fault", "anon", 100, 16]  # 100 faults of 16 pages (--fault-pages 16)
+    spec["tapes"]["a"][2] = ["unmap", "anon", 1600]
+    assert faultbody.region_pages(compile_workload(spec, 2)) == [2 * 1650, faultbody.MIN_REGION_PAGES]
 
 
 def test_regions_that_do_not_fit_in_memory_are_refused():

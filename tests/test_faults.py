@@ -272,7 +272,7 @@ def inject(self, f, elapsed):
         os.kill(self.run.cpus[c].pid, signal.SIGKILL)
     for c in (1, 2):
         self.run.cpus[c].join(5)
-    self.run._check_children()
+    self.run.check_children()
 
 F.FaultDriver._inject = inject
 res = result.build(p, Run(p).execute(), None)

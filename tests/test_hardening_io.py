@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from shmrss.cli import main
+from results_schema import load_run_json
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--duration", "0.2", "--no-calibrate", "--no-reader", "--cpus", "1", "--design", "atomic"]
@@ -163,7 +164,7 @@ def test_run_json_never_writes_through_a_symlinked_temporary(tmp_path):
     (tmp_path / "out.json.tmp").symlink_to(victim)
     assert main(["run", *QUICK, "--json", str(out)]) == 0
     assert victim.read_text() == "precious\n"
-    assert isinstance(json.loads(out.read_text()), dict)
+    assert isinstance(load_run_json(out), dict)
     assert not stat.S_ISLNK(os.lstat(out).st_mode)
 
 
@@ -421,7 +422,7 @@ def test_report_refuses_dev_zero(tmp_path):
 
 
 def test_report_skips_and_counts_bad_lines(one_result, tmp_path):
-    good = json.loads(one_result.read_text())
+    good = load_run_json(one_result)
     lines = ["\ufeff" + json.dumps(good),
              "[" * 100_000 + "]" * 100_000,
              '{"n": ' + "9" * 5000 + "}",

@@ -245,3 +245,23 @@ def test_idle_time_measured_is_written_with_two_decimals():
     r = {"throughput": {"events_per_s": 1e6, "host_idle_pct": 12.345}}
     g = Group({"cpus": 1, "mode": "threads"}, "run", [r])
     assert rows([g])[1] == [1, 0, "", 1000000, "12.35", 1000000]
+
+
+def test_results_of_different_kernels_are_both_shown_never_merged(tmp_path):
+    """The same point from two kernels: two rows, each with its own value; neither merged nor dropped."""
+    paths = []
+    for kernel, eps in (("6.1-test", 123e6), ("6.2-test", 321e6)):
+        r = run_result("atomic", "processes", 2, 0, eps)
+        del r["sweep"]
+        r["host"] = {**HOST, "hostname": "box", "kernel": kernel}
+        path = tmp_path / f"{kernel}.json"
+        path.write_text(json.dumps({"schema_version": 1, "results": [r]}))
+        paths.append(str(path))
+    from shmrss import report_data
+
+    loaded = report_data.load(paths)
+    assert sorted(len(g.results) for g in loaded.groups) == [1, 1] and loaded.duplicates == 0
+    assert main(["report", *paths, "--out", str(tmp_path / "o")]) == 0
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "box 6.1-test" in md and "box 6.2-test" in md, md
+    assert "123" in md and "321" in md and "more than once" not in md

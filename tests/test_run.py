@@ -20,6 +20,7 @@ import pytest
 from shmrss import layout as L
 from shmrss.segment import SHM_DIR, Segment, SegmentError, list_segments, owner_pid
 from shmrss.topology import read_topology
+from results_schema import load_run_json
 
 NCORES = len(read_topology().physical_cpus())
 needs_2_cores = pytest.mark.skipif(NCORES < 2, reason="needs 2 physical cores")
@@ -237,7 +238,7 @@ def test_signal_mid_run_writes_partial_result(sig, code, tmp_path):
         assert time.monotonic() - t0 < 10
         assert "Traceback" not in err
         assert out_json.exists(), err
-        r = json.loads(out_json.read_text())
+        r = load_run_json(out_json)
         assert isinstance(r, dict) and r["partial"] is True
         assert any("interrupted" in w for w in r["warnings"])
         check_result(r, "percpu", 2, 2, partial=True)  # what was measured still holds

@@ -418,3 +418,10 @@ def test_create_refuses_absurd_geometry(geometry):
         Segment.create(g)
     # refused before anything was created
     assert not [n for n in set(list_segments()) - before if owner_pid(n) in (None, os.getpid())]
+
+
+def test_one_header_accessor():
+    """``Segment.h`` reads a header word; ``region``, an unused copy of it, is gone (issue 12, item 8)."""
+    from shmrss.segment import Segment
+
+    assert callable(Segment.h) and not hasattr(Segment, "region")

@@ -28,6 +28,7 @@ from shmrss import designs
 from shmrss.lifecycle import VARIANTS
 from shmrss.segment import PREFIX, SHM_DIR, owner_pid
 from shmrss.topology import read_topology
+from results_schema import load_run_json
 
 pytestmark = pytest.mark.stress
 
@@ -139,7 +140,7 @@ def shmrss_run(args: list[str], artifacts: Path, label: str, budget_s: float) ->
     tail = log.read_text()[-3000:]
     assert code == 0, f"{label}: exit {code} after {elapsed:.0f} s\n{tail}"
     assert "Traceback" not in tail, tail
-    data = json.loads(out.read_text())
+    data = load_run_json(out)
     results = data if isinstance(data, list) else [data]
     for r in results:
         bad = [k for k, ok in r["invariants"].items() if ok is not True]

@@ -18,6 +18,7 @@ from shmrss.cli import build_parser, main
 from shmrss.results_file import Appender, InputError, canonical, finished_keys, read_records
 from shmrss.sweep_plan import default_cpu_counts, plan_points
 from shmrss.topology import read_topology
+from results_schema import validate_result
 
 REPO = Path(__file__).resolve().parents[1]
 TOPO = read_topology()
@@ -36,7 +37,12 @@ def run_sweep(out: Path, *extra: str, timeout: float = 120) -> subprocess.Comple
 
 
 def lines(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    """The sweep's lines; each that carries a result is checked against the shipped schema."""
+    got = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    for line in got:
+        if "design" in line:
+            validate_result({k: v for k, v in line.items() if k != "sweep"})
+    return got
 
 
 def test_tiny_sweep_writes_every_point_then_skips_them_all(tmp_path, capsys):

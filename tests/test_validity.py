@@ -17,6 +17,7 @@ import pytest
 from shmrss import layout as L
 from shmrss.segment import SHM_DIR, Segment, SegmentError, list_segments, owner_pid
 from shmrss.topology import read_topology
+from results_schema import load_run_json
 
 NCORES = len(read_topology().physical_cpus())
 needs_2_cores = pytest.mark.skipif(NCORES < 2, reason="needs 2 physical cores")
@@ -58,7 +59,7 @@ def test_another_live_run_is_detected_by_both(run_cli, tmp_path):
         assert any("another shmrss run" in w and str(a.pid) in w for w in b["warnings"]), b["warnings"]
         os.kill(a.pid, signal.SIGINT)
         a.communicate(timeout=30)
-        ra = json.loads(out_a.read_text())
+        ra = load_run_json(out_a)
         assert ra["throughput"]["timings_valid"] is False
         assert any("another shmrss run" in w and str(os.getpid()) in w for w in ra["warnings"]), ra["warnings"]
     finally:

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 import workloads
 from shmrss import layout as L
-from shmrss.workload import (MAX_ARG, MAX_MMS, CompiledWorkload, WorkloadError, _parse_step, compile_workload,
-                             load_file)
+from shmrss.wlfile import load_file
+from shmrss.workload import MAX_ARG, MAX_MMS, CompiledWorkload, WorkloadError, _parse_step, compile_workload
 
 relaxed = settings(deadline=None, max_examples=300)
 PAGES = 32768

@@ -2,6 +2,7 @@
 workload data (see shmrss.workload) and runs on its own: ``python workloads/NAME.py --design all``."""
 
 import json
+import os
 import sys
 from importlib import import_module
 
@@ -27,10 +28,14 @@ def build(name: str, ncpu: int, tasks: int | None = None, mode: str = "processes
 
 
 def run_standalone(name: str) -> int:
-    """``python workloads/NAME.py [shmrss run options]``; ``--dump`` prints the data for 2 CPUs."""
+    """``python workloads/NAME.py [shmrss run options]``; ``--dump`` prints the data for 2 CPUs.
+
+    Otherwise this process becomes ``python -m shmrss run --workload NAME ...`` (exec, same pid, so the
+    exit status and the signals are the CLI's own): nothing below the CLI imports it."""
     if "--dump" in sys.argv:
         print(json.dumps(build(name, 2), indent=1))
         return 0
-    from shmrss.cli import main
-
-    return main(["run", "--workload", name, *sys.argv[1:]])
+    argv = [sys.executable, "-m", "shmrss", "run", "--workload", name, *sys.argv[1:]]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)

@@ -114,9 +114,7 @@ def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> Design
 def largest_update(words) -> int:
     """The largest |delta| one update of this run carries: a fault its pages per fault (1, or the step's
     size: --fault-pages), an unmap or a remote update its size, the reclaimer's moves its batch."""
-    from shmrss.engine import RECLAIM_BATCH  # here, not at the top: the designs do not load the engine
-
-    d = RECLAIM_BATCH if words[L.H_RECLAIMER] else 1
+    d = L.RECLAIM_BATCH if words[L.H_RECLAIMER] else 1
     tape = int(words[L.H_TAPE])
     for i in range(int(words[L.H_TAPE_STEPS])):
         op, arg, arg2 = (int(words[tape + i * L.STEP_WORDS + j]) for j in (0, 2, 3))

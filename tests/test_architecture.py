@@ -1,0 +1,86 @@
+"""The house plan (docs/architecture.md) holds: import-linter's contracts in pyproject.toml pass on the
+tree, and each contract breaks on a copy of the tree with one bad import added."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LINT = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+
+
+def _lint(root: Path) -> subprocess.CompletedProcess:
+    """``lint-imports`` on the tree at root (its pyproject.toml, its shmrss/ and workloads/ first on the path)."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([sys.executable, "-c", LINT, "--no-cache", str(root / "pyproject.toml")], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_import_contracts_hold():
+    p = _lint(ROOT)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "3 kept, 0 broken" in p.stdout, p.stdout
+
+
+def test_no_module_imports_the_cli_in_a_string_either():
+    """A subprocess that runs the CLI goes through ``-m shmrss``, not ``from shmrss.cli import main``."""
+    offenders = [str(f.relative_to(ROOT)) for d in ("shmrss", "workloads") for f in (ROOT / d).rglob("*.py")
+                 if f.name not in ("__main__.py", "cli.py") and "shmrss.cli" in f.read_text()]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("module, line, broken", [
+    # upward: the bottom layer reaching the CLI breaks the layers and the forbidden contract
+    ("shmrss/errors.py", "from shmrss import cli", ("layers", "only shmrss.__main__")),
+    # upward: the engine importing the run that drives it
+    ("shmrss/engine.py", "from shmrss import orchestrator", ("layers",)),
+    # a module that is in no layer (the contract is exhaustive)
+    ("shmrss/unplaced.py", "import os", ("layers",)),
+    # sideways within one layer: faults and orchestrator importing each other again is a cycle
+    ("shmrss/faults.py", "from shmrss import orchestrator", ("no import cycle",)),
+    # a workload module running the CLI by importing it
+    ("workloads/mixed.py", "from shmrss.cli import main", ("only shmrss.__main__",)),
+])
+def test_a_bad_import_breaks_a_contract(tmp_path, module, line, broken):
+    for part in ("shmrss", "workloads"):
+        shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    target = tmp_path / module
+    target.write_text((target.read_text() if target.exists() else '"""A module outside the plan."""\n')
+                      + f"\n{line}  # noqa\n")
+    p = _lint(tmp_path)
+    assert p.returncode != 0, p.stdout
+    for name in broken:
+        assert any(name in ln and "BROKEN" in ln for ln in p.stdout.splitlines()), (name, p.stdout)
+
+
+@pytest.mark.parametrize("argv", [["-m", "shmrss"], [str(ROOT / "workloads" / "page_fault1.py")]])
+def test_the_cli_runs_through_main_and_from_a_workload_script(argv):
+    """``python -m shmrss`` and ``python workloads/NAME.py`` (which execs it) refuse bad input in one line."""
+    run = ["run"] if argv[0] == "-m" else []
+    p = subprocess.run([sys.executable, *argv, *run, "--cpus", "0"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().splitlines() == ["shmrss: error: argument --cpus: must be in [1, 4096], got 0"]
+
+
+def test_a_workload_script_dumps_its_data():
+    p = subprocess.run([sys.executable, str(ROOT / "workloads" / "exec.py"), "--dump"], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0 and '"name": "exec"' in p.stdout, p.stderr
+
+
+def test_one_stdout_console():
+    """The commands' stdout console is made in one place (issue 12, item 8): piped, it is 200 columns wide."""
+    from shmrss import cli, console, monitor
+
+    assert cli._out_console is console.stdout_console and monitor.stdout_console is console.stdout_console
+    makers = [str(f.relative_to(ROOT)) for f in (ROOT / "shmrss").rglob("*.py")
+              if "Console(width=" in f.read_text() and f.name != "console.py"]
+    assert makers == []
+    assert console.stdout_console().width == console.PIPED_WIDTH  # pytest captures stdout: not a terminal
