@@ -10,7 +10,8 @@ from pathlib import Path
 
 
 def run_json(args: list[str], source: str | None = None):
-    """``shmrss run ARGS --json TMP``; the loaded result (an object, or a list for several runs).
+    """``shmrss run ARGS --json TMP``; the loaded result (an object, or a list for several runs), from the
+    results document of this shmrss or the plain object or list an earlier one wrote.
 
     A run whose invariants failed still wrote its result (exit 1): the caller
     reports it. A run that wrote nothing ends the script with its stderr.
@@ -26,4 +27,8 @@ def run_json(args: list[str], source: str | None = None):
         p = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if not out.exists():
             raise SystemExit(f"shmrss run {' '.join(args)} failed ({p.returncode}): {p.stderr.strip()[-500:]}")
-        return json.loads(out.read_text())
+        doc = json.loads(out.read_text())
+        if isinstance(doc, dict) and "schema_version" in doc:  # {"schema_version": 1, "results": [...]}
+            results = doc["results"]
+            return results[0] if len(results) == 1 else results
+        return doc  # an earlier shmrss (--before): one object, or a list

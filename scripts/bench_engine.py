@@ -55,6 +55,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--before", metavar="DIR", help="also run every configuration from this shmrss checkout")
+    ap.add_argument("--designs", default="", metavar="LIST",
+                    help="also each of these designs (or all) in processes mode on 1 CPU: a change's cost per design")
     a = ap.parse_args()
 
     from shmrss.topology import read_topology
@@ -73,6 +75,11 @@ def main() -> int:
         one_a: (["--design", "atomic", "--mode", "threads", "--cpus", "1"], one_p),
         f"atomic threads {ncpu} CPUs": (["--design", "atomic", "--mode", "threads"], one_a),
     }
+    from shmrss import designs as known
+
+    for d in (known.DESIGNS if a.designs == "all" else [x for x in a.designs.split(",") if x]):
+        if d != "percpu" and (not a.before or (Path(a.before) / "shmrss" / "designs" / f"{known.module_name(d)}.py").exists()):
+            configs[f"{d} processes 1 CPU"] = (["--design", d, "--cpus", "1"], one_p)
     ns: dict[str, list[float]] = {k: [] for k in configs}
     before: dict[str, list[float]] = {k: [] for k in configs}
     startup: list[float] = []
