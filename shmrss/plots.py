@@ -41,7 +41,7 @@ def _footer(fig, results: list[dict]) -> None:
     fig.text(0.01, 0.01, text, fontsize=7, va="bottom", wrap=True)
 
 
-def _save(fig, out: Path, name: str) -> Path:
+def save_png(fig, out: Path, name: str) -> Path:
     """Drawn in memory, then written by safe_io (a temporary renamed over the file: no symlink followed)."""
     import io
 
@@ -81,7 +81,7 @@ def _lines(results, key_of, x_of, y_of, title, xlabel, ylabel, out, name, logx=T
     axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     _footer(fig, results)
-    return _save(fig, out, name)
+    return save_png(fig, out, name)
 
 
 def draw(results: list[dict], directory: str) -> list[Path]:
@@ -120,5 +120,5 @@ def draw(results: list[dict], directory: str) -> list[Path]:
         ax.set_title("throughput per design")
         ax.grid(True, axis="y", alpha=0.3)
         _footer(fig, runs)
-        made.append(_save(fig, out, "events_per_s.png"))
+        made.append(save_png(fig, out, "events_per_s.png"))
     return [m for m in made if m is not None]

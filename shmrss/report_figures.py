@@ -16,7 +16,7 @@ import textwrap
 from collections import defaultdict
 from pathlib import Path
 
-from shmrss.plots import host_description  # importing shmrss.plots selects the Agg backend
+from shmrss.plots import host_description, save_png  # importing shmrss.plots selects the Agg backend
 from shmrss.report_data import KIND_LIFECYCLE, KIND_RUN, Group, dedup_warnings, invariant_failures
 from shmrss.results_file import canonical
 
@@ -77,19 +77,6 @@ def _figure(nrows: int, ncols: int, title: str, results: list[dict], panel_w: fl
         y += _LINE_IN / h
     return fig, axes
 
-
-def _save(fig, out: Path, name: str) -> Path:
-    """Drawn in memory, then written by safe_io (a temporary renamed over the file: no symlink followed)."""
-    import io
-
-    from shmrss.safe_io import write_bytes
-
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, dpi=110, format="png")
-    finally:
-        plt.close(fig)
-    return write_bytes(out / name, buf.getvalue())
 
 
 # ------------------------------------------------------------------ series, labels, axes
@@ -302,7 +289,7 @@ def scaling(groups: list[Group], out: Path, metric: str) -> Outcome:
         _legend(ax, failed, [(Line2D([], [], ls=":", color="gray"), "linear: 1-CPU median x CPUs")] if linear
                 else [])
     note = f"left out (one CPU count): {'; '.join(dropped)}" if dropped else None
-    return _save(fig, out, name), note
+    return save_png(fig, out, name), note
 
 
 def error_vs_bound(groups: list[Group], out: Path) -> Outcome:
@@ -358,7 +345,7 @@ def error_vs_bound(groups: list[Group], out: Path) -> Outcome:
         ax.set_ylabel("pages")
         ax.grid(True, axis="y", alpha=0.3)
         _legend(ax, failed, [(Line2D([], [], color="black", lw=2.2), "stated bound")])
-    return _save(fig, out, "approx_error_vs_bound.png"), None
+    return save_png(fig, out, "approx_error_vs_bound.png"), None
 
 
 def read_latency(groups: list[Group], out: Path) -> Outcome:
@@ -397,7 +384,7 @@ def read_latency(groups: list[Group], out: Path) -> Outcome:
             _x_at(ax, allx, log=True)
         ax_a.set_ylabel("median ns per read")
         _legend(ax_p, failed)
-    return _save(fig, out, "read_latency_vs_possible.png"), None
+    return save_png(fig, out, "read_latency_vs_possible.png"), None
 
 
 def lifecycle_rate(groups: list[Group], out: Path) -> Outcome:
@@ -429,7 +416,7 @@ def lifecycle_rate(groups: list[Group], out: Path) -> Outcome:
     ax.set_ylabel("mm create+destroy per second")
     ax.grid(True, which="major", alpha=0.3)
     _legend(ax, failed)
-    return _save(fig, out, "lifecycle_vs_possible.png"), None
+    return save_png(fig, out, "lifecycle_vs_possible.png"), None
 
 
 def oom_latency(groups: list[Group], out: Path) -> Outcome:
@@ -471,7 +458,7 @@ def oom_latency(groups: list[Group], out: Path) -> Outcome:
         ax.set_ylabel("median ns per selection")
         ax.grid(True, which="major", alpha=0.3)
         _legend(ax, failed)
-    return _save(fig, out, "oom_latency_vs_mms.png"), None
+    return save_png(fig, out, "oom_latency_vs_mms.png"), None
 
 
 FIGURES = (
