@@ -122,10 +122,13 @@ class Row:
 
 
 def point_label(key: dict) -> str:
+    """The point in a few words: its design, workload and mode, and the options that are not their defaults."""
+    defaults = {"possible_cpus": key.get("cpus"), "online_cpus": key.get("possible_cpus"), "fault_pages": [1],
+                "fault_body": "none"}
     shown = ("design", "workload", "mode", "lifecycle", "cpus", "possible_cpus", "online_cpus", "fault_pages",
              "fault_body", "pack")
     return " ".join(f"{k}={key[k]}" if k not in ("design", "workload", "mode", "lifecycle") else str(key[k])
-                    for k in shown if key.get(k) not in (None, False, ""))
+                    for k in shown if key.get(k) not in (None, False, "") and key.get(k) != defaults.get(k))
 
 
 def _pairs(base: Side, new: Side) -> list[tuple[str, list[dict], list[dict]]]:

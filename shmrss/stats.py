@@ -6,7 +6,8 @@ unstable (pyperf's thresholds: a coefficient of variation above 10%, a min or
 max 50% or more away from the mean, fewer than 3 samples). ``significance``
 says whether two sets of samples differ: Welch's t-test at 95% when both have
 at least 3 samples and scipy is installed, otherwise lkp-tests' rule (the two
-ranges do not overlap); it always names the rule it used.
+ranges do not overlap); with a single sample on a side it judges nothing (one
+value has no range). It always names the rule it used.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ ALPHA = 0.05
 
 RULE_WELCH = "Welch's t-test, 95%"
 RULE_RANGES = "ranges do not overlap (lkp-tests)"
+RULE_TOO_FEW = "too few samples to judge (fewer than 2 on a side)"
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ def _welch_p(base: Summary, new: Summary) -> float | None:
 
 def significance(base: Summary, new: Summary) -> Significance:
     """Whether ``new`` differs from ``base``, by the strongest rule the samples and the install allow."""
+    if base.n < 2 or new.n < 2:  # one value has no range: two single values would always "differ"
+        return Significance(False, RULE_TOO_FEW)
     if base.n >= MIN_SAMPLES and new.n >= MIN_SAMPLES:
         p = _welch_p(base, new)
         if p is not None:

@@ -142,7 +142,7 @@ def two_real_runs(tmp_path_factory):
     paths = []
     for design in ("atomic", "percpu"):
         path = d / f"{design}.json"
-        assert main(["run", "--design", design, "--mode", "threads", "--cpus", cpus, "--duration", "1.5",
+        assert main(["run", "--design", design, "--mode", "threads", "--cpus", cpus, "--duration", "1", "--repeat", "3",
                      "--no-calibrate", "--no-reader", "--label", f"build-{design}", "--json", str(path)]) == 0
         paths.append(str(path))
     return paths
@@ -154,10 +154,10 @@ def test_cli_compares_two_real_runs(two_real_runs, capsys):
     assert code == 0
     doc = json.loads(out)
     assert doc["base"] == "build-atomic"  # --label names the side (params.label, part of the identity)
-    assert load_run_json(atomic)["params"]["label"] == "build-atomic"
+    assert all(r["params"]["label"] == "build-atomic" for r in load_run_json(atomic))  # three repeats
     eps = next(r for r in doc["comparisons"] if r["metric"] == "events/s")
     assert "differs in: design" in eps["point"]
-    assert eps["rule"] in (stats.RULE_WELCH, stats.RULE_RANGES)
+    assert eps["rule"] == stats.RULE_WELCH and eps["base"]["n"] == 3  # three repeats a side: Welch's t-test
     assert eps["significant"] is (eps["verdict"] != compare.NO_DIFFERENCE)
     # the same file on both sides: never a difference
     code, out, _ = _cli(["compare", atomic, atomic, "--format", "json"], capsys)

@@ -79,3 +79,8 @@ def test_summary_orders(samples):
     assert s.minimum <= s.median <= s.maximum
     assert s.minimum - 1e-3 * abs(s.minimum) - 1e-9 <= s.mean <= s.maximum + 1e-3 * abs(s.maximum) + 1e-9
     assert s.stdev >= 0
+
+
+def test_single_samples_are_never_called_significant():
+    res = stats.significance(stats.summarize([100.0]), stats.summarize([200.0]))
+    assert not res.significant and res.rule == stats.RULE_TOO_FEW
