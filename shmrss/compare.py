@@ -30,7 +30,6 @@ NO_DIFFERENCE = "no difference shown"
 class Metric:
     name: str
     higher_is_better: bool
-    kind: str  # report_data.KIND_*: which results carry it
 
     def values(self, result: dict) -> list[float]:
         """This metric's samples in one result: [value], or the per-second rates for events/s."""
@@ -58,11 +57,11 @@ _METRIC_GETTERS = {
 _RATE_SAMPLES = {"events/s": ("throughput", "events_per_s_samples")}
 
 METRICS = (
-    Metric("events/s", True, "run"),
-    Metric("ns/event", False, "run"),
-    Metric("approx read ns (median)", False, "run"),
-    Metric("precise read ns (median)", False, "run"),
-    Metric("mm lifecycles/s", True, "lifecycle"),
+    Metric("events/s", True),
+    Metric("ns/event", False),
+    Metric("approx read ns (median)", False),
+    Metric("precise read ns (median)", False),
+    Metric("mm lifecycles/s", True),
 )
 
 
