@@ -1,28 +1,8 @@
 """The counter designs, one module each, all with the same compiled interface.
 
-A design module provides NAME, ID, SUMMARY, BOUND, ``shape(ncpu, possible,
-nmm, line_words, nodes, options) -> DesignShape``, optionally ``setup(words,
-ncpu, nodes)`` to fill its global words, and these compiled (numba) functions
-over the segment words ``seg`` (a raw int64 pointer in the hot loops)::
-
-    add(seg, cpu, task, mm, k, d, fault)   apply delta d to member k of mm; task -1 for
-                                           no task (reclaimer, teardown); fault 1 on the
-                                           page-fault path, _common.UNMAP for the task's batched
-                                           unmap of its own mm, 0 for remote updates
-    switch_mm(seg, cpu, old_mm, new_mm)    the CPU changes the mm it serves
-    read_approx(seg, mm, k) -> v           the cheap read
-    approx_bound(seg, mm, k) -> (u, o)     truth - u <= approx <= truth + o
-    read_precise(seg, mm, k) -> v          exact at quiescence
-    thread_created(seg, cpu, mm)
-    task_exit(seg, cpu, task, mm)
-    cpu_offline(seg, cpu)                  fold a dead CPU's words
-    mm_init(seg, mm)
-    mm_destroy(seg, mm) -> bad             members not summing to 0 ("Bad rss-counter state")
-    transient_slack(seg, mm, k) -> (a, p)  the error the design itself documents while an update is
-                                           in flight: how far an approximate read may pass its stated
-                                           bound (a) and a precise read the truth (p); the reader
-                                           counts such reads apart from violations (``no_transient``:
-                                           (0, 0) for designs whose bounds hold at every instant)
+The interface (every function the compiled code calls, and the defaults of the
+optional ones) is written down in ``interface.py``, which checks a design when
+it is loaded.
 
 Adding a design is adding a module here and its name to DESIGNS (a name's ``-`` is ``_`` in its
 module's name), with an ID no other design has (the segment header names the design by it).
@@ -40,7 +20,9 @@ class UnknownDesign(ValueError):
 def get(name: str):
     if name not in DESIGNS:
         raise UnknownDesign(f"unknown design {name!r}; choose from {', '.join(DESIGNS)} or all")
-    return import_module(f"shmrss.designs.{module_name(name)}")
+    from shmrss.designs.interface import check
+
+    return check(import_module(f"shmrss.designs.{module_name(name)}"))
 
 
 def module_name(name: str) -> str:

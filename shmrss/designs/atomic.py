@@ -10,8 +10,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, store, xadd
 from shmrss.designs._common import (
-    no_transient,
-    JOURNAL, doubt, jstep, members_not_zero, mm_word, no_locks, no_thread_count, settle_shared,
+    JOURNAL, doubt, jstep, members_not_zero, mm_word, settle_shared,
 )
 from shmrss.segment import DesignShape
 
@@ -47,17 +46,6 @@ def resolve(seg, cpu, kind, mm, k, d, residue):
     return settle_shared(seg, mm_word(seg, mm, k), d, residue)
 
 
-release_locks = no_locks  # no locks
-
-
-threads = no_thread_count  # no thread count
-
-
-@njit(inline="always")
-def consistent(seg):
-    return 0  # no redundant state to check
-
-
 @njit(inline="always")
 def switch_mm(seg, cpu, old_mm, new_mm):
     pass
@@ -79,21 +67,6 @@ def read_precise(seg, mm, k):
 
 
 @njit(inline="always")
-def thread_created(seg, cpu, mm):
-    pass
-
-
-@njit(inline="always")
-def task_exit(seg, cpu, task, mm):
-    pass
-
-
-@njit(inline="always")
-def cpu_offline(seg, cpu):
-    pass
-
-
-@njit(inline="always")
 def mm_init(seg, mm):
     for k in range(L.NMEMBERS):
         store(seg, mm_word(seg, mm, k), 0)
@@ -104,4 +77,5 @@ def mm_destroy(seg, mm):
     return members_not_zero(read_precise, seg, mm)
 
 
-transient_slack = no_transient  # reads keep their stated bounds at every instant
+def fits_header(h) -> bool:
+    return h[L.H_MM_STRIDE] >= L.NMEMBERS

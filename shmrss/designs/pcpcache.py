@@ -69,7 +69,6 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import cmpxchg, load, local_add, store, xadd
 from shmrss.designs._common import (
-    no_locks, no_thread_count,
     JOURNAL, jflag, doubt, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, settle, tally,
     settle_shared,
 )
@@ -227,12 +226,6 @@ def resolve(seg, cpu, kind, mm, k, d, residue):
     return settle_shared(seg, mm_word(seg, mm, k), d, residue)
 
 
-release_locks = no_locks  # no locks
-
-
-threads = no_thread_count  # no thread count
-
-
 @njit(inline="always")
 def consistent(seg):
     """Quiescent: no CPU inside the fast path (in_use 0), and a CPU's bit is set in an mm's cpumask
@@ -262,12 +255,15 @@ def _ctz(x):
 def read_precise(seg, mm, k):
     """get_mm_counter: the atomic first, then the cached deltas of the CPUs in mm_cpumask (no retry)."""
     s = load(seg, mm_word(seg, mm, k))
-    for i in range(-(-seg[L.H_POSSIBLE] // 64)):
+    possible = seg[L.H_POSSIBLE]
+    for i in range(-(-possible // 64)):
         bits = load(seg, _mask(seg, mm, i))
         while bits != 0:
             low = bits & -bits
             bits ^= low
             cpu = i * 64 + _ctz(low)
+            if cpu >= possible:  # for_each_cpu stops at nr_cpu_ids; a bit past it is a hostile segment's
+                break
             m = _mm_line(seg, cpu)
             sync = load(seg, m + _SYNC)
             if load(seg, m + _MM) != mm + 1:
@@ -299,16 +295,6 @@ def transient_slack(seg, mm, k):
 
 
 @njit(inline="always")
-def thread_created(seg, cpu, mm):
-    pass
-
-
-@njit(inline="always")
-def task_exit(seg, cpu, task, mm):
-    pass
-
-
-@njit(inline="always")
 def cpu_offline(seg, cpu):
     switch_mm(seg, cpu, seg[_mm_line(seg, cpu) + _MM] - 1, -1)
 
@@ -324,3 +310,10 @@ def mm_init(seg, mm):
 @njit(inline="always")
 def mm_destroy(seg, mm):
     return members_not_zero(read_precise, seg, mm)
+
+
+def fits_header(h) -> bool:
+    """The mm's cpumask and every possible CPU's cache lines lie inside their regions."""
+    line, possible = h[L.H_LINE], h[L.H_POSSIBLE]
+    return (h[L.H_MM_STRIDE] >= line + -(-possible // 64)
+            and h[L.H_GLOBAL_WORDS] >= possible * LINES_PER_CPU * line)

@@ -22,9 +22,8 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, local_add, local_cmpxchg, spin_lock, spin_unlock, store
 from shmrss.designs._common import (
-    no_transient,
-    no_thread_count,
-    JOURNAL, dparam, hold, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, owner, pcpu_word, release_if_held, settle, tally,
+    JOURNAL, dparam, hold, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, owner, pcpu_word,
+    release_if_held, settle, tally,
 )
 from shmrss.segment import DesignShape
 
@@ -133,9 +132,6 @@ def release_locks(seg, who):
                 spin_unlock(seg, _lock(seg, mm, k))
 
 
-threads = no_thread_count  # no thread count
-
-
 @njit(inline="always")
 def consistent(seg):
     """Quiescent: every CPU's value is below the batch (what the approximate bound rests on)."""
@@ -181,21 +177,24 @@ def read_precise(seg, mm, k):
     """
     lk = _lock(seg, mm, k)
     spin_lock(seg, lk, L.OWNER_READER)
-    s = load(seg, _count(seg, mm, k))
-    for cpu in range(seg[L.H_ONLINE]):
-        s += load(seg, pcpu_word(seg, cpu, mm, k))
+    s = _sum(seg, mm, k)
     spin_unlock(seg, lk)
     return s
 
 
 @njit(inline="always")
-def thread_created(seg, cpu, mm):
-    pass
+def _sum(seg, mm, k):
+    s = load(seg, _count(seg, mm, k))
+    for cpu in range(seg[L.H_ONLINE]):
+        s += load(seg, pcpu_word(seg, cpu, mm, k))
+    return s
 
 
 @njit(inline="always")
-def task_exit(seg, cpu, task, mm):
-    pass
+def peek_precise(seg, mm, k):
+    """The monitor's precise value: ``read_precise``'s sum without the spinlock (a store the monitor's
+    read-only mapping cannot make); exact when no CPU is in the slow path at that moment."""
+    return _sum(seg, mm, k), 1
 
 
 @njit(inline="always")
@@ -229,4 +228,6 @@ def mm_destroy(seg, mm):
     return members_not_zero(read_precise, seg, mm)
 
 
-transient_slack = no_transient  # reads keep their stated bounds at every instant
+def fits_header(h) -> bool:
+    """The count, lock and per-CPU words this design indexes lie inside their regions."""
+    return h[L.H_MM_STRIDE] >= 2 * L.NMEMBERS and h[L.H_PCPU_KWORDS] >= L.NMEMBERS

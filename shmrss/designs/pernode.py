@@ -66,8 +66,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, store, xadd
 from shmrss.designs._common import (
-    JOURNAL, doubt, dparam, jget, jsave, jstep, members_not_zero, mm_word, no_locks, no_thread_count,
-    settle_shared, stat_word, tally,
+    JOURNAL, doubt, dparam, jget, jsave, jstep, members_not_zero, mm_word, settle_shared, stat_word, tally,
 )
 from shmrss.segment import DesignShape
 
@@ -241,10 +240,6 @@ def resolve(seg, cpu, kind, mm, k, d, residue):
     return L.RES_BAD
 
 
-release_locks = no_locks  # the RFC takes no lock
-threads = no_thread_count  # no thread count
-
-
 @njit(inline="always")
 def consistent(seg):
     """Quiescent: the node counters no CPU maps to are 0 (only the nodes' own CPUs write a counter).
@@ -290,21 +285,6 @@ def read_precise(seg, mm, k):
 
 
 @njit(inline="always")
-def thread_created(seg, cpu, mm):
-    pass
-
-
-@njit(inline="always")
-def task_exit(seg, cpu, task, mm):
-    pass
-
-
-@njit(inline="always")
-def cpu_offline(seg, cpu):
-    pass  # nothing is per CPU
-
-
-@njit(inline="always")
 def mm_init(seg, mm):
     for j in range(L.NMEMBERS * STRUCT):
         store(seg, mm_word(seg, mm, j), 0)
@@ -320,3 +300,8 @@ def mm_destroy(seg, mm):
 def transient_slack(seg, mm, k):
     """(approximate, precise) error a double move can add while it is in flight or unsettled (docstring)."""
     return dparam(seg, _P_ASLACK), dparam(seg, _P_PSLACK)
+
+
+def fits_header(h) -> bool:
+    dp = h[L.H_DPARAM:]
+    return 1 <= dp[0] <= NCOUNTERS and dp[1] >= 32 and h[L.H_MM_STRIDE] >= L.NMEMBERS * STRUCT

@@ -22,13 +22,12 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, local_add, spin_lock, spin_unlock, store, xadd
 from shmrss.designs._common import (
-    no_transient,
-    JOURNAL, jflag, doubt, hold, jget, jstep, jstep_save, members_not_zero, mm_word, owner, pcpu_word, release_if_held, settle,
-    settle_shared, tally,
+    JOURNAL, jflag, doubt, hold, jget, jstep, jstep_save, members_not_zero, mm_word, owner, pcpu_word,
+    release_if_held, settle, settle_shared, tally,
 )
 from shmrss.designs.percpu import (
     add as _pc_add, approx_bound as _pc_bound, batch_for, consistent as _pc_consistent, cpu_offline as _pc_offline,
-    mm_destroy as _pc_destroy, read_approx as _pc_approx, read_precise as _pc_precise, recover as _pc_recover,
+    mm_destroy as _pc_destroy, read_approx as _pc_approx, peek_precise as _pc_peek, read_precise as _pc_precise, recover as _pc_recover,
     release_locks as _pc_release_locks,
 )
 from shmrss.segment import DesignShape
@@ -252,4 +251,14 @@ def mm_destroy(seg, mm):
     return _pc_destroy(seg, mm)
 
 
-transient_slack = no_transient  # reads keep their stated bounds at every instant
+@njit(inline="always")
+def peek_precise(seg, mm, k):
+    """The monitor's precise value without the argument lock (a store): local + remote in single mode,
+    percpu's unlocked sum after the switch; exact when no update is in flight."""
+    if load(seg, _w(seg, mm, _MODE)) == SINGLE:
+        return load(seg, _local(seg, mm, k)) + load(seg, _w(seg, mm, _REMOTE + k)), 1
+    return _pc_peek(seg, mm, k)
+
+
+def fits_header(h) -> bool:
+    return h[L.H_MM_STRIDE] >= 3 * h[L.H_LINE] and h[L.H_PCPU_KWORDS] >= L.NMEMBERS

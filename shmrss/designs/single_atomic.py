@@ -39,13 +39,12 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, local_add, store, xadd
 from shmrss.designs._common import (
-    no_transient,
-    JOURNAL, doubt, jflag, jget, jstep, jstep_save, members_not_zero, mm_word, pcpu_word, settle, settle_shared,
-    tally,
+    JOURNAL, doubt, jflag, jget, jstep, jstep_save, members_not_zero, mm_word, pcpu_word, settle,
+    settle_shared, tally,
 )
 from shmrss.designs.percpu import (
     add as _pc_add, approx_bound as _pc_bound, batch_for, consistent as _pc_consistent, cpu_offline as _pc_offline,
-    read_approx as _pc_approx, read_precise as _pc_precise, recover as _pc_recover,
+    read_approx as _pc_approx, peek_precise as _pc_peek, read_precise as _pc_precise, recover as _pc_recover,
     release_locks as _pc_release_locks,
 )
 from shmrss.segment import DesignShape
@@ -230,4 +229,16 @@ def mm_destroy(seg, mm):
     return members_not_zero(read_precise, seg, mm)
 
 
-transient_slack = no_transient  # reads keep their stated bounds at every instant
+@njit(inline="always")
+def peek_precise(seg, mm, k):
+    """The monitor's precise value: as ``read_precise`` but one pass, no retry (it may race a mode switch);
+    the percpu part is percpu's unlocked sum."""
+    remote = load(seg, _w(seg, mm, _REMOTE + k))
+    if load(seg, _w(seg, mm, _MODE)) == SINGLE:
+        return load(seg, _local(seg, mm, k)) + remote, 1
+    p, ok = _pc_peek(seg, mm, k)
+    return p + remote, ok
+
+
+def fits_header(h) -> bool:
+    return h[L.H_MM_STRIDE] >= 3 * h[L.H_LINE] and h[L.H_PCPU_KWORDS] >= L.NMEMBERS

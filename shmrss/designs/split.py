@@ -32,9 +32,8 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, local_add, pause, store, xadd
 from shmrss.designs._common import (
-    no_transient,
-    no_locks,
-    JOURNAL, UNMAP, jflag, doubt, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, settle, settle_shared, tally, task_word,
+    JOURNAL, UNMAP, jflag, doubt, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, settle,
+    settle_shared, tally, task_word,
 )
 from shmrss.segment import DesignShape
 
@@ -181,9 +180,6 @@ def resolve(seg, cpu, kind, mm, k, d, residue):
     return settle_shared(seg, mm_word(seg, mm, k), d, residue)
 
 
-release_locks = no_locks  # no locks
-
-
 @njit(inline="always")
 def threads(seg, mm):
     return seg[mm_word(seg, mm, _NTHREADS)]
@@ -272,11 +268,6 @@ def task_exit(seg, cpu, task, mm):
 
 
 @njit(inline="always")
-def cpu_offline(seg, cpu):
-    pass
-
-
-@njit(inline="always")
 def mm_init(seg, mm):
     for j in range(L.NMEMBERS + 1):
         store(seg, mm_word(seg, mm, j), 0)
@@ -291,4 +282,39 @@ def mm_destroy(seg, mm):
     return members_not_zero(read_precise, seg, mm)
 
 
-transient_slack = no_transient  # reads keep their stated bounds at every instant
+PEEK_ATTEMPTS = 64  # sequence-count attempts before the monitor calls a precise value unsettled
+
+
+@njit(inline="always")
+def peek_precise(seg, mm, k):
+    """The monitor's precise value: ``read_precise``'s protocol with a bounded number of attempts (a CPU
+    killed inside a fold leaves a sequence count odd for good; the monitor must not wait on it). Returns
+    (value, 1) when the sequence counts settled, else (the last sum, 0)."""
+    s = 0
+    for _ in range(PEEK_ATTEMPTS):
+        ok = True
+        seqs = 0
+        s = 0
+        for t in range(seg[L.H_NTASK]):
+            if not _own(seg, t, mm):
+                continue
+            s0 = load(seg, task_word(seg, t, _SEQ))
+            if s0 & 1:
+                ok = False
+                break
+            c = load(seg, task_word(seg, t, _CACHE + k))
+            if load(seg, task_word(seg, t, _SEQ)) != s0:
+                ok = False
+                break
+            seqs += s0
+            s += c
+        if not ok:
+            continue
+        s += load(seg, mm_word(seg, mm, k))
+        if _seq_sum(seg, mm) == seqs:
+            return s, 1
+    return s, 0
+
+
+def fits_header(h) -> bool:
+    return h[L.H_MM_STRIDE] >= L.NMEMBERS + 1 and h[L.H_TASK_STRIDE] >= L.T_DESIGN + _CACHE + L.NMEMBERS

@@ -73,8 +73,8 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, local_xadd, store, xadd
 from shmrss.designs._common import (
-    no_locks, no_thread_count,
-    JOURNAL, doubt, dparam, jget, jsave, jstep_save, jword, members_not_zero, mm_word, pcpu_word, settle, tally,
+    JOURNAL, doubt, dparam, jget, jsave, jstep_save, jword, members_not_zero, mm_word, pcpu_word, settle,
+    tally,
 )
 from shmrss.segment import DesignShape
 
@@ -269,12 +269,6 @@ def consistent(seg):
     return bad
 
 
-release_locks = no_locks  # no locks
-
-
-threads = no_thread_count  # no thread count
-
-
 @njit(inline="always")
 def _k(seg):
     s = 0
@@ -335,19 +329,7 @@ def compare_value(seg, mm, k, v):
     return (p > v) - (p < v)
 
 
-@njit(inline="always")
-def thread_created(seg, cpu, mm):
-    pass
-
-
-@njit(inline="always")
-def task_exit(seg, cpu, task, mm):
-    pass
-
-
-@njit(inline="always")
-def cpu_offline(seg, cpu):
-    pass  # a level-0 counter keeps the CPU's whole value: still summed, nothing to fold
+# cpu_offline is the interface's default (nothing): a level-0 counter keeps the CPU's whole value, still summed
 
 
 @njit(inline="always")
@@ -374,3 +356,9 @@ def transient_slack(seg, mm, k):
         return 0, 0
     top = 1 << (dparam(seg, 0) + _k(seg) - dparam(seg, 5 + nlev - 1))
     return seg[L.H_NCPU] * top, 0
+
+
+def fits_header(h) -> bool:
+    dp = h[L.H_DPARAM:]
+    return (h[L.H_PCPU_KWORDS] >= L.NMEMBERS and 0 <= dp[1] <= MAX_LEVELS and 1 <= dp[2]
+            and h[L.H_MM_STRIDE] >= (1 + L.NMEMBERS * dp[2]) * h[L.H_LINE])
