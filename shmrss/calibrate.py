@@ -34,7 +34,8 @@ from loguru import logger
 from numba import njit
 
 from shmrss.atomics import load, local_add, local_cmpxchg, pause, rdtsc, spin_lock, spin_unlock, xadd
-from shmrss.engine import cache_dir, die_with_parent
+from shmrss.compile_cache import cache_dir
+from shmrss.engine.processes import die_with_parent
 from shmrss.topology import pin_self
 
 if TYPE_CHECKING:

@@ -286,7 +286,7 @@ def _json_default(o):
 
 def cmd_run(args, err: Console) -> int:
     from shmrss import designs, lifecycle, result
-    from shmrss.orchestrator import Interrupted, Run, RunFailed, RunParams
+    from shmrss.orchestrator import Interrupted, Run, RunFailed, RunParams, prepare_runs
     from shmrss.results_file import results_document
     from shmrss.runsignals import SIGNALS
     from shmrss.topology import plan, read_topology
@@ -409,6 +409,7 @@ def cmd_run(args, err: Console) -> int:
                              lambda raw, prm=prm: result.build(prm, raw, calibration)))
 
     preflight.check_runs(unstarted)
+    prepare_runs([run for _, run in unstarted])  # compile every engine the runs need, in parallel
     if args.repeat > 1:  # interleaved, A B A B ...: a slow drift of the host spreads over every design
         jobs = [(f"{label} #{rep + 1}", execute, build) for rep in range(args.repeat) for label, execute, build in jobs]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from rich.table import Table
 
@@ -67,9 +68,7 @@ class LifecycleRun(Run):
         self.leak_every = leak_every
 
     def _engine(self):
-        from shmrss import lifecycle_loop
-
-        return lifecycle_loop
+        return lifecycle_engine(self.p.design)
 
     def _make_geometry(self) -> Geometry:
         p = self.p
@@ -137,10 +136,23 @@ class LifecycleRun(Run):
 
 def lifecycle_process(seg_name: str, design: str, cpu: int, host_cpu: int | None, parent_pid: int) -> None:
     """Body of a fork/exit CPU: attach, pin, run the compiled lifecycle loop."""
-    from shmrss.engine import attach_as_cpu
-    from shmrss.lifecycle_loop import lifecycle_main
+    from shmrss.engine.processes import attach_as_cpu
 
-    lifecycle_main(attach_as_cpu(seg_name, cpu, host_cpu, parent_pid), cpu)
+    lifecycle_engine(design).lifecycle_main(attach_as_cpu(seg_name, cpu, host_cpu, parent_pid), cpu)
+
+
+def lifecycle_engine(design: str):
+    """``lifecycle_loop`` specialised to ``design`` (shmrss.specialise), its loop compiled."""
+    from shmrss.specialise import compile_entries, specialised
+
+    mod = specialised(Path(__file__).resolve().parent / "lifecycle_loop.py", design, "shmrss_lifecycle")
+    if design not in _ready:
+        compile_entries(mod, ("lifecycle_main",))
+        _ready.add(design)
+    return mod
+
+
+_ready: set[str] = set()
 
 
 def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, calibration) -> dict:

@@ -60,18 +60,14 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import cmpxchg, load, pause, raw, rdtsc, store, xadd
 from shmrss.designs._common import mm_word, pcpu_word
-from shmrss.designs.percpu import (
-    add as pc_add, approx_bound as pc_bound, mm_destroy as pc_destroy, read_approx as pc_approx,
-    read_precise as pc_precise,
-)
-from shmrss.designs.single import (
-    add as sg_add, approx_bound as sg_bound, mm_destroy as sg_destroy, mm_init as sg_init,
-    read_approx as sg_approx, read_precise as sg_precise, task_exit as sg_exit, thread_created as sg_clone,
-)
-from shmrss.designs.tree import (
-    add as tr_add, approx_bound as tr_bound, mm_destroy as tr_destroy, mm_init as tr_init,
-    read_approx as tr_approx, read_precise as tr_precise,
-)
+from shmrss.designs.interface import bind
+from shmrss.specialise import entry
+
+# the design of this copy (``shmrss.specialise``): percpu for upstream, merged, fused-check and ctor-cache,
+# single for lazy, tree for inline (lifecycle.VARIANT_DESIGN); the other variants' branches never run in it
+(add, approx_bound, mm_destroy, mm_init, read_approx, read_precise, task_exit,
+ thread_created) = bind("atomic", ("add", "approx_bound", "mm_destroy", "mm_init", "read_approx", "read_precise",
+                                   "task_exit", "thread_created"))  # DESIGN-IMPORT
 
 UPSTREAM, MERGED, FUSED, CTOR, LAZY, INLINE = range(6)
 VARIANTS = ("upstream", "merged", "fused-check", "ctor-cache", "lazy", "inline")
@@ -334,15 +330,8 @@ def _reads_zero(seg, variant, s):
     """A new or reused mm must read 0 precisely and within its bound approximately."""
     bad = 0
     for k in range(L.NMEMBERS):
-        if variant == LAZY:
-            p, a = sg_precise(seg, s, k), sg_approx(seg, s, k)
-            u, o = sg_bound(seg, s, k)
-        elif variant == INLINE:
-            p, a = tr_precise(seg, s, k), tr_approx(seg, s, k)
-            u, o = tr_bound(seg, s, k)
-        else:
-            p, a = pc_precise(seg, s, k), pc_approx(seg, s, k)
-            u, o = pc_bound(seg, s, k)
+        p, a = read_precise(seg, s, k), read_approx(seg, s, k)
+        u, o = approx_bound(seg, s, k)
         if p != 0 or a < -u or a > o:
             bad += 1
     return bad
@@ -350,12 +339,7 @@ def _reads_zero(seg, variant, s):
 
 @njit(inline="always")
 def _add(seg, variant, cpu, task, s, k, d, fault):
-    if variant == LAZY:
-        sg_add(seg, cpu, task, s, k, d, fault)
-    elif variant == INLINE:
-        tr_add(seg, cpu, task, s, k, d, fault)
-    else:
-        pc_add(seg, cpu, task, s, k, d, fault)
+    add(seg, cpu, task, s, k, d, fault)
 
 
 @njit(inline="always")
@@ -382,7 +366,7 @@ def _free(seg, variant, s, clones):
     return wait
 
 
-@njit("int64(int64[::1], int64)", cache=True)
+@entry("int64(int64[::1], int64)")  # one function: the fork/exit loop times its phases with rdtsc inline
 def lifecycle_main(words, cpu):
     """Create, use, exit and destroy mms on emulated CPU ``cpu`` until the stop flag; returns lifecycles."""
     seg = raw(words)
@@ -449,9 +433,9 @@ def lifecycle_main(words, cpu):
                     store(seg, _futex_word(seg, c, s, True), 0)
                 store(seg, _futex_word(seg, cpu, s, True), 1)
             elif variant == LAZY:
-                sg_init(seg, s)  # mm words only: no per-CPU memory yet
+                mm_init(seg, s)  # mm words only: no per-CPU memory yet
             elif variant == INLINE:
-                tr_init(seg, s)  # items zeroed with the mm, level 0 zeroed by its allocation
+                mm_init(seg, s)  # items zeroed with the mm, level 0 zeroed by its allocation
                 _zero_and_init_cid(seg, s)
             else:
                 for j in range(2 * L.NMEMBERS):
@@ -464,7 +448,7 @@ def lifecycle_main(words, cpu):
             reused += 1
         seg[tb + L.T_MM] = s
         if variant == LAZY:
-            sg_clone(seg, cpu, s)  # the mm's first thread
+            thread_created(seg, cpu, s)  # the mm's first thread
         t2 = rdtsc()
         reuse_bad += _reads_zero(seg, variant, s)  # the emulator's check: not timed
         t2b = rdtsc()
@@ -479,23 +463,19 @@ def lifecycle_main(words, cpu):
             _init_futex_ref(seg, cpu, s)
         for _ in range(clones):
             if variant == LAZY:
-                sg_clone(seg, cpu, s)
+                thread_created(seg, cpu, s)
         leak = 1 if leak_every > 0 and (n + 1) % leak_every == 0 else 0
         _add(seg, variant, cpu, task, s, L.ANON, -pages + leak, 0)
         if variant == LAZY:
             for _ in range(clones + 1):
-                sg_exit(seg, cpu, task, s)
+                task_exit(seg, cpu, task, s)
         t3 = rdtsc()
 
         # ---- teardown: the check that every counter sums to zero
         if variant == FUSED:
             bad += _fused_check(seg, s)
-        elif variant == LAZY:
-            bad += sg_destroy(seg, s)
-        elif variant == INLINE:
-            bad += tr_destroy(seg, s)
         else:
-            bad += pc_destroy(seg, s)
+            bad += mm_destroy(seg, s)
         t4 = rdtsc()
 
         # ---- free

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shmrss import layout as L, monitor_reads as MR
+from shmrss.designs.split import PEEK_ATTEMPTS
 from shmrss.monitor_host import HostStat, ProcStat
 from shmrss.monitor_sample import CPU_STATUS, RUN_STATE, Sample, SegmentSampler, rates
 
@@ -219,7 +220,7 @@ def _mm_block(s: SegmentSampler, cur: Sample, frame: Frame) -> Block:
             frame.notes.append(f"precise*: an unlocked sum of the words {s.design}'s precise read sums under "
                                f"the counter's spinlock (the monitor never writes to the segment)")
         if unsettled:
-            frame.notes.append(f"?: folds kept moving the sequence counts over {MR.ATTEMPTS} attempts; the "
+            frame.notes.append(f"?: folds kept moving the sequence counts over {PEEK_ATTEMPTS} attempts; the "
                                f"value may miss a fold or count one twice")
     return block
 

@@ -22,7 +22,7 @@ from loguru import logger
 
 from shmrss import designs, layout as L
 from shmrss.atomics import calibrate_tsc, tsc_granularity_ticks, tsc_overhead_ticks
-from shmrss.engine import cpu_process, engine_for, reader_process, reclaimer_process
+from shmrss.engine import cpu_process, engine_for, prepare_engines, reader_process, reclaimer_process
 from shmrss.errors import RunFailed
 from shmrss.runsignals import AFTER, MEASURING, SIGNALS, STARTUP, Interrupted, blocked, signame
 from shmrss.segment import Geometry, Segment
@@ -144,7 +144,23 @@ def _populate(seg: Segment, p: RunParams) -> None:
     mod = designs.get(p.design)
     if hasattr(mod, "setup"):
         mod.setup(w, p.ncpu, p.node_of())
-    engine_for(p.design).init_mms(w)
+    engine_for(p.design, engine_groups(p)).init_mms(w)
+
+
+def engine_groups(p: RunParams) -> tuple[str, ...]:
+    """The engine's entry groups a run calls (shmrss/engine/loops ENTRY_GROUPS): only these are compiled."""
+    return ("run", *(("reader",) if p.reader else ()), *(("oom",) if p.oom else ()),
+            *(("reclaimer",) if p.reclaimer else ()), *(("faults",) if p.faults else ()))
+
+
+def prepare_runs(runs: list) -> None:
+    """Compile, in parallel, the engines of the design runs among ``runs`` (fork/exit runs compile their own)."""
+    by_groups: dict[tuple[str, ...], list[str]] = {}
+    for run in runs:
+        if type(run) is Run:
+            by_groups.setdefault(engine_groups(run.p), []).append(run.p.design)
+    for groups, names in by_groups.items():
+        prepare_engines(names, groups)
 
 
 _RUNS: weakref.WeakSet = weakref.WeakSet()  # runs that have forked children
@@ -182,7 +198,7 @@ class Run:
     # ---- life cycle
     # what a kind of run changes (fork/exit runs override these)
     def _engine(self):
-        return engine_for(self.p.design)
+        return engine_for(self.p.design, engine_groups(self.p))
 
     def _make_geometry(self) -> Geometry:
         return _geometry(self.p)

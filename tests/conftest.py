@@ -48,22 +48,13 @@ def no_segment_left_behind():
     assert not leaked, f"test session left shared-memory segments behind: {leaked}"
 
 
-def _compile_engine(design: str) -> None:
-    from shmrss.engine import engine_for
-
-    engine_for(design)
-
-
 @pytest.fixture(scope="session", autouse=True)
 def compiled_engines():
-    """Every design's compiled loops, built once before the tests, in parallel on the usable CPUs: on a fresh
-    machine the tests would otherwise compile them one after another (about 35 s each on one core)."""
-    import multiprocessing as mp
+    """Every design's compiled loops with every entry point, built once before the tests, in parallel on the
+    usable CPUs (``prepare_engines``), as a run does for the designs it uses."""
+    from shmrss.engine.build import ALL_GROUPS, prepare_engines
 
-    n = min(len(os.sched_getaffinity(0)), len(designs.DESIGNS))
-    if n > 1:
-        with mp.get_context("fork").Pool(n) as pool:
-            pool.map(_compile_engine, designs.DESIGNS, chunksize=1)
+    prepare_engines(list(designs.DESIGNS), ALL_GROUPS)
 
 
 @pytest.fixture

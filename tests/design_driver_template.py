@@ -1,7 +1,7 @@
 """Template of the tests' compiled design driver (not a test module; see design_drivers.py).
 
-design_drivers.py copies this file once per design, with the DESIGN-IMPORT line
-naming that design, into a cache directory and imports it: every design gets a
+design_drivers.py specialises this file to each design (``shmrss.specialise``,
+the one way the engine and the monitor are made too): every design gets a
 ``run_ops`` that calls its (inlined) functions directly, cached on disk by numba.
 
 ``run_ops(words, ops, out, res)`` executes the rows of ``ops`` in order, one raw
@@ -14,7 +14,7 @@ design call each (columns: kind, a, b, c, d, e, f)::
     OFFLINE  cpu                     cpu_offline(seg, cpu)
     INIT     mm                      mm_init(seg, mm)
     DESTROY  mm                      res[i] = mm_destroy(seg, mm)
-    COMPARE  mm k v                  res[i] = compare_value(seg, mm, k, v)  (tree; else 0)
+    COMPARE  mm k v                  res[i] = compare_value(seg, mm, k, v)  (tree; the default 0 else)
     SETTASK  task mm cpu             the task record's T_MM and T_CPU (the engine's scheduling state)
     NOP                              nothing (a read of every counter)
 
@@ -22,29 +22,16 @@ and, when ``out`` has a row per op, records after op i for every counter (mm, k)
 ``out[i, mm*4 + k] = (read_precise, read_approx, under, over)``.
 """
 
-import shmrss.designs.atomic as _design  # DESIGN-IMPORT
 from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import raw
+from shmrss.designs.interface import bind
 
-add = _design.add
-switch_mm = _design.switch_mm
-thread_created = _design.thread_created
-task_exit = _design.task_exit
-cpu_offline = _design.cpu_offline
-mm_init = _design.mm_init
-mm_destroy = _design.mm_destroy
-read_precise = _design.read_precise
-read_approx = _design.read_approx
-approx_bound = _design.approx_bound
-
-if hasattr(_design, "compare_value"):
-    compare_value = _design.compare_value
-else:
-    @njit(inline="always")
-    def compare_value(seg, mm, k, v):
-        return 0
+(add, switch_mm, thread_created, task_exit, cpu_offline, mm_init, mm_destroy, read_precise, read_approx,
+ approx_bound, compare_value) = bind("atomic", (
+    "add", "switch_mm", "thread_created", "task_exit", "cpu_offline", "mm_init", "mm_destroy", "read_precise",
+    "read_approx", "approx_bound", "compare_value"))  # DESIGN-IMPORT
 
 ADD, SWITCH, CLONE, EXIT, OFFLINE, INIT, DESTROY, COMPARE, SETTASK, NOP = range(10)
 

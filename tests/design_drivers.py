@@ -1,68 +1,32 @@
 """Helpers shared by the design tests: a compiled driver per design, geometries, op rows.
 
-``driver(name)`` generates a copy of design_driver_template.py for that design
-(as shmrss.engine does for the engine) and imports it; numba caches the
-compiled ``run_ops`` on disk, keyed by a hash of every source it inlines.
+``driver(name)`` is design_driver_template.py specialised to that design by
+``shmrss.specialise`` (as the engine is); numba caches the compiled
+``run_ops`` on disk, under a name hashed from every source it inlines.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-import shmrss
 from shmrss import designs, layout as L
 from shmrss.designs._common import UNMAP
-from shmrss.engine import cache_dir
 from shmrss.segment import Geometry
+from shmrss.specialise import specialised
 
 NM = L.NMEMBERS
 ADD, SWITCH, CLONE, EXIT, OFFLINE, INIT, DESTROY, COMPARE, SETTASK, NOP = range(10)
 OPW = 7  # columns of an op row
 
-_HERE = Path(__file__).resolve().parent
-_TEMPLATE = _HERE / "design_driver_template.py"
-_MARK = "import shmrss.designs.atomic as _design  # DESIGN-IMPORT"
-_PKG = Path(shmrss.__file__).resolve().parent
-_loaded: dict = {}
-
-
-def _hash() -> str:
-    h = hashlib.sha256()
-    files = [_TEMPLATE, _PKG / "atomics.py", _PKG / "layout.py", *sorted((_PKG / "designs").glob("*.py"))]
-    for f in files:
-        h.update(f.read_bytes())
-    return h.hexdigest()[:12]
+_TEMPLATE = Path(__file__).resolve().parent / "design_driver_template.py"
 
 
 def driver(name: str):
     """The compiled driver module of design ``name`` (its ``run_ops``)."""
-    if name in _loaded:
-        return _loaded[name]
     designs.get(name)
-    text = _TEMPLATE.read_text()
-    assert _MARK in text
-    module = designs.module_name(name)
-    text = text.replace(_MARK, f"import shmrss.designs.{module} as _design  # DESIGN-IMPORT", 1)
-    modname = f"shmrss_testdrv_{module}_{_hash()}"
-    d = cache_dir() / "test-drivers"
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{modname}.py"
-    if not path.exists() or path.read_text() != text:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    spec = importlib.util.spec_from_file_location(modname, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = mod
-    spec.loader.exec_module(mod)
-    _loaded[name] = mod
-    return mod
+    return specialised(_TEMPLATE, name, "shmrss_testdrv", subdir="test-drivers")
 
 
 # ----------------------------------------------------------------- geometry

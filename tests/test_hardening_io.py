@@ -83,7 +83,7 @@ def _private(d: Path) -> bool:
 @pytest.mark.parametrize("planted", ["group-writable", "world-writable", "other owner", "symlink",
                                      "pycache group-writable", "pycache other owner"])
 def test_compile_cache_never_used_when_another_user_could_plant_code(where, planted, tmp_path, monkeypatch):
-    from shmrss import engine
+    from shmrss import compile_cache
 
     if planted.endswith("other owner") and os.geteuid() != 0:
         pytest.skip("needs root to give a directory to another user")
@@ -117,8 +117,8 @@ def test_compile_cache_never_used_when_another_user_could_plant_code(where, plan
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", None)
-    monkeypatch.setattr(engine, "_fallback", None, raising=False)
-    d = engine.cache_dir()
+    monkeypatch.setattr(compile_cache, "_fallback", None, raising=False)
+    d = compile_cache.cache_dir()
     assert d != bad and not str(d).startswith(str(tmp_path / "theirs"))
     assert _private(d)
     if (d / "__pycache__").exists():
@@ -126,12 +126,12 @@ def test_compile_cache_never_used_when_another_user_could_plant_code(where, plan
 
 
 def test_cache_dir_made_private_even_with_a_permissive_umask(tmp_path, monkeypatch):
-    from shmrss import engine
+    from shmrss import compile_cache
 
     monkeypatch.setenv("SHMRSS_CACHE_DIR", str(tmp_path / "c"))
     old = os.umask(0o002)
     try:
-        d = engine.cache_dir()
+        d = compile_cache.cache_dir()
     finally:
         os.umask(old)
     assert d == tmp_path / "c" and _private(d)
@@ -148,7 +148,7 @@ def test_private_fallback_is_reused_across_runs(tmp_path):
     planted.chmod(0o777)
     env = {**os.environ, "TMPDIR": str(tmp), "XDG_CACHE_HOME": "/proc/no-cache-here"}
     env.pop("SHMRSS_CACHE_DIR", None)
-    probe = "from shmrss.engine import cache_dir; print(cache_dir())"
+    probe = "from shmrss.compile_cache import cache_dir; print(cache_dir())"
     dirs = [subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
                            check=True).stdout.strip() for _ in range(2)]
     assert dirs[0] == dirs[1] and dirs[0] != str(planted), dirs

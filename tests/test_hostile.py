@@ -696,12 +696,12 @@ def test_compile_cache_in_a_shared_tmp_is_never_someone_elses(planted, tmp_path,
     modules and numba's pickled caches imported from it would be theirs, run as us."""
     import tempfile
 
-    from shmrss import engine
+    from shmrss import compile_cache
 
     monkeypatch.delenv("SHMRSS_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", "/proc/shmrss-no-cache-here")  # cannot be created: the /tmp fallback
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(engine, "_fallback", None)
+    monkeypatch.setattr(compile_cache, "_fallback", None)
     shared = tmp_path / f"shmrss-cache-{os.getuid()}"
     if planted == "world-writable":
         shared.mkdir()
@@ -709,8 +709,8 @@ def test_compile_cache_in_a_shared_tmp_is_never_someone_elses(planted, tmp_path,
     elif planted == "symlink":
         (tmp_path / "theirs").mkdir(mode=0o700)
         shared.symlink_to(tmp_path / "theirs")
-    d = engine.cache_dir()
+    d = compile_cache.cache_dir()
     st_ = os.lstat(d)
     assert stat.S_ISDIR(st_.st_mode) and st_.st_uid == os.geteuid() and not st_.st_mode & 0o077
     assert (d == shared) == (planted == "none")
-    assert engine.cache_dir() == d  # one fallback per process, not one per call
+    assert compile_cache.cache_dir() == d  # one fallback per process, not one per call
