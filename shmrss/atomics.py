@@ -263,7 +263,7 @@ def spin_unlock(a, i):
 
 def calibrate_tsc(seconds: float = 0.05) -> float:
     """TSC ticks per nanosecond, measured against the monotonic clock."""
-    tick = _rdtsc_now
+    tick = tsc_now
     tick()  # compile before timing
     t0, c0 = time.perf_counter_ns(), tick()
     deadline = t0 + int(seconds * 1e9)
@@ -274,7 +274,9 @@ def calibrate_tsc(seconds: float = 0.05) -> float:
 
 
 @njit(cache=True)
-def _rdtsc_now():
+def tsc_now():
+    """The time-stamp counter now, callable from Python (one compiled ``rdtsc``, cached on disk): the one
+    TSC reading outside a compiled loop (calibration, the fault driver's kill time, the monitor)."""
     return rdtsc()
 
 
@@ -298,7 +300,7 @@ def tsc_granularity_ticks(samples: int = 2000) -> int:
     """The step in which the TSC advances (1 on bare metal; larger on some virtualised hosts)."""
     import numpy as np
 
-    x = np.array([_rdtsc_now() for _ in range(samples)], dtype=np.int64)
+    x = np.array([tsc_now() for _ in range(samples)], dtype=np.int64)
     d = np.diff(x)
     d = d[d > 0]
     return int(np.gcd.reduce(d)) if d.size else 1
