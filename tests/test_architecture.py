@@ -78,6 +78,18 @@ def test_a_workload_script_dumps_its_data():
     assert p.returncode == 0 and '"name": "exec"' in p.stdout, p.stderr
 
 
+def test_a_workload_dump_into_a_closed_pipe_is_quiet():
+    """``python -m shmrss.workloads.NAME --dump | head -c 10``: no BrokenPipeError traceback."""
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the child writes a byte
+    try:
+        p = subprocess.run([sys.executable, "-m", "shmrss.workloads.mixed", "--dump"], stdout=w,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(w)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+
+
 def test_the_checkouts_workloads_folder_links_to_the_package():
     """The repository's workloads/ folder (users know ``python workloads/NAME.py``) holds links to the
     modules of shmrss.workloads, one per named workload, and no package of its own (no __init__.py)."""

@@ -34,7 +34,11 @@ def run_standalone(name: str) -> int:
     Otherwise this process becomes ``python -m shmrss run --workload NAME ...`` (exec, same pid, so the
     exit status and the signals are the CLI's own): nothing below the CLI imports it."""
     if "--dump" in sys.argv:
-        print(json.dumps(build(name, 2), indent=1))
+        try:
+            print(json.dumps(build(name, 2), indent=1), flush=True)
+        except BrokenPipeError:
+            # the reader of our pipe left (| head): stop quietly, and let no later flush complain
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     argv = [sys.executable, "-m", "shmrss", "run", "--workload", name, *sys.argv[1:]]
     sys.stdout.flush()
