@@ -18,7 +18,7 @@ def run_json(args: list[str], source: str | None = None):
     """
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "r.json"
-        cmd = [sys.executable, "-m", "shmrss.cli", "run", *args, "--json", str(out)]
+        cmd = [sys.executable, "-m", "shmrss", "run", *args, "--json", str(out)]
         env = None
         if source:  # another checkout of shmrss (bench_engine.py --before): first on the path
             import os

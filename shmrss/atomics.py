@@ -275,6 +275,8 @@ def calibrate_tsc(seconds: float = 0.05) -> float:
 
 @njit(cache=True)
 def tsc_now():
+    """The time-stamp counter now, callable from Python (one compiled ``rdtsc``, cached on disk): the one
+    TSC reading outside a compiled loop (calibration, the fault driver's kill time, the monitor)."""
     return rdtsc()
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from loguru import logger
 from numba import njit
 
-from shmrss.atomics import load, local_add, local_cmpxchg, pause, rdtsc, spin_lock, spin_unlock, xadd
+from shmrss.atomics import load, local_add, local_cmpxchg, pause, rdtsc, spin_lock, spin_unlock, tsc_now, xadd
 from shmrss.compile_cache import cache_dir
 from shmrss.engine.processes import die_with_parent
 from shmrss.topology import pin_self
@@ -130,11 +130,6 @@ def _k_spinlock(a, lock, i, bar, target, iters):
     return rdtsc() - t0
 
 
-@njit(cache=True)
-def _now():
-    return rdtsc()
-
-
 _compiled = False
 
 
@@ -153,7 +148,7 @@ def _compile() -> None:
     _k_spinlock(a, 2, 1, 0, 1, 1)
     a[0] = 0
     _k_cmpxchg(a, 1, 0, 1, 1)
-    _now()
+    tsc_now()
     _compiled = True
     logger.debug("calibration kernels ready in {:.2f} s", time.perf_counter() - t0)
 
@@ -231,7 +226,7 @@ def _child(a, conn, kernel: str, cpu: int, k: int, n: int, data: int, lock: int,
                 ticks = _k_cmpxchg(a, data, 0, target, iters)
             else:
                 ticks = _k_spinlock(a, lock, data, 0, target, iters)
-            end = _now()
+            end = tsc_now()
             if r:
                 slot = res + (r - 1) * n + k
                 a[slot] = ticks

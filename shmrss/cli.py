@@ -183,7 +183,7 @@ def _resource_text(e: BaseException) -> str:
 def check_axes(args, fork_exit: bool, possibles: list, running: int) -> None:
     """--fault-pages goes with the page-fault workloads; --online-cpus lies between the emulated CPUs
     that run (a CPU that runs is online) and every P."""
-    import workloads
+    from shmrss import workloads
 
     if args.fault_pages and (fork_exit or args.workload not in workloads.SIZED):
         raise UsageError(f"--fault-pages goes with {', '.join(workloads.SIZED)}, not {args.workload}")
@@ -293,7 +293,7 @@ def cmd_run(args, err: Console) -> int:
     from shmrss.wlfile import load_file
     from shmrss.workload import compile_workload
 
-    import workloads
+    from shmrss import workloads
 
     fork_exit = args.workload == "fork_exit"
     try:

@@ -10,6 +10,7 @@ import stat
 
 import psutil
 
+from shmrss.procs import pid_alive
 from shmrss.segment import SHM_DIR, list_segments, owner_pid
 
 
@@ -25,7 +26,7 @@ def other_live_runs(own: str | None) -> list[tuple[str, int]]:
         except OSError:
             continue
         pid = owner_pid(name)
-        if pid is None or pid <= 0 or pid == os.getpid() or not psutil.pid_exists(pid):
+        if pid is None or pid == os.getpid() or not pid_alive(pid):
             continue
         found.append((name, pid))
     return found

@@ -252,9 +252,9 @@ class FaultDriver:
                "op": OP_NAMES.get(int(w[j + L.J_OP]), "?"), "step": int(w[j + L.J_STEP])}
         w[st + L.S_STATUS] = L.CPU_DEAD if killed else L.CPU_OFFLINE
         if killed:
-            from shmrss.atomics import _rdtsc_now
+            from shmrss.atomics import tsc_now
 
-            w[st + L.S_TSC_END] = _rdtsc_now()  # its time ends here (the TSC is the same on every core)
+            w[st + L.S_TSC_END] = tsc_now()  # its time ends here (the TSC is the same on every core)
         return pre
 
     def _dead_unrecovered(self) -> list[int]:

@@ -25,7 +25,8 @@ from shmrss import designs, layout as L, monitor_reads as MR
 from shmrss.atomics import calibrate_tsc
 from shmrss.console import stdout_console
 from shmrss.monitor_host import HostSampler
-from shmrss.monitor_sample import RUN_STATE, SegmentSampler, ended, pid_alive
+from shmrss.monitor_sample import RUN_STATE, SegmentSampler, ended
+from shmrss.procs import pid_alive
 from shmrss.monitor_view import Block, Frame, build, render_plain, render_rich
 from shmrss.segment import SHM_DIR, Segment, SegmentError, list_segments
 

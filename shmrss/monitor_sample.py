@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shmrss import designs, layout as L, monitor_reads as MR
+from shmrss.procs import pid_alive
 from shmrss.segment import SegmentError
 
 MAX_MMS = 16  # mms shown, the largest by truth
@@ -161,14 +162,3 @@ def ended(sampler: SegmentSampler, name_path: str, state: int) -> str | None:
         return f"the run's process (pid {sampler.owner_pid}) is gone; `shmrss cleanup` removes its segment"
     return None
 
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -107,22 +107,40 @@ class InputFileError(ValueError):
     """An input that is not a readable regular file; one line."""
 
 
-def read_regular(path: str | Path, max_bytes: int) -> bytes:
-    """The bytes of a regular file, refusing FIFOs, devices and directories without blocking on them."""
+# What read_regular says in each case; a caller words them its own way (wlfile.WORKLOAD_WORDS) by passing
+# its own table. Fields: path, strerror, mib (the size, whole MiB), size_mib (exact), max_mib (the cap).
+READ_WORDS = {
+    "missing": "{path}: no such file",
+    "unreadable": "cannot read {path}: {strerror}",
+    "directory": "{path} is a directory, not a results file",
+    "special": "{path} is not a regular file",
+    "too_big": "{path} is {mib} MiB, more than the {max_mib} MiB read",
+    "grew": "{path} grew past the {max_mib} MiB read",
+}
+
+
+def read_regular(path: str | Path, max_bytes: int, words: dict[str, str] = READ_WORDS) -> bytes:
+    """The bytes of a regular file, refusing FIFOs, devices and directories without blocking on them.
+
+    Raises InputFileError with one line, ``words[case]`` filled in (the cases of READ_WORDS)."""
+
+    def refuse(case: str, **fields) -> InputFileError:
+        return InputFileError(words[case].format(path=path, max_mib=max_bytes >> 20, **fields))
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: no such file") from None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO opens without a writer
+    except FileNotFoundError as e:
+        raise refuse("missing", strerror=e.strerror) from None
     except OSError as e:
-        raise InputFileError(f"cannot read {path}: {e.strerror}") from None
+        raise refuse("unreadable", strerror=e.strerror) from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise InputFileError(f"{path} is a directory, not a results file")
+            raise refuse("directory")
         if not stat.S_ISREG(st.st_mode):
-            raise InputFileError(f"{path} is not a regular file")
+            raise refuse("special")
         if st.st_size > max_bytes:
-            raise InputFileError(f"{path} is {st.st_size >> 20} MiB, more than the {max_bytes >> 20} MiB read")
+            raise refuse("too_big", mib=st.st_size >> 20, size_mib=st.st_size / 2**20)
         chunks, left = [], max_bytes + 1
         while left > 0:
             b = os.read(fd, min(left, 1 << 20))
@@ -132,9 +150,9 @@ def read_regular(path: str | Path, max_bytes: int) -> bytes:
             left -= len(b)
         data = b"".join(chunks)
         if len(data) > max_bytes:
-            raise InputFileError(f"{path} grew past the {max_bytes >> 20} MiB read")
+            raise refuse("grew")
         return data
     except OSError as e:
-        raise InputFileError(f"cannot read {path}: {e.strerror}") from None
+        raise refuse("unreadable", strerror=e.strerror) from None
     finally:
         os.close(fd)

@@ -20,6 +20,7 @@ import numpy as np
 import posix_ipc
 
 from shmrss import layout as L
+from shmrss.procs import pid_alive
 
 PREFIX = "shmrss-"
 SHM_DIR = "/dev/shm"
@@ -427,11 +428,14 @@ def read_header(name: str, any_version: bool = False) -> np.ndarray:
 
 
 def _owner_gone(pid: int, created_ns: int) -> bool:
-    """True if no process ``pid`` of this namespace can be the segment's owner (none, or a newer one)."""
+    """True if no live process ``pid`` of this namespace can be the segment's owner (none, a zombie, or a
+    newer one)."""
     import psutil
 
     if pid <= 0:
-        return False
+        return False  # no owner recorded: not ours to judge
+    if not pid_alive(pid):
+        return True
     try:
         started = psutil.Process(pid).create_time()
     except psutil.NoSuchProcess:

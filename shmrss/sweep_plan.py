@@ -56,7 +56,7 @@ class _Workload:
 
 
 def _workloads(text: str) -> list[_Workload]:
-    import workloads
+    from shmrss import workloads
     from shmrss.wlfile import load_file
     from shmrss.workload import WorkloadError
 

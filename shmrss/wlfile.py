@@ -12,11 +12,10 @@ a warning.
 from __future__ import annotations
 
 import json
-import os
-import stat
 import unicodedata
 
 from shmrss import layout as L
+from shmrss.safe_io import InputFileError, read_regular
 from shmrss.workload import MAX_STEPS, CompiledWorkload, WorkloadError
 
 # a million steps of the widest form (["remote", "shmem", -2147483648, 100000]) and 100,000 tasks fit
@@ -25,30 +24,24 @@ MAX_NAME_CHARS = 200
 MARKUP_CHARS = ("[", "]", "$", "\\")  # rich markup in table cells, matplotlib mathtext in labels
 
 
+# safe_io.read_regular's refusals, worded for a workload file
+WORKLOAD_WORDS = {
+    "missing": "cannot read workload file {path}: {strerror}",
+    "unreadable": "cannot read workload file {path}: {strerror}",
+    "directory": "workload file {path} is a directory",
+    "special": "workload file {path} is not a regular file (a device, FIFO or socket)",
+    "too_big": f"workload file {{path}} is {{size_mib:.1f}} MiB; a workload is at most {{max_mib}} MiB "
+               f"({MAX_STEPS:,} tape steps)",
+    "grew": "workload file {path} is over {max_mib} MiB",
+}
+
+
 def read_spec(path: str) -> dict:
     """The JSON object of a workload file (not yet validated: ``compile_workload`` does that)."""
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        raise WorkloadError(f"cannot read workload file {path}: {e.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise WorkloadError(f"workload file {path} is a directory")
-        if not stat.S_ISREG(st.st_mode):
-            raise WorkloadError(f"workload file {path} is not a regular file (a device, FIFO or socket)")
-        if st.st_size > MAX_FILE_BYTES:
-            raise WorkloadError(f"workload file {path} is {st.st_size / 2**20:.1f} MiB; a workload is at most "
-                                f"{MAX_FILE_BYTES >> 20} MiB ({MAX_STEPS:,} tape steps)")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(MAX_FILE_BYTES + 1)  # the size may have changed since fstat
-    except OSError as e:
-        raise WorkloadError(f"cannot read workload file {path}: {e.strerror}") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_FILE_BYTES:
-        raise WorkloadError(f"workload file {path} is over {MAX_FILE_BYTES >> 20} MiB")
+        data = read_regular(path, MAX_FILE_BYTES, WORKLOAD_WORDS)
+    except InputFileError as e:
+        raise WorkloadError(str(e)) from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -16,7 +16,7 @@ LINT = "import sys; from importlinter.cli import lint_imports_command; sys.exit(
 
 
 def _lint(root: Path) -> subprocess.CompletedProcess:
-    """``lint-imports`` on the tree at root (its pyproject.toml, its shmrss/ and workloads/ first on the path)."""
+    """``lint-imports`` on the tree at root (its pyproject.toml, its shmrss/ first on the path)."""
     env = {**os.environ, "PYTHONPATH": str(root)}
     return subprocess.run([sys.executable, "-c", LINT, "--no-cache", str(root / "pyproject.toml")], cwd=root,
                           env=env, capture_output=True, text=True, timeout=300)
@@ -30,7 +30,7 @@ def test_the_import_contracts_hold():
 
 def test_no_module_imports_the_cli_in_a_string_either():
     """A subprocess that runs the CLI goes through ``-m shmrss``, not ``from shmrss.cli import main``."""
-    offenders = [str(f.relative_to(ROOT)) for d in ("shmrss", "workloads") for f in (ROOT / d).rglob("*.py")
+    offenders = [str(f.relative_to(ROOT)) for f in (ROOT / "shmrss").rglob("*.py")
                  if f.name not in ("__main__.py", "cli.py") and "shmrss.cli" in f.read_text()]
     assert offenders == []
 
@@ -45,11 +45,12 @@ def test_no_module_imports_the_cli_in_a_string_either():
     # sideways within one layer: faults and orchestrator importing each other again is a cycle
     ("shmrss/faults.py", "from shmrss import orchestrator", ("no import cycle",)),
     # a workload module running the CLI by importing it
-    ("workloads/mixed.py", "from shmrss.cli import main", ("only shmrss.__main__",)),
+    ("shmrss/workloads/mixed.py", "from shmrss.cli import main", ("layers", "only shmrss.__main__")),
+    # the run layer reaching up to the named workloads built on it
+    ("shmrss/workload.py", "from shmrss import workloads", ("layers",)),
 ])
 def test_a_bad_import_breaks_a_contract(tmp_path, module, line, broken):
-    for part in ("shmrss", "workloads"):
-        shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "shmrss", tmp_path / "shmrss", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     target = tmp_path / module
     target.write_text((target.read_text() if target.exists() else '"""A module outside the plan."""\n')
@@ -60,10 +61,12 @@ def test_a_bad_import_breaks_a_contract(tmp_path, module, line, broken):
         assert any(name in ln and "BROKEN" in ln for ln in p.stdout.splitlines()), (name, p.stdout)
 
 
-@pytest.mark.parametrize("argv", [["-m", "shmrss"], [str(ROOT / "workloads" / "page_fault1.py")]])
+@pytest.mark.parametrize("argv", [["-m", "shmrss"], ["-m", "shmrss.workloads.page_fault1"],
+                                  [str(ROOT / "workloads" / "page_fault1.py")]])
 def test_the_cli_runs_through_main_and_from_a_workload_script(argv):
-    """``python -m shmrss`` and ``python workloads/NAME.py`` (which execs it) refuse bad input in one line."""
-    run = ["run"] if argv[0] == "-m" else []
+    """``python -m shmrss``, ``python -m shmrss.workloads.NAME`` and, from a checkout, ``python
+    workloads/NAME.py`` (a link to it; both exec the CLI) refuse bad input in one line."""
+    run = ["run"] if argv == ["-m", "shmrss"] else []
     p = subprocess.run([sys.executable, *argv, *run, "--cpus", "0"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2, p.stderr
     assert p.stderr.strip().splitlines() == ["shmrss: error: argument --cpus: must be in [1, 4096], got 0"]
@@ -73,6 +76,56 @@ def test_a_workload_script_dumps_its_data():
     p = subprocess.run([sys.executable, str(ROOT / "workloads" / "exec.py"), "--dump"], capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0 and '"name": "exec"' in p.stdout, p.stderr
+
+
+def test_a_workload_dump_into_a_closed_pipe_is_quiet():
+    """``python -m shmrss.workloads.NAME --dump | head -c 10``: no BrokenPipeError traceback."""
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the child writes a byte
+    try:
+        p = subprocess.run([sys.executable, "-m", "shmrss.workloads.mixed", "--dump"], stdout=w,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(w)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+
+
+def test_the_checkouts_workloads_folder_links_to_the_package():
+    """The repository's workloads/ folder (users know ``python workloads/NAME.py``) holds links to the
+    modules of shmrss.workloads, one per named workload, and no package of its own (no __init__.py)."""
+    from shmrss import workloads
+
+    folder = ROOT / "workloads"
+    scripts = sorted(f.name for f in folder.glob("*.py"))
+    assert scripts == sorted(f"{name}.py" for name in workloads.WORKLOADS)
+    assert all((folder / s).is_symlink() and (folder / s).resolve() == ROOT / "shmrss" / "workloads" / s
+               for s in scripts)
+
+
+def test_the_wheel_installs_the_workloads_inside_shmrss(tmp_path):
+    """``pip install .`` puts the named workloads at shmrss/workloads, not in a top-level ``workloads``
+    package; run from the unpacked wheel alone, ``-m shmrss.workloads.NAME`` works and ``workloads`` is not
+    importable."""
+    import zipfile
+
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"),
+                        str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    (wheel,) = (tmp_path / "dist").glob("shmrss-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        top = z.read(next(n for n in names if n.endswith(".dist-info/top_level.txt"))).decode().split()
+        z.extractall(tmp_path / "site")
+    assert top == ["shmrss"]
+    assert not [n for n in names if n.startswith("workloads/")]
+    assert {"shmrss/workloads/__init__.py", "shmrss/workloads/page_fault1.py"} <= set(names)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    code = "import shmrss, sys; print(shmrss.__file__); import workloads"
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert p.stdout.startswith(str(tmp_path / "site")) and "No module named 'workloads'" in p.stderr, p
+    p = subprocess.run([sys.executable, "-m", "shmrss.workloads.mixed", "--dump"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and '"name": "mixed"' in p.stdout, p.stderr
 
 
 def test_one_stdout_console():

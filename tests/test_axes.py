@@ -16,7 +16,7 @@ import pytest
 from numba import njit
 
 import design_drivers as D
-import workloads
+from shmrss import workloads
 from shmrss import layout as L
 from shmrss import lifecycle_loop as LL
 from shmrss.atomics import raw

@@ -323,3 +323,17 @@ def test_saved_file_is_valid_json_without_source(cache, topo, cpus):
     result = {**_fake_result(cpus), "source": "quick"}
     doc = json.loads(Path(calibrate.save(result, topo)).read_text())
     assert "source" not in doc["result"]
+
+
+def test_one_tsc_helper():
+    """``atomics.tsc_now`` is the one TSC reading callable from Python (issue 12, item 8): calibration uses
+    it, and no other module compiles its own ``return rdtsc()`` copy."""
+    import re
+
+    from shmrss import atomics
+
+    assert calibrate.tsc_now is atomics.tsc_now
+    assert 0 < atomics.tsc_now() <= atomics.tsc_now()
+    copy = re.compile(r"^def \w+\(\):\n(?:\s+\"\"\".*?\"\"\"\n)?\s+return rdtsc\(\)$", re.M | re.S)
+    root = Path(calibrate.__file__).parent
+    assert [f.name for f in root.rglob("*.py") if copy.search(f.read_text())] == ["atomics.py"]

@@ -298,6 +298,55 @@ def test_workload_file_refused(case, capsys, tmp_path):
     assert needle in line, line
 
 
+def _shrunk_fstat(monkeypatch):
+    """os.fstat says a regular file is 10 bytes: it grows between fstat and the read."""
+    real = os.fstat
+
+    def fstat(fd):
+        st_ = real(fd)
+        return os.stat_result(tuple(st_)[:6] + (10,) + tuple(st_)[7:10]) if stat.S_ISREG(st_.st_mode) else st_
+
+    monkeypatch.setattr(os, "fstat", fstat)
+
+
+def test_workload_file_messages_word_for_word(tmp_path, monkeypatch):
+    """The reader's one-line refusals, exactly (read_spec words safe_io.read_regular's checks its own way)."""
+    from shmrss.workload import MAX_STEPS
+
+    big = _sparse(tmp_path / "big.json", MAX_FILE_BYTES + 1)
+    cases = {
+        str(_mkdir(tmp_path / "dir.json")): "workload file {} is a directory",
+        "/dev/zero": "workload file {} is not a regular file (a device, FIFO or socket)",
+        str(_fifo(tmp_path / "f.json")): "workload file {} is not a regular file (a device, FIFO or socket)",
+        str(big): f"workload file {{}} is 64.0 MiB; a workload is at most 64 MiB ({MAX_STEPS:,} tape steps)",
+        str(tmp_path / "absent.json"): "cannot read workload file {}: No such file or directory",
+    }
+    for path, message in cases.items():
+        with pytest.raises(WorkloadError) as e:
+            read_spec(path)
+        assert str(e.value) == message.format(path)
+    _shrunk_fstat(monkeypatch)
+    with pytest.raises(WorkloadError) as e:
+        read_spec(str(big))
+    assert str(e.value) == f"workload file {big} is over 64 MiB"
+
+
+def test_workload_files_are_read_by_the_one_safe_reader(tmp_path, monkeypatch):
+    """read_spec reads through safe_io.read_regular (O_NONBLOCK, fstat, regular files only, a size cap)."""
+    from shmrss import safe_io, wlfile
+
+    calls = []
+
+    def spy(path, max_bytes, *args, **kw):
+        calls.append((path, max_bytes))
+        return safe_io.read_regular(path, max_bytes, *args, **kw)
+
+    monkeypatch.setattr(wlfile, "read_regular", spy)
+    path = _write(tmp_path, json.dumps(_spec()))
+    assert read_spec(path)["name"] == "w"
+    assert calls == [(path, MAX_FILE_BYTES)]
+
+
 def test_unreadable_workload_file(capsys, tmp_path):
     if os.geteuid() == 0:
         pytest.skip("root reads a mode-000 file")

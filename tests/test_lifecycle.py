@@ -16,7 +16,7 @@ from shmrss.segment import Segment
 from shmrss.topology import plan, read_topology
 from shmrss.workload import compile_workload
 
-import workloads
+from shmrss import workloads
 
 DUR = "0.4"
 

@@ -107,7 +107,7 @@ def test_exec_step_parses_and_refuses_bad_arguments():
 
 
 def test_exec_workload_misses_only_on_the_argument_copy(run_cli, tmp_path):
-    from workloads import exec as X
+    from shmrss.workloads import exec as X
 
     code, r = run_cli(["run", "--design", "pcpcache", "--workload", "exec", "--cpus", "2", "--oversubscribe",
                        "--duration", "0.5"], tmp_path)

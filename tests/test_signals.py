@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from shmrss import layout as L
+from shmrss.procs import pid_alive
 from shmrss.segment import SHM_DIR, Segment, SegmentError, list_segments, owner_pid
 from shmrss.topology import read_topology
 from results_schema import load_run_json
@@ -69,7 +70,7 @@ def _finish(proc, name):
 def _children_gone(pids, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]:
+        if not [p for p in pids if pid_alive(p)]:
             return True
         time.sleep(0.05)
     return False

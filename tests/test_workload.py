@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import workloads
+from shmrss import workloads
 from shmrss import layout as L
 from shmrss.wlfile import load_file
 from shmrss.workload import MAX_ARG, MAX_MMS, CompiledWorkload, WorkloadError, _parse_step, compile_workload
