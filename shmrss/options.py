@@ -78,6 +78,18 @@ def label(text: str) -> str:
 
 # ----------------------------------------------------------------------------- run and sweep's shared options
 
+# one parser object per option, so that run and sweep share the very same one
+_CPU_LIST = int_list(1, 4096)
+_CPU_COUNT = int_at_least(1, 4096)
+_TASK_LIST = int_list(1, 100_000)
+_TASK_COUNT = int_at_least(1, 100_000)
+_REPEATS = int_at_least(1, 1000)
+_SLICE = int_at_least(1)
+_NODES = int_at_least(1, 64)
+_PAGES = int_at_least(1, 1 << 20)
+_CLONES = int_at_least(0, 64)
+_EVERY = int_at_least(0)
+
 WORKLOADS_HELP = "page_fault1/2/3, rss_steal, mixed, oom_select, fork_exit"
 
 
@@ -90,23 +102,23 @@ def _add_axes(parser: argparse.ArgumentParser, matrix: bool) -> None:
                             help=f"comma list: {WORKLOADS_HELP}, workload .json files")
         parser.add_argument("--mode", default="processes", metavar="processes[,threads]",
                             help="built-in workloads: comma list of processes, threads (default processes)")
-        parser.add_argument("--cpus", type=int_list(1, 4096), metavar="N[,N...]",
+        parser.add_argument("--cpus", type=_CPU_LIST, metavar="N[,N...]",
                             help="emulated CPU counts (default 1, 2, 4, ... up to the usable physical cores)")
-        parser.add_argument("--tasks", type=int_list(1, 100_000), metavar="N[,N...]",
+        parser.add_argument("--tasks", type=_TASK_LIST, metavar="N[,N...]",
                             help="tasks of built-in workloads (oom_select: mms), a comma list (default one per CPU)")
-        parser.add_argument("--repeat", type=int_at_least(1, 1000), default=3, metavar="N",
+        parser.add_argument("--repeat", type=_REPEATS, default=3, metavar="N",
                             help="passes over the matrix (default 3)")
     else:
         parser.add_argument("--workload", default="page_fault1", help=f"{WORKLOADS_HELP}, or a workload .json file")
         parser.add_argument("--mode", default="processes", choices=("processes", "threads"),
                             help="built-in workloads: one mm per task (processes) or one shared mm (threads)")
-        parser.add_argument("--cpus", type=int_at_least(1, 4096),
+        parser.add_argument("--cpus", type=_CPU_COUNT,
                             help="emulated CPUs (default all usable physical cores)")
-        parser.add_argument("--tasks", type=int_at_least(1, 100_000), help="tasks (default one per CPU)")
-        parser.add_argument("--repeat", type=int_at_least(1, 1000), default=1, metavar="N",
+        parser.add_argument("--tasks", type=_TASK_COUNT, help="tasks (default one per CPU)")
+        parser.add_argument("--repeat", type=_REPEATS, default=1, metavar="N",
                             help="run every design N times, interleaved (A B A B ...), each repeat a result "
                                  "(default 1)")
-    parser.add_argument("--possible-cpus", type=int_list(1, 4096), metavar="P[,P...]",
+    parser.add_argument("--possible-cpus", type=_CPU_LIST, metavar="P[,P...]",
                         help="possible CPUs P >= cpus (default the CPU count); a comma list runs each in turn "
                              "(a sweep leaves out combinations with P < cpus)")
 
@@ -122,7 +134,7 @@ def _add_measurement(parser: argparse.ArgumentParser) -> None:
                         help="interleave CPUs' per-CPU words in shared lines (false sharing)")
     parser.add_argument("--smt", action="store_true", help="also use SMT siblings as CPUs")
     parser.add_argument("--oversubscribe", action="store_true", help="allow more CPUs than cores (timings invalid)")
-    parser.add_argument("--slice", type=int_at_least(1), default=100_000, help="scheduler time slice in events")
+    parser.add_argument("--slice", type=_SLICE, default=100_000, help="scheduler time slice in events")
     parser.add_argument("--oom", action="store_true",
                         help="the reader also selects OOM victims, 2-pass and all-precise (on for oom_select)")
     parser.add_argument("--no-reader", action="store_true", help="run without the reader process")
@@ -137,17 +149,17 @@ def _add_measurement(parser: argparse.ArgumentParser) -> None:
 
 def _add_design_options(parser: argparse.ArgumentParser) -> None:
     """Options of one design or of the fork_exit lifecycle."""
-    parser.add_argument("--nodes", type=int_at_least(1, 64), help="pernode: emulate this many NUMA nodes")
+    parser.add_argument("--nodes", type=_NODES, help="pernode: emulate this many NUMA nodes")
     parser.add_argument("--tree-orders", type=orders, metavar="O1,O2,...",
                         help="tree: arity orders (log2 of children) of levels 1..L, summing to ceil(log2 P)")
     parser.add_argument("--lifecycle", metavar="VARIANTS",
                         help="fork_exit: upstream, merged, fused-check, ctor-cache, lazy, inline (comma list) "
                              "or all (default all)")
-    parser.add_argument("--pages", type=int_at_least(1, 1 << 20), default=256,
+    parser.add_argument("--pages", type=_PAGES, default=256,
                         help="fork_exit: pages each short-lived process faults (default 256)")
-    parser.add_argument("--clones", type=int_at_least(0, 64), default=0,
+    parser.add_argument("--clones", type=_CLONES, default=0,
                         help="fork_exit: threads each process clones (default 0)")
-    parser.add_argument("--leak-every", type=int_at_least(0), default=0, metavar="N",
+    parser.add_argument("--leak-every", type=_EVERY, default=0, metavar="N",
                         help="fork_exit: every N-th process leaves a page behind (shows the teardown check; "
                              "default 0)")
 
