@@ -1,7 +1,9 @@
-"""argparse ``type=`` parsers shared by the ``run`` and ``sweep`` option definitions.
+"""The options ``run`` and ``sweep`` share, defined once (``add_shared_run_options``), and the argparse
+``type=`` parsers of the CLI's options.
 
 Plain ASCII numbers only, and each bad value is an ``argparse.ArgumentTypeError`` that the CLI's
-parser turns into a one-line ``UsageError``.
+parser turns into a one-line ``UsageError``. What the values mean together is checked by
+``shmrss.runspec.RunSpec``.
 """
 
 from __future__ import annotations
