@@ -180,7 +180,7 @@ def _cells(args, m: _Matrix) -> tuple[list[tuple[dict, list[str], str]], int]:
                         if pc is not None and pc < c:
                             below += 1
                             continue
-                        units = [(lifecycle_design(v), v) for v in m.variants] if wl.fork_exit \
+                        units = [(_variant_design(v), v) for v in m.variants] if wl.fork_exit \
                             else [(d, None) for d in m.designs]
                         for design, variant in units:
                             key, argv = _cell(args, wl, eff_mode, mode, tasks, c, pc, design, variant, m.line,
@@ -195,7 +195,7 @@ def _cells(args, m: _Matrix) -> tuple[list[tuple[dict, list[str], str]], int]:
     return cells, below
 
 
-def lifecycle_design(variant: str) -> str:
+def _variant_design(variant: str) -> str:
     from shmrss.lifecycle import VARIANT_DESIGN
 
     return VARIANT_DESIGN[variant]
