@@ -146,7 +146,7 @@ def _checked(cls, args, topo) -> RunSpec:
     wl, notes = _compiled(spec, ncpu, fork_exit)
     reclaimer = (args.reclaimer or bool(spec.get("reclaimer"))) and not fork_exit
     running = ncpu + int(reclaimer)
-    check_axes(args, fork_exit, possibles, running)
+    _check_axes(args, fork_exit, possibles, running)
     if args.tree_orders and ("tree" in names or fork_exit):
         _check_tree_orders(args.tree_orders, possibles, running)
     faults = _faults(args, fork_exit, len(placement.cpus), reclaimer)
@@ -197,7 +197,7 @@ def _compiled(spec: dict, ncpu: int, fork_exit: bool):
     return wl, ([] if fork_exit else idle_notes(wl))
 
 
-def check_axes(args, fork_exit: bool, possibles, running: int) -> None:
+def _check_axes(args, fork_exit: bool, possibles, running: int) -> None:
     """--fault-pages goes with the page-fault workloads; --online-cpus lies between the emulated CPUs
     that run (a CPU that runs is online) and every P."""
     import workloads
