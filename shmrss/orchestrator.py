@@ -433,76 +433,24 @@ class Run:
 
     # ---- measurements
     def _collect(self, eng, tsc_per_ns: float, startup_s: float) -> dict:
+        """The raw measurements from the stopped segment, in order: the CPUs' records, the reclaimer's, the
+        quiescent check, the reader's and OOM's rings, then the design's own check before every task exits
+        and the teardown check after."""
         w = self.seg.words
-        n = len(self.cpus)
-        st, ss = int(w[L.H_CPUSTAT]), int(w[L.H_CPUSTAT_STRIDE])
-        per_cpu = []
-        for c in range(n):
-            b = st + c * ss
-            events = int(w[b + L.S_EVENTS])
-            span_ns = (int(w[b + L.S_TSC_END]) - int(w[b + L.S_TSC_START])) / tsc_per_ns
-            per_cpu.append({
-                "cpu": c, "host_cpu": int(w[b + L.S_HOSTCPU]), "pid": int(w[b + L.S_PID]),
-                "events": events, "seconds": span_ns / 1e9,
-                "events_per_s": events / span_ns * 1e9 if span_ns > 0 else 0.0,
-                "ns_per_event": span_ns / events if events else None,
-                "pages": int(w[b + L.S_PAGES]),  # faulted: a fault of n pages is one event of n pages
-                "switches": int(w[b + L.S_SWITCHES]), "slow_paths": int(w[b + L.S_SLOW]),
-                "lock_spins": int(w[b + L.S_SPINS]), "var": int(w[b + L.S_VAR]), "commit": int(w[b + L.S_COMMIT]),
-                "hits": int(w[b + L.S_HITS]), "misses": int(w[b + L.S_MISSES]),
-                "sched_steps": int(w[b + L.S_OPS]), "migrations": int(w[b + L.S_MIGRATIONS]),
-                "idle_passes": int(w[b + L.S_IDLE]),
-                "raced_moves": int(w[b + L.S_RACED]), "raced_left_max": int(w[b + L.S_RACED_MAX]),
-                "state": {L.CPU_DEAD: "killed", L.CPU_OFFLINE: "offline"}.get(int(w[b + L.S_STATUS]), "ran"),
-            })
-            if self.p.fault_body_pages:
-                from shmrss import faultbody
-
-                per_cpu[-1]["fault_body"] = faultbody.per_cpu(w, b, events, tsc_per_ns, tsc_overhead_ticks())
-        reclaimer = None
-        if self.p.reclaimer:
-            b = st + n * ss
-            span_ns = (int(w[b + L.S_TSC_END]) - int(w[b + L.S_TSC_START])) / tsc_per_ns
-            moves = int(w[b + L.S_EVENTS]) // 4
-            reclaimer = {"moves": moves, "moves_per_s": moves / span_ns * 1e9 if span_ns > 0 else 0.0,
-                         "misses": int(w[b + L.S_MISSES]), "var": int(w[b + L.S_VAR]),
-                         "commit": int(w[b + L.S_COMMIT]), "died": self.reclaimer_died,
-                         "raced_moves": int(w[b + L.S_RACED]), "raced_left_max": int(w[b + L.S_RACED_MAX])}
+        per_cpu = [self._cpu_record(c, tsc_per_ns) for c in range(len(self.cpus))]
+        reclaimer = self._reclaimer_record(tsc_per_ns) if self.p.reclaimer else None
         nmm = int(w[L.H_NMM])
         hiwater = w[int(w[L.H_HIWATER]): int(w[L.H_HIWATER]) + nmm * int(w[L.H_LINE]): int(w[L.H_LINE])].copy()
         check = np.zeros((nmm * L.NMEMBERS, 5), dtype=np.int64)
         eng.quiescent_check(w, check)
-        r = int(w[L.H_READER])
-        ring = int(w[L.H_RING])
-        reader = {key: int(w[r + slot]) for key, slot in (
-            ("approx_reads", L.R_NAPPROX), ("precise_reads", L.R_NPRECISE), ("approx_max_err", L.R_APPROX_MAXERR),
-            ("approx_violations", L.R_APPROX_VIOL), ("precise_max_err", L.R_PRECISE_MAXERR),
-            ("precise_violations", L.R_PRECISE_VIOL), ("max_bound", L.R_MAX_BOUND), ("err_ppm", L.R_ERR_PPM),
-            ("min_ratio_ppm", L.R_MIN_RATIO_PPM), ("passes", L.R_PASSES), ("viol_kind", L.R_VIOL_KIND),
-            ("viol_mm", L.R_VIOL_MM), ("viol_member", L.R_VIOL_MEMBER), ("viol_value", L.R_VIOL_VALUE),
-            ("viol_lo", L.R_VIOL_LO), ("viol_hi", L.R_VIOL_HI), ("approx_transient", L.R_APPROX_TRANSIENT),
-            ("approx_transient_max", L.R_APPROX_TRANSIENT_MAX), ("precise_transient", L.R_PRECISE_TRANSIENT),
-            ("precise_transient_max", L.R_PRECISE_TRANSIENT_MAX))}
-        ring_a = r + L.R_HEAD_WORDS
+        reader = _words(w, int(w[L.H_READER]), _READER_WORDS)
         timer = tsc_overhead_ticks()  # each latency sample includes one rdtsc pair
         step_ns = tsc_granularity_ticks() / tsc_per_ns
         if step_ns > 2:
             self.warnings.append(f"the TSC advances in steps of {step_ns:.0f} ns on this host: read latencies "
                                  f"are quantised to that")
-        lat_a = np.maximum(np.array(w[ring_a: ring_a + min(reader["approx_reads"], ring)]) - timer, 0) / tsc_per_ns
-        lat_p = np.maximum(np.array(w[ring_a + ring: ring_a + ring + min(reader["precise_reads"], ring)]) - timer,
-                           0) / tsc_per_ns
-        oom = None
-        if int(w[L.H_OOM]):
-            o = int(w[L.H_OOM])
-            n_sel = int(w[o + L.O_SELECTIONS])
-            keep = min(n_sel, ring)
-            oom = {key: int(w[o + slot]) for key, slot in (
-                ("selections", L.O_SELECTIONS), ("judged", L.O_JUDGED), ("disagreements", L.O_DISAGREE),
-                ("precise_sums", L.O_PRECISE_SUMS), ("cap_hits", L.O_CAP_HITS),
-                ("last_two_pass_victim", L.O_LAST_2P), ("last_precise_victim", L.O_LAST_PRECISE))}
-            oom["lat_two_pass_ns"] = np.array(w[o + L.O_HEAD_WORDS: o + L.O_HEAD_WORDS + keep]) / tsc_per_ns
-            oom["lat_precise_ns"] = np.array(w[o + L.O_HEAD_WORDS + ring: o + L.O_HEAD_WORDS + ring + keep]) / tsc_per_ns
+        lat_a, lat_p = self._read_latencies(reader, timer, tsc_per_ns)
+        oom = self._oom_record(tsc_per_ns) if int(w[L.H_OOM]) else None
         if self.p.journal:
             self.warnings.append("faults injected: the CPUs kept an in-flight journal (each update a call); "
                                  "timings are not comparable with runs without faults")
@@ -519,6 +467,84 @@ class Run:
             "faults": self.faults.summary() if self.faults is not None else None,
             "contention": self.contention.summary() if self.contention is not None else None,
         }
+
+    def _cpu_record(self, c: int, tsc_per_ns: float) -> dict:
+        """Emulated CPU c's counts and window, from its record in the segment."""
+        w = self.seg.words
+        b = int(w[L.H_CPUSTAT]) + c * int(w[L.H_CPUSTAT_STRIDE])
+        events = int(w[b + L.S_EVENTS])
+        span_ns = (int(w[b + L.S_TSC_END]) - int(w[b + L.S_TSC_START])) / tsc_per_ns
+        record = {
+            "cpu": c, "host_cpu": int(w[b + L.S_HOSTCPU]), "pid": int(w[b + L.S_PID]),
+            "events": events, "seconds": span_ns / 1e9,
+            "events_per_s": events / span_ns * 1e9 if span_ns > 0 else 0.0,
+            "ns_per_event": span_ns / events if events else None,
+            "pages": int(w[b + L.S_PAGES]),  # faulted: a fault of n pages is one event of n pages
+            "switches": int(w[b + L.S_SWITCHES]), "slow_paths": int(w[b + L.S_SLOW]),
+            "lock_spins": int(w[b + L.S_SPINS]), "var": int(w[b + L.S_VAR]), "commit": int(w[b + L.S_COMMIT]),
+            "hits": int(w[b + L.S_HITS]), "misses": int(w[b + L.S_MISSES]),
+            "sched_steps": int(w[b + L.S_OPS]), "migrations": int(w[b + L.S_MIGRATIONS]),
+            "idle_passes": int(w[b + L.S_IDLE]),
+            "raced_moves": int(w[b + L.S_RACED]), "raced_left_max": int(w[b + L.S_RACED_MAX]),
+            "state": {L.CPU_DEAD: "killed", L.CPU_OFFLINE: "offline"}.get(int(w[b + L.S_STATUS]), "ran"),
+        }
+        if self.p.fault_body_pages:
+            from shmrss import faultbody
+
+            record["fault_body"] = faultbody.per_cpu(w, b, events, tsc_per_ns, tsc_overhead_ticks())
+        return record
+
+    def _reclaimer_record(self, tsc_per_ns: float) -> dict:
+        """The reclaimer's moves (its record follows the CPUs')."""
+        w = self.seg.words
+        b = int(w[L.H_CPUSTAT]) + len(self.cpus) * int(w[L.H_CPUSTAT_STRIDE])
+        span_ns = (int(w[b + L.S_TSC_END]) - int(w[b + L.S_TSC_START])) / tsc_per_ns
+        moves = int(w[b + L.S_EVENTS]) // 4
+        return {"moves": moves, "moves_per_s": moves / span_ns * 1e9 if span_ns > 0 else 0.0,
+                "misses": int(w[b + L.S_MISSES]), "var": int(w[b + L.S_VAR]),
+                "commit": int(w[b + L.S_COMMIT]), "died": self.reclaimer_died,
+                "raced_moves": int(w[b + L.S_RACED]), "raced_left_max": int(w[b + L.S_RACED_MAX])}
+
+    def _read_latencies(self, reader: dict, timer: float, tsc_per_ns: float) -> tuple[np.ndarray, np.ndarray]:
+        """The approximate and precise reads' latencies in ns (the timer's own cost taken off), from the ring."""
+        w = self.seg.words
+        ring = int(w[L.H_RING])
+        ring_a = int(w[L.H_READER]) + L.R_HEAD_WORDS
+        lat_a = np.maximum(np.array(w[ring_a: ring_a + min(reader["approx_reads"], ring)]) - timer, 0) / tsc_per_ns
+        lat_p = np.maximum(np.array(w[ring_a + ring: ring_a + ring + min(reader["precise_reads"], ring)]) - timer,
+                           0) / tsc_per_ns
+        return lat_a, lat_p
+
+    def _oom_record(self, tsc_per_ns: float) -> dict:
+        """The OOM selector's counts and its latencies in ns (--oom)."""
+        w = self.seg.words
+        o = int(w[L.H_OOM])
+        ring = int(w[L.H_RING])
+        keep = min(int(w[o + L.O_SELECTIONS]), ring)
+        oom = _words(w, o, _OOM_WORDS)
+        oom["lat_two_pass_ns"] = np.array(w[o + L.O_HEAD_WORDS: o + L.O_HEAD_WORDS + keep]) / tsc_per_ns
+        oom["lat_precise_ns"] = np.array(w[o + L.O_HEAD_WORDS + ring: o + L.O_HEAD_WORDS + ring + keep]) / tsc_per_ns
+        return oom
+
+
+_READER_WORDS = (
+    ("approx_reads", L.R_NAPPROX), ("precise_reads", L.R_NPRECISE), ("approx_max_err", L.R_APPROX_MAXERR),
+    ("approx_violations", L.R_APPROX_VIOL), ("precise_max_err", L.R_PRECISE_MAXERR),
+    ("precise_violations", L.R_PRECISE_VIOL), ("max_bound", L.R_MAX_BOUND), ("err_ppm", L.R_ERR_PPM),
+    ("min_ratio_ppm", L.R_MIN_RATIO_PPM), ("passes", L.R_PASSES), ("viol_kind", L.R_VIOL_KIND),
+    ("viol_mm", L.R_VIOL_MM), ("viol_member", L.R_VIOL_MEMBER), ("viol_value", L.R_VIOL_VALUE),
+    ("viol_lo", L.R_VIOL_LO), ("viol_hi", L.R_VIOL_HI), ("approx_transient", L.R_APPROX_TRANSIENT),
+    ("approx_transient_max", L.R_APPROX_TRANSIENT_MAX), ("precise_transient", L.R_PRECISE_TRANSIENT),
+    ("precise_transient_max", L.R_PRECISE_TRANSIENT_MAX))
+_OOM_WORDS = (
+    ("selections", L.O_SELECTIONS), ("judged", L.O_JUDGED), ("disagreements", L.O_DISAGREE),
+    ("precise_sums", L.O_PRECISE_SUMS), ("cap_hits", L.O_CAP_HITS),
+    ("last_two_pass_victim", L.O_LAST_2P), ("last_precise_victim", L.O_LAST_PRECISE))
+
+
+def _words(w, base: int, named: tuple[tuple[str, int], ...]) -> dict:
+    """{name: the segment word at base + slot} of each (name, slot)."""
+    return {key: int(w[base + slot]) for key, slot in named}
 
 
 def _exit_text(code: int) -> str:

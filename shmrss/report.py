@@ -214,9 +214,25 @@ def _life_table(gs: list[Group]) -> list[str]:
 
 
 def render(data, sources: list[str], figures, csvs: list[Path], out: Path, combined: Path | None) -> str:
+    """report.md: what was read, the failures first, then the tables, figures, CSVs, warnings and notes."""
+    results = [r for g in data.groups for r in g.results]
+    lines = _header(data, sources, results)
+    lines += _failures(data, results)
+    lines += _tables(data)
+    lines += _figures(figures, out)
+    lines += _csv_section(csvs, out, combined)
+    warns = dedup_warnings(results)
+    if warns:
+        lines += ["## Warnings of the runs", ""]
+        lines += [f"- ({k} of {len(results)} runs) {w}" for w, k in warns] + [""]
+    if data.notes:
+        lines += ["## Notes on the input", ""] + [f"- {n}" for n in data.notes] + [""]
+    return "\n".join(lines)
+
+
+def _header(data, sources: list[str], results: list[dict]) -> list[str]:
     from shmrss.plots import host_description
 
-    results = [r for g in data.groups for r in g.results]
     c = data.counts
     lines = ["# shmrss report", "",
              f"From {', '.join(sources)}: {sum(c.values())} lines, {c['ok']} measured with every invariant "
@@ -232,6 +248,12 @@ def render(data, sources: list[str], figures, csvs: list[Path], out: Path, combi
                  "alone where marked); a point is one `shmrss run` of one design (or fork/exit variant) at one "
                  "CPU count and possible-CPU count (P).")
     lines.append("")
+    return lines
+
+
+def _failures(data, results: list[dict]) -> list[str]:
+    """The points that broke an invariant, and the ones not finished (partial or failed)."""
+    lines: list[str] = []
     failures = invariant_failures(results)
     if failures:
         lines += ["## INVARIANT FAILED", "",
@@ -252,8 +274,12 @@ def render(data, sources: list[str], figures, csvs: list[Path], out: Path, combi
             lines.append(f"- {what}: {g.partial} partial, {len(g.failed)} failed"
                          + (f" ({'; '.join(e for e in errs[:2])})" if errs else ""))
         lines.append("")
+    return lines
 
-    lines += ["## Tables", ""]
+
+def _tables(data) -> list[str]:
+    """One table per workload and mode (and an OOM table where the reader selected victims)."""
+    lines = ["## Tables", ""]
     by_table: dict[tuple, list[Group]] = {}
     for g in data.groups:
         if g.results:
@@ -267,8 +293,11 @@ def render(data, sources: list[str], figures, csvs: list[Path], out: Path, combi
         oom = _oom_table(gs)
         if oom:
             lines += [f"### {wl}{m}: OOM victim selection, 2-pass vs all-precise", ""] + oom + [""]
+    return lines
 
-    lines += ["## Figures", ""]
+
+def _figures(figures, out: Path) -> list[str]:
+    lines = ["## Figures", ""]
     for name, path, note in figures:
         if path is not None:
             lines += [f"![{name}]({path.relative_to(out)})", ""]
@@ -277,22 +306,19 @@ def render(data, sources: list[str], figures, csvs: list[Path], out: Path, combi
     skipped = [(name, why) for name, path, why in figures if path is None]
     if skipped:
         lines += ["Not drawn:", ""] + [f"- {name}: {why}" for name, why in skipped] + [""]
+    return lines
 
-    lines += ["## CSV (will-it-scale convention)", "",
-              "`tasks,processes,processes_idle,threads,threads_idle,linear`, one file per series in `wis/` with "
-              "its `.title` (runtest.py's layout, so will-it-scale's postprocess.py and plot.js read them): "
-              "`tasks` = emulated CPUs, `processes`/`threads` = median events/s (fork_exit: mm lifecycles/s) of "
-              "that mode, `-1` where the mode was not run; the `_idle` columns are empty (shmrss does not measure "
-              "idle time); `linear` = the larger 1-CPU median x tasks, empty without a 1-CPU point.", ""]
+
+def _csv_section(csvs: list[Path], out: Path, combined: Path | None) -> list[str]:
+    lines = ["## CSV (will-it-scale convention)", "",
+             "`tasks,processes,processes_idle,threads,threads_idle,linear`, one file per series in `wis/` with "
+             "its `.title` (runtest.py's layout, so will-it-scale's postprocess.py and plot.js read them): "
+             "`tasks` = emulated CPUs, `processes`/`threads` = median events/s (fork_exit: mm lifecycles/s) of "
+             "that mode, `-1` where the mode was not run; the `_idle` columns are empty (shmrss does not measure "
+             "idle time); `linear` = the larger 1-CPU median x tasks, empty without a 1-CPU point.", ""]
     lines += [f"- `{p.relative_to(out)}`" for p in csvs]
     if combined is not None:
         lines.append(f"- `{combined}`: every series, with leading series, workload, design, variant and "
                      f"possible_cpus columns")
     lines.append("")
-    warns = dedup_warnings(results)
-    if warns:
-        lines += ["## Warnings of the runs", ""]
-        lines += [f"- ({k} of {len(results)} runs) {w}" for w, k in warns] + [""]
-    if data.notes:
-        lines += ["## Notes on the input", ""] + [f"- {n}" for n in data.notes] + [""]
-    return "\n".join(lines)
+    return lines

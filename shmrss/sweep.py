@@ -19,8 +19,7 @@ from pathlib import Path
 from loguru import logger
 
 from shmrss.errors import EXIT_FAILED, EXIT_OK
-from shmrss.options import int_at_least as _int_at_least, int_list as _int_list, orders as _orders
-from shmrss.options import label as _label, positive_float as _positive_float
+from shmrss.options import add_shared_run_options, positive_float
 from shmrss.results_file import FINISHED, Appender, InputError, canonical, finished_keys, read_records
 
 
@@ -29,44 +28,12 @@ def add_parser(sub, parse_run) -> None:
     input): the planner checks every point's argv with it up front, and the CLI hands it in, because no module
     below the CLI may import the CLI."""
     s = sub.add_parser("sweep", help="run a matrix of designs x workloads x CPU counts, resumable, to a results file")
-    s.add_argument("--design", default="percpu,atomic", help="comma list of designs, or 'all' (default percpu,atomic)")
-    s.add_argument("--workload", default="page_fault1",
-                   help="comma list: page_fault1/2/3, rss_steal, mixed, oom_select, fork_exit, workload .json files")
-    s.add_argument("--mode", default="processes", metavar="processes[,threads]",
-                   help="built-in workloads: comma list of processes, threads (default processes)")
-    s.add_argument("--cpus", type=_int_list(1, 4096), metavar="N[,N...]",
-                   help="emulated CPU counts (default 1, 2, 4, ... up to the usable physical cores)")
-    s.add_argument("--possible-cpus", type=_int_list(1, 4096), metavar="P[,P...]",
-                   help="possible CPUs (default each point's CPU count); combinations with P < cpus are left out")
-    s.add_argument("--tasks", type=_int_list(1, 100_000), metavar="N[,N...]",
-                   help="tasks of built-in workloads (oom_select: mms), a comma list (default one per CPU)")
-    s.add_argument("--lifecycle", metavar="VARIANTS", help="fork_exit: variants, comma list or all (default all)")
-    s.add_argument("--repeat", type=_int_at_least(1, 1000), default=3, help="passes over the matrix (default 3)")
-    s.add_argument("--duration", type=_positive_float, default=5.0, help="seconds per point (default 5)")
+    add_shared_run_options(s, matrix=True)  # the options it shares with `shmrss run`, defined once
     s.add_argument("--out", default="results.jsonl", metavar="PATH",
                    help="results file, appended to and resumed from (default results.jsonl)")
-    s.add_argument("--timeout", type=_positive_float, metavar="S",
+    s.add_argument("--timeout", type=positive_float, metavar="S",
                    help="stop a point that runs this long (default duration + 180 s)")
     s.add_argument("--dry-run", action="store_true", help="list the points (and which are done) and exit")
-    s.add_argument("--read-interval", type=_positive_float, default=10.0, metavar="MS",
-                   help="reader period in milliseconds (default 10)")
-    s.add_argument("--line", type=int, choices=(64, 128), help="cache line bytes for the layout (default: sysfs)")
-    s.add_argument("--pack", action="store_true", help="interleave CPUs' per-CPU words in shared lines")
-    s.add_argument("--smt", action="store_true", help="also use SMT siblings as CPUs")
-    s.add_argument("--oversubscribe", action="store_true", help="allow more CPUs than cores (timings invalid)")
-    s.add_argument("--slice", type=_int_at_least(1), default=100_000, help="scheduler time slice in events")
-    s.add_argument("--pages", type=_int_at_least(1, 1 << 20), default=256, help="fork_exit: pages per process")
-    s.add_argument("--clones", type=_int_at_least(0, 64), default=0, help="fork_exit: threads per process")
-    s.add_argument("--leak-every", type=_int_at_least(0), default=0, metavar="N",
-                   help="fork_exit: every N-th process leaves a page behind (the teardown check fails on purpose)")
-    s.add_argument("--oom", action="store_true", help="the reader also selects OOM victims (on for oom_select)")
-    s.add_argument("--no-reader", action="store_true", help="run without the reader process")
-    s.add_argument("--reclaimer", action="store_true", help="add the kswapd-like reclaimer CPU")
-    s.add_argument("--nodes", type=_int_at_least(1, 64), help="pernode: emulate this many NUMA nodes")
-    s.add_argument("--tree-orders", type=_orders, metavar="O1,O2,...", help="tree: arity orders of levels 1..L")
-    s.add_argument("--no-calibrate", action="store_true", help="do not embed a hardware calibration")
-    s.add_argument("--label", type=_label, default="", metavar="TEXT",
-                   help="passed to every point's shmrss run --label (part of the results' identity)")
     s.add_argument("--shard", type=parse_shard, metavar="K/N",
                    help="run only shard K of N (0 <= K < N): every N-th point of the plan, all repeats of a point in "
                         "one shard; N machines with K = 0..N-1 run the whole plan (a Slurm job array, a CI matrix)")

@@ -94,14 +94,45 @@ def _check_size(args, axes: list[list]) -> None:
                          f"possible CPUs x repeats), more than {MAX_POINTS:,}: split the sweep")
 
 
+@dataclass(frozen=True)
+class _Matrix:
+    """The sweep's axes, checked: each a list of values, and the placement of each CPU count."""
+    designs: list[str]
+    workloads: list[_Workload]
+    variants: list[str]  # fork_exit's lifecycle variants ([] without fork_exit)
+    modes: list[str]
+    cpu_counts: list[int]
+    placements: dict  # CPU count -> topology.Placement
+    possibles: list[int | None]
+    tasks: list[int | None]
+    line: int
+
+
 def plan_points(args, topo) -> tuple[list[Point], list[str]]:
     """Every point of the matrix, in run order (each repeat is a full pass), and notes for the user."""
+    matrix = _matrix(args, topo)
+    cells, below = _cells(args, matrix)
+    notes: list[str] = []
+    if below:
+        notes.append(f"left out {below} combination{'s' if below > 1 else ''} whose possible CPUs are below "
+                     f"the CPU count")
+    if not cells:
+        raise InputError("no point to run: every --possible-cpus value is below every --cpus value")
+    _check_as_run(cells, args.parse_run, topo)
+    points = []
+    for rep in range(args.repeat):
+        for key, argv, label in cells:
+            points.append(Point({**key, "repeat": rep}, tuple(argv),
+                                f"{label} #{rep + 1}/{args.repeat}"))
+    return points, notes
+
+
+def _matrix(args, topo) -> _Matrix:
+    """The axes of the matrix, each value checked, and its size refused when it is a typo."""
     from shmrss import designs, lifecycle
     from shmrss.designs import UnknownDesign
     from shmrss.topology import TopologyError, plan
-    from shmrss.workload import WorkloadError, compile_workload
 
-    notes: list[str] = []
     try:
         names = designs.parse_list(args.design)
     except UnknownDesign as e:
@@ -130,80 +161,88 @@ def plan_points(args, topo) -> tuple[list[Point], list[str]]:
             placements[c] = plan(topo, c, smt=args.smt, oversubscribe=args.oversubscribe)
         except TopologyError as e:
             raise InputError(str(e)) from None
-    possibles = args.possible_cpus or [None]
-    tasks_list = args.tasks or [None]
-    line = args.line or (topo.cache_line if topo.cache_line in (64, 128) else 64)
+    return _Matrix(names, wls, variants, modes, cpu_counts, placements, args.possible_cpus or [None],
+                   args.tasks or [None], args.line or (topo.cache_line if topo.cache_line in (64, 128) else 64))
 
-    # one "cell" per combination other than the repeat: (key without repeat, argv, label)
+
+def _cells(args, m: _Matrix) -> tuple[list[tuple[dict, list[str], str]], int]:
+    """One cell per combination other than the repeat, (key without repeat, argv, label), and how many
+    combinations were left out because P < cpus."""
     cells: list[tuple[dict, list[str], str]] = []
     seen: set[str] = set()
     below = 0
-    for wl in wls:
-        for mode in (["processes"] if wl.fork_exit else modes):
-            for tasks in ([None] if wl.fork_exit or wl.is_file else tasks_list):
-                for c in cpu_counts:
-                    if wl.fork_exit:
-                        eff_mode, reclaimer, oom = "processes", False, False
-                    else:
-                        try:
-                            spec = wl.spec_for(c, tasks, mode)
-                            compile_workload(spec, c)
-                        except WorkloadError as e:
-                            raise InputError(f"{wl.name} on {c} CPUs: {e}") from None
-                        eff_mode = spec.get("mode") or mode
-                        reclaimer = args.reclaimer or bool(spec.get("reclaimer"))
-                        oom = (args.oom or bool(spec.get("oom"))) and not args.no_reader
-                    for pc in possibles:
+    for wl in m.workloads:
+        for mode in (["processes"] if wl.fork_exit else m.modes):
+            for tasks in ([None] if wl.fork_exit or wl.is_file else m.tasks):
+                for c in m.cpu_counts:
+                    eff_mode, reclaimer, oom = _tape_settings(args, wl, c, tasks, mode)
+                    for pc in m.possibles:
                         if pc is not None and pc < c:
                             below += 1
                             continue
-                        units = [(lifecycle.VARIANT_DESIGN[v], v) for v in variants] if wl.fork_exit \
-                            else [(d, None) for d in names]
+                        units = [(_variant_design(v), v) for v in m.variants] if wl.fork_exit \
+                            else [(d, None) for d in m.designs]
                         for design, variant in units:
-                            key, argv = _cell(args, wl, eff_mode, mode, tasks, c, pc, design, variant, line,
-                                              reclaimer, oom, placements[c].oversubscribed)
+                            key, argv = _cell(args, wl, eff_mode, mode, tasks, c, pc, design, variant, m.line,
+                                              reclaimer, oom, m.placements[c].oversubscribed)
                             if design == "tree" and args.tree_orders:
-                                from shmrss.designs.tree import orders_for
-
-                                try:
-                                    orders_for(max(pc or 0, c + int(reclaimer)), args.tree_orders)
-                                except ValueError as e:
-                                    raise InputError(str(e)) from None
+                                _check_tree_orders(args.tree_orders, max(pc or 0, c + int(reclaimer)))
                             ident = canonical(key)
                             if ident in seen:  # e.g. --mode processes,threads on a workload with one mode
                                 continue
                             seen.add(ident)
-                            label = (f"{variant or design} {Path(wl.name).stem} "
-                                     f"{'' if wl.fork_exit or eff_mode in (None, 'mixed') else eff_mode + ' '}"
-                                     f"{c} CPU{'s' if c > 1 else ''}"
-                                     + (f" P={pc}" if pc is not None else "")
-                                     + (f" tasks={tasks}" if tasks is not None else ""))
-                            cells.append((key, argv, label))
-    if below:
-        notes.append(f"left out {below} combination{'s' if below > 1 else ''} whose possible CPUs are below "
-                     f"the CPU count")
-    if not cells:
-        raise InputError("no point to run: every --possible-cpus value is below every --cpus value")
-    _check_as_run(cells, args.parse_run)
-    points = []
-    for rep in range(args.repeat):
-        for key, argv, label in cells:
-            points.append(Point({**key, "repeat": rep}, tuple(argv),
-                                f"{label} #{rep + 1}/{args.repeat}"))
-    return points, notes
+                            cells.append((key, argv, _label(wl, eff_mode, variant or design, c, pc, tasks)))
+    return cells, below
 
 
-def _check_as_run(cells, parse_run) -> None:
+def _variant_design(variant: str) -> str:
+    from shmrss.lifecycle import VARIANT_DESIGN
+
+    return VARIANT_DESIGN[variant]
+
+
+def _tape_settings(args, wl: _Workload, c: int, tasks, mode: str) -> tuple[str | None, bool, bool]:
+    """(the mode the workload runs in, reclaimer, OOM selection) of one workload at c CPUs; its spec is
+    compiled here, so a workload that does not fit c CPUs fails the plan."""
+    from shmrss.workload import WorkloadError, compile_workload
+
+    if wl.fork_exit:
+        return "processes", False, False
+    try:
+        spec = wl.spec_for(c, tasks, mode)
+        compile_workload(spec, c)
+    except WorkloadError as e:
+        raise InputError(f"{wl.name} on {c} CPUs: {e}") from None
+    return (spec.get("mode") or mode, args.reclaimer or bool(spec.get("reclaimer")),
+            (args.oom or bool(spec.get("oom"))) and not args.no_reader)
+
+
+def _check_tree_orders(tree_orders, possible: int) -> None:
+    from shmrss.designs.tree import orders_for
+
+    try:
+        orders_for(possible, tree_orders)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
+def _label(wl: _Workload, eff_mode, unit: str, c: int, pc, tasks) -> str:
+    return (f"{unit} {Path(wl.name).stem} "
+            f"{'' if wl.fork_exit or eff_mode in (None, 'mixed') else eff_mode + ' '}"
+            f"{c} CPU{'s' if c > 1 else ''}"
+            + (f" P={pc}" if pc is not None else "")
+            + (f" tasks={tasks}" if tasks is not None else ""))
+
+
+def _check_as_run(cells, parse_run, topo) -> None:
     """Each combination's argv through ``shmrss run``'s own parser (``parse_run``, handed in by the CLI) and
-    option checks, before anything runs."""
-    from shmrss import preflight
+    into a ``RunSpec``, which makes every check ``shmrss run`` makes before it measures."""
     from shmrss.errors import UsageError
+    from shmrss.runspec import RunSpec
 
     for _, argv, label in cells:
         try:
-            ns = parse_run(argv)
-            fork_exit = ns.workload == "fork_exit"
-            preflight.check_run_options(ns, fork_exit, [ns.lifecycle] if fork_exit else [])
+            RunSpec.from_args(parse_run(argv), topo)
         except UsageError as e:
             raise InputError(f"{label}: {e}") from None
 

@@ -155,15 +155,15 @@ def test_a_signal_after_the_measurement_never_discards_it(monkeypatch, run_cli, 
 
 def test_a_signal_while_the_last_result_is_written_is_reported(monkeypatch, run_cli, tmp_path):
     """Item 4: the JSON is written whole, and the exit status still says a signal came."""
-    from shmrss import cli
+    from shmrss import run_output
 
-    real_write = cli._write_json
+    real_write = run_output.write_json
 
     def write_under_fire(path, obj):
         os.kill(os.getpid(), signal.SIGHUP)
         return real_write(path, obj)
 
-    monkeypatch.setattr(cli, "_write_json", write_under_fire)
+    monkeypatch.setattr(run_output, "write_json", write_under_fire)
     code, res = run_cli(["run", "--design", "atomic", "--cpus", "1", "--duration", "0.3"], tmp_path)
     assert code == 128 + signal.SIGHUP
     assert res is not None and res["partial"] is False

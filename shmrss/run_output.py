@@ -1,0 +1,118 @@
+"""``shmrss run``'s outputs: the tables, ``--json`` (a file rewritten after each design, or stdout), ``--plot``.
+
+Each output fails on its own: a ``--json`` file that cannot be written is said once when it first fails
+(the run goes on) and again after the table, which is then all that is left of the result; plots that
+cannot be drawn are one error line. Either makes the exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from loguru import logger
+from rich.console import Console
+
+from shmrss.console import stdout_console
+from shmrss.errors import EXIT_FAILED, EXIT_OK
+
+
+def json_default(o):
+    from shmrss.results_file import json_default as default
+
+    return default(o)
+
+
+def write_json(path: str, obj) -> None:
+    """A new temporary in PATH's directory renamed over PATH (never a write through a planted symlink);
+    safe_io.OutputError (one line) when it cannot be written."""
+    from shmrss.safe_io import write_text
+
+    write_text(path, json.dumps(obj, indent=1, default=json_default) + "\n")
+
+
+class JsonFile:
+    """--json PATH, rewritten whole after each result; ``error`` is why it could not be (said once)."""
+
+    def __init__(self, path: str | None):
+        self.path = path if path not in (None, "-") else None  # "-": stdout, written once at the end
+        self.error: str | None = None
+
+    def save(self, results: list[dict]) -> None:
+        if self.path is None:
+            return
+        from shmrss.results_file import results_document
+        from shmrss.safe_io import OutputError
+
+        try:
+            write_json(self.path, results_document(results))
+        except OutputError as e:
+            if self.error is None:
+                logger.error("{}; the run goes on", e)
+            self.error = str(e)
+            return
+        self.error = None
+
+
+def write(spec, session, json_file: JsonFile, err: Console) -> int:
+    """Every output of the session's results; the exit status, the session's or worse."""
+    code = session.code
+    if not session.results:
+        return code
+    results = session.results
+    # --json -: stdout holds the JSON alone; the default table fits 100 columns and is not forced wider
+    tables = err if spec.json == "-" else stdout_console() if spec.wide or spec.fork_exit else Console()
+    if spec.json == "-":
+        from shmrss.results_file import results_document
+
+        sys.stdout.write(json.dumps(results_document(results), indent=1, default=json_default) + "\n")
+    _print_tables(spec, results, tables)
+    _say_result_warnings(results, session.shown)
+    if json_file.error is not None:
+        code = max(code, EXIT_FAILED)
+        logger.error("the result could not be written to {}: {}; the table above is all that is left of it",
+                     spec.json, json_file.error)
+    elif json_file.path is not None:
+        logger.info("wrote {}", spec.json)
+    if spec.plot:
+        code = max(code, draw_plots(results, spec.plot))
+    return code
+
+
+def _print_tables(spec, results: list[dict], tables: Console) -> None:
+    from shmrss import lifecycle, result, run_table
+
+    if spec.fork_exit:
+        tables.print(lifecycle.table(results))
+    else:
+        tables.print(result.table(results) if spec.wide else run_table.table(results))
+    if spec.fault_body != "none":
+        from shmrss.faultbody import table as fault_body_table
+
+        if (ft := fault_body_table(results)) is not None:
+            tables.print(ft)
+    if spec.perf:
+        from shmrss.perf_report import table as perf_table
+
+        if (pt := perf_table(results)) is not None:
+            tables.print(pt)
+
+
+def _say_result_warnings(results: list[dict], shown: set[str]) -> None:
+    for res in results:
+        for w in res["warnings"]:
+            if w not in shown:
+                shown.add(w)
+                logger.warning(w)
+
+
+def draw_plots(results: list[dict], directory: str) -> int:
+    from shmrss import plots
+
+    try:
+        for path in plots.draw(results, directory):
+            logger.info("wrote {}", path)
+    except (OSError, ValueError) as e:
+        logger.error("the plots could not be written to {}: {}", directory, getattr(e, "strerror", None) or e)
+        return EXIT_FAILED
+    return EXIT_OK
