@@ -35,7 +35,7 @@ from numba import njit
 
 from shmrss.atomics import load, local_add, local_cmpxchg, pause, rdtsc, spin_lock, spin_unlock, tsc_now, xadd
 from shmrss.compile_cache import cache_dir
-from shmrss.engine.processes import die_with_parent
+from shmrss.procs import die_with_parent
 from shmrss.topology import pin_self
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def _barrier(a, bar, target):
         pause()
 
 
-@njit(cache=True)
+@njit
 def _k_add(a, i, bar, target, iters):
     """iters plain adds to word i; rdtsc ticks elapsed after the barrier."""
     _barrier(a, bar, target)
@@ -93,7 +93,7 @@ def _k_add(a, i, bar, target, iters):
     return rdtsc() - t0
 
 
-@njit(cache=True)
+@njit
 def _k_xadd(a, i, bar, target, iters):
     """iters locked adds to word i; rdtsc ticks elapsed after the barrier."""
     _barrier(a, bar, target)
@@ -103,7 +103,7 @@ def _k_xadd(a, i, bar, target, iters):
     return rdtsc() - t0
 
 
-@njit(cache=True)
+@njit
 def _k_cmpxchg(a, i, bar, target, iters):
     """iters of percpu's fast path on word i: load, then lock-less cmpxchg of c -> c + 1."""
     _barrier(a, bar, target)
@@ -118,7 +118,7 @@ def _k_cmpxchg(a, i, bar, target, iters):
     return rdtsc() - t0
 
 
-@njit(cache=True)
+@njit
 def _k_spinlock(a, lock, i, bar, target, iters):
     """iters lock / plain add to word i / unlock; rdtsc ticks elapsed after the barrier."""
     _barrier(a, bar, target)

@@ -16,6 +16,7 @@ from shmrss.console import stdout_console
 from shmrss.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from shmrss.options import add_shared_run_options, int_at_least as _int_at_least, int_list as _int_list
 from shmrss.options import positive_float as _positive_float
+from shmrss.runsignals import Interrupted
 
 
 class _Parser(argparse.ArgumentParser):
@@ -131,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         logger.opt(exception=e).debug("what failed")
         err.print(f"shmrss: error: {_resource_text(e)}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_FAILED
+    except Interrupted as e:  # a signal before anything was measured (while the engines compiled)
+        err.print(f"shmrss: interrupted ({e.name}) before anything was measured", highlight=False)
+        return e.code
 
 
 def _resource_text(e: BaseException) -> str:

@@ -65,9 +65,10 @@ from shmrss.specialise import entry
 
 # the design of this copy (``shmrss.specialise``): percpu for upstream, merged, fused-check and ctor-cache,
 # single for lazy, tree for inline (lifecycle.VARIANT_DESIGN); the other variants' branches never run in it
+_NAMES = ("add", "approx_bound", "mm_destroy", "mm_init", "read_approx", "read_precise", "task_exit",
+          "thread_created")
 (add, approx_bound, mm_destroy, mm_init, read_approx, read_precise, task_exit,
- thread_created) = bind("atomic", ("add", "approx_bound", "mm_destroy", "mm_init", "read_approx", "read_precise",
-                                   "task_exit", "thread_created"))  # DESIGN-IMPORT
+ thread_created) = bind("atomic", _NAMES)  # DESIGN-IMPORT
 
 UPSTREAM, MERGED, FUSED, CTOR, LAZY, INLINE = range(6)
 VARIANTS = ("upstream", "merged", "fused-check", "ctor-cache", "lazy", "inline")
@@ -366,9 +367,10 @@ def _free(seg, variant, s, clones):
     return wait
 
 
-@entry("int64(int64[::1], int64)")  # one function: the fork/exit loop times its phases with rdtsc inline
+@entry("int64(int64[::1], int64)")
 def lifecycle_main(words, cpu):
     """Create, use, exit and destroy mms on emulated CPU ``cpu`` until the stop flag; returns lifecycles."""
+    # one function: each phase is timed with rdtsc between its steps, inline, as one mm's life
     seg = raw(words)
     st = seg[L.H_CPUSTAT] + cpu * seg[L.H_CPUSTAT_STRIDE]
     ctrl = seg[L.H_CTRL]

@@ -13,7 +13,8 @@ from shmrss import layout as L
 from shmrss.atomics import load
 from shmrss.designs.interface import bind
 
-read_approx, approx_bound, peek_precise = bind("atomic", ("read_approx", "approx_bound", "peek_precise"))  # DESIGN-IMPORT
+_NAMES = ("read_approx", "approx_bound", "peek_precise")
+read_approx, approx_bound, peek_precise = bind("atomic", _NAMES)  # DESIGN-IMPORT
 
 TRUTH, APPROX, UNDER, OVER, PRECISE, SETTLED = range(6)  # the fields of a snapshot (as monitor_reads)
 

@@ -150,7 +150,9 @@ def _populate(seg: Segment, p: RunParams) -> None:
 def engine_groups(p: RunParams) -> tuple[str, ...]:
     """The engine's entry groups a run calls (shmrss/engine/loops ENTRY_GROUPS): only these are compiled."""
     return ("run", *(("reader",) if p.reader else ()), *(("oom",) if p.oom else ()),
-            *(("reclaimer",) if p.reclaimer else ()), *(("faults",) if p.faults else ()))
+            *(("reclaimer",) if p.reclaimer else ()),
+            # the reclaimer journals: if it dies, the parent recovers it as it does a killed CPU
+            *(("faults",) if p.faults or p.reclaimer else ()))
 
 
 def prepare_runs(runs: list) -> None:

@@ -11,7 +11,6 @@ dict. Nothing here raises because of perf: a failure becomes
 
 from __future__ import annotations
 
-import ctypes
 import os
 import select
 import shutil
@@ -24,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from shmrss.perf_parse import COUNTED, NOT_COUNTED, NOT_SUPPORTED, error_line, parse_c2c_stats, parse_stat_csv
+from shmrss.procs import die_with_parent  # perf runs in its own session: it must not outlive us
 
 HARDWARE = ("cycles", "instructions", "cache-misses")
 SOFTWARE = ("task-clock", "context-switches", "cpu-migrations", "page-faults")
@@ -162,14 +162,6 @@ def notes(s: PerfSupport) -> list[str]:
     return []
 
 
-def _die_with_parent() -> None:
-    # perf runs in its own session (Ctrl-C is ours to handle), so it must not outlive us
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 class PerfStat:
     """``perf stat`` attached to ``pids`` from ``start()`` to ``stop()``.
 
@@ -225,7 +217,7 @@ class PerfStat:
         try:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                           stderr=open(self._tmp / "stat.err", "wb"), pass_fds=fds,
-                                          start_new_session=True, preexec_fn=_die_with_parent)
+                                          start_new_session=True, preexec_fn=die_with_parent)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -235,7 +227,7 @@ class PerfStat:
             [self.support.binary, "c2c", "record", "-o", str(self._tmp / "c2c.data"), "-p",
              ",".join(map(str, self.pids))],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(self._tmp / "c2c.err", "wb"),
-            start_new_session=True, preexec_fn=_die_with_parent)
+            start_new_session=True, preexec_fn=die_with_parent)
 
     def _command(self, cmd: str) -> None:
         """Send a --control command and wait for perf's ack; raise when perf is gone or silent."""

@@ -1,11 +1,25 @@
-"""Whether a process is alive: the one check the monitor, the contention probe and segment clean-up share.
+"""Processes: whether one is alive (the one check the monitor, the contention probe and segment clean-up
+share), and a child's request to die with its parent.
 
 A bottom-layer module: it imports nothing of shmrss.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this child when the parent dies, so no child spins or compiles on forever."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass  # no prctl: the parent's exit paths still kill its children
 
 
 def pid_alive(pid: int) -> bool:

@@ -37,6 +37,7 @@ def jobs(spec: RunSpec) -> list[Job]:
     over every design), sized by preflight before anything forks."""
     from shmrss import lifecycle, preflight, result
     from shmrss.orchestrator import Run, prepare_runs
+    from shmrss.runsignals import SIGNALS, STARTUP
 
     one_pass, unstarted = [], []
     for label, design, variant, pc in spec.units():
@@ -51,7 +52,9 @@ def jobs(spec: RunSpec) -> list[Job]:
             one_pass.append(Job(label, lambda on, prm=prm: Run(prm, progress=on).execute(),
                                 lambda raw, cal, prm=prm: result.build(prm, raw, cal)))
     preflight.check_runs(unstarted)
-    prepare_runs([run for _, run in unstarted])  # compile every engine the runs need, in parallel
+    with SIGNALS:  # a signal while compiling: the workers are killed, nothing measured (cli: exit 128 + n)
+        SIGNALS.enter(STARTUP)
+        prepare_runs([run for _, run in unstarted])  # compile every engine the runs need, in parallel
     if spec.repeat == 1:
         return one_pass
     return [Job(f"{j.label} #{rep + 1}", j.execute, j.build) for rep in range(spec.repeat) for j in one_pass]

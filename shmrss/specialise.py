@@ -107,12 +107,17 @@ def _write_copy(template: Path, design: str, dest: Path) -> Path:
     files = _template_files(template)
     texts = {f.name: _rewrite(f.read_text(), design, f) for f in files}
     if sum(MARK in t and f'"{design}"' in t for t in texts.values()) != 1:
-        raise RuntimeError(f"template {template} has no {MARK} line naming {_TEMPLATE_DESIGN}")
+        raise RuntimeError(f"template {template} needs one line with both {_TEMPLATE_DESIGN} and {MARK}")
     if not template.is_dir():
         if not dest.exists() or dest.read_text() != texts[template.name]:
             tmp = dest.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(texts[template.name])
-            tmp.replace(dest)  # atomic: a concurrent run never imports half a file
+            try:  # created whole or not at all; an identical copy another process made is kept (its mtime
+                os.link(tmp, dest)  # is in numba's cache index)
+            except FileExistsError:
+                if dest.read_text() != texts[template.name]:
+                    tmp.replace(dest)  # damaged: replaced atomically
+            tmp.unlink(missing_ok=True)
         return dest
     if dest.is_dir() and all((dest / n).is_file() and (dest / n).read_text() == t for n, t in texts.items()):
         return dest / "__init__.py"
@@ -121,6 +126,10 @@ def _write_copy(template: Path, design: str, dest: Path) -> Path:
     tmp.mkdir(mode=0o700)
     for n, t in texts.items():
         (tmp / n).write_text(t)
+    if dest.exists():  # damaged (a file missing or changed): moved aside, then replaced
+        aside = dest.with_name(f"{dest.name}.{os.getpid()}.old")
+        dest.rename(aside)
+        shutil.rmtree(aside, ignore_errors=True)
     try:
         tmp.rename(dest)  # atomic; when another process won the race its copy is the same text
     except OSError:
@@ -177,5 +186,8 @@ def compile_entries(module: ModuleType, names) -> None:
     so forked children inherit machine code and a call with other types fails instead of recompiling."""
     for name in names:
         dispatcher = getattr(module, name)
+        if getattr(dispatcher, "entry_ready", False):
+            continue
         dispatcher.compile(dispatcher.entry_signature)
         dispatcher.disable_compile()
+        dispatcher.entry_ready = True

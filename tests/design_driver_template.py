@@ -28,10 +28,10 @@ from shmrss import layout as L
 from shmrss.atomics import raw
 from shmrss.designs.interface import bind
 
+_NAMES = ("add", "switch_mm", "thread_created", "task_exit", "cpu_offline", "mm_init", "mm_destroy", "read_precise",
+          "read_approx", "approx_bound", "compare_value")
 (add, switch_mm, thread_created, task_exit, cpu_offline, mm_init, mm_destroy, read_precise, read_approx,
- approx_bound, compare_value) = bind("atomic", (
-    "add", "switch_mm", "thread_created", "task_exit", "cpu_offline", "mm_init", "mm_destroy", "read_precise",
-    "read_approx", "approx_bound", "compare_value"))  # DESIGN-IMPORT
+ approx_bound, compare_value) = bind("atomic", _NAMES)  # DESIGN-IMPORT
 
 ADD, SWITCH, CLONE, EXIT, OFFLINE, INIT, DESTROY, COMPARE, SETTASK, NOP = range(10)
 

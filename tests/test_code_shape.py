@@ -21,11 +21,12 @@ def _functions(source: str):
 
 
 def _is_njit(node: ast.FunctionDef) -> bool:
-    """Decorated with numba's njit: ``@njit``, ``@njit(...)``, ``@numba.njit(...)``, ``@nb.njit``."""
+    """Decorated with numba's njit (``@njit``, ``@njit(...)``, ``@numba.njit(...)``, ``@nb.njit``) or with
+    ``shmrss.specialise.entry`` (a compiled entry point of a template)."""
     for d in node.decorator_list:
         target = d.func if isinstance(d, ast.Call) else d
         name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
-        if name == "njit":
+        if name in ("njit", "entry"):  # shmrss.specialise.entry: a lazy njit entry point
             return True
     return False
 

@@ -72,7 +72,7 @@ def journaling(seg, cpu):
     return cpu >= 0 and seg[jword(seg, cpu, L.J_ON)] != 0
 
 
-@njit(cache=True)
+@njit  # not cache=True: cached with each entry point that calls it (shmrss.specialise)
 def _kill_point(seg, cpu, step):
     # tests stop a CPU at the n-th kill point (of one step, if J_KILL_STEP is set): it stays there,
     # frozen, until the parent kills it; a call, not inlined: it only runs in journaled runs
@@ -87,13 +87,13 @@ def _kill_point(seg, cpu, step):
                 pause()
 
 
-@njit(cache=True)
+@njit
 def _record_step(seg, cpu, step):
     store(seg, jword(seg, cpu, L.J_STEP), step)
     _kill_point(seg, cpu, step)
 
 
-@njit(cache=True)
+@njit
 def _record_save_step(seg, cpu, step, slot, v):
     store(seg, jword(seg, cpu, slot), v)
     store(seg, jword(seg, cpu, L.J_STEP), step)

@@ -36,7 +36,7 @@ Optional, with the default each names (``DEFAULTS``)::
     peek_precise(seg, mm, k) -> (v, ok)    (read_precise, 1): the monitor's precise value from loads
                                            only; a design whose read_precise stores (takes a lock)
                                            or may wait forever must provide its own
-    compare_value(seg, mm, k, v) -> c      0 (HPCC's percpu_counter_tree_approximate_compare_value)
+    compare_value(seg, mm, k, v) -> c      0 (HPCC's percpu_counter_tree_precise_compare_value: tree)
 
 ``bind(design, names)`` is what a template's ``# DESIGN-IMPORT`` line calls
 (``shmrss.specialise``): the design's functions, or the defaults. A design is

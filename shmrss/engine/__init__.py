@@ -6,6 +6,6 @@ the bodies of the emulated CPUs, the reader and the reclaimer.
 """
 
 from shmrss.engine.build import engine_for, prepare_engines
-from shmrss.engine.processes import cpu_process, die_with_parent, reader_process, reclaimer_process
+from shmrss.engine.processes import cpu_process, reader_process, reclaimer_process
 
-__all__ = ["cpu_process", "die_with_parent", "engine_for", "prepare_engines", "reader_process", "reclaimer_process"]
+__all__ = ["cpu_process", "engine_for", "prepare_engines", "reader_process", "reclaimer_process"]

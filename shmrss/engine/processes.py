@@ -7,27 +7,13 @@ forking: children inherit the machine code.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import time
-
-from loguru import logger
 
 from shmrss import layout as L
 from shmrss.engine.build import engine_for
+from shmrss.procs import die_with_parent
 from shmrss.segment import Segment
-
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this child when the parent dies, so no CPU spins on forever."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except OSError:
-        logger.debug("prctl(PR_SET_PDEATHSIG) unavailable")
 
 
 def _child_setup(parent_pid: int) -> None:

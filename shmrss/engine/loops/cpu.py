@@ -13,6 +13,8 @@ from .sched import _step_remain, _rq_remove, _rq_append, _pick, _save_task, _par
 @entry("int64(int64[::1], int64)")
 def cpu_main(words, cpu):
     """Run emulated CPU ``cpu`` until the stop flag (or an offline request); return its event count."""
+    # one function: the per-event path (pick, step, update) must stay in registers; a call per step
+    # would add its cost to every event measured, and the scheduler's state lives in its locals
     seg = raw(words)
     st = _stat(seg, cpu)
     ctrl = seg[L.H_CTRL]

@@ -16,12 +16,14 @@ ENGINE_FUNCTIONS = ("add", "approx_bound", "consistent", "cpu_offline", "mm_dest
  release_locks, resolve, switch_mm, task_exit, thread_created, threads,
  transient_slack) = bind("atomic", ENGINE_FUNCTIONS)  # DESIGN-IMPORT
 
-# the design's operations as calls, for recovery: inlining them into it again would multiply compile time
-_add_call = njit(cache=True)(add.py_func)
-_switch_call = njit(cache=True)(switch_mm.py_func)
-_created_call = njit(cache=True)(thread_created.py_func)
-_exit_call = njit(cache=True)(task_exit.py_func)
-_recover_call = njit(cache=True)(recover.py_func)
-_resolve_call = njit(cache=True)(resolve.py_func)
+# the design's operations as calls, for the rare paths: inlining them again would multiply compile time.
+# Not cache=True: numba would key their cache on the design's file alone, not on what they inline from
+# others (single inlines percpu); compiled as part of each cached entry point here, they are cached with it.
+_add_call = njit(add.py_func)
+_switch_call = njit(switch_mm.py_func)
+_created_call = njit(thread_created.py_func)
+_exit_call = njit(task_exit.py_func)
+_recover_call = njit(recover.py_func)
+_resolve_call = njit(resolve.py_func)
 
 RECOVERY_VAR = 1 << 40  # added to a dead CPU's VAR while it is recovered: reads overlapping it are not judged
