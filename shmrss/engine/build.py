@@ -26,7 +26,7 @@ from loguru import logger
 from shmrss.compile_cache import cache_dir
 from shmrss.procs import die_with_parent
 from shmrss.runsignals import ignore_in_child
-from shmrss.specialise import compile_entries, copy_name, specialised
+from shmrss.specialise import compile_entries, copy_name, sources, specialised
 
 TEMPLATE = Path(__file__).resolve().parent / "loops"
 PREFIX = "shmrss_engine"
@@ -75,6 +75,12 @@ def _compile_child(design: str, groups: tuple[str, ...]) -> None:
     engine_for(design, groups)
 
 
+def _load_compiled(design: str, groups: tuple[str, ...]) -> None:
+    """Load a design a worker compiled (if it failed, the parent compiles it later, showing the error)."""
+    if _compiled_on_disk(design, groups):
+        engine_for(design, groups)
+
+
 def usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -82,35 +88,45 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _compile_in_children(todo: list[str], groups: tuple[str, ...], workers: int) -> None:
-    """Compile ``todo`` in forked children, ``workers`` at a time. A child that fails leaves its design to
-    the parent, which then compiles it itself and shows the real error; an exception here (a signal)
-    kills every child first."""
+def _compile_in_children(todo: list[str], groups: tuple[str, ...], workers: int, on_done=None) -> None:
+    """Compile ``todo`` in forked children, ``workers`` at a time, ``on_done(design)`` in the parent as each
+    one ends (it loads the compiled code while the last children still compile). A child that fails leaves
+    its design to the parent, which then compiles it itself and shows the real error; an exception here
+    (a signal) kills every child first."""
     ctx = mp.get_context("fork")
-    pending, running = list(todo), []
+    pending, running = list(todo), {}
     try:
         while pending or running:
             while pending and len(running) < workers:
-                child = ctx.Process(target=_compile_child, args=(pending.pop(0), groups), daemon=True)
-                child.start()
-                running.append(child)
-            running[0].join(0.05)
-            running = [c for c in running if c.exitcode is None]
+                design = pending.pop(0)
+                running[design] = ctx.Process(target=_compile_child, args=(design, groups), daemon=True)
+                running[design].start()
+            next(iter(running.values())).join(0.05)
+            for design in [d for d, c in running.items() if c.exitcode is not None]:
+                del running[design]
+                if on_done is not None:
+                    on_done(design)
     finally:
-        for child in running:
+        for child in running.values():
             child.kill()
             child.join()
 
 
+def _compile_cost(design: str) -> int:
+    """How much source a design's copy compiles in: the longest first keeps both CPUs busy to the end."""
+    return sum(f.stat().st_size for f in sources(TEMPLATE, design.replace("-", "_")))
+
+
 def prepare_engines(designs: list[str], groups: tuple[str, ...] = ("run",), workers: int | None = None) -> None:
     """Compile the engines of ``designs`` not yet on disk in parallel, then load them all."""
-    todo = [d for d in dict.fromkeys(designs)
-            if not set(groups) <= _compiled.get(d, set()) and not _compiled_on_disk(d, groups)]
+    todo = sorted((d for d in dict.fromkeys(designs)
+                   if not set(groups) <= _compiled.get(d, set()) and not _compiled_on_disk(d, groups)),
+                  key=_compile_cost, reverse=True)
     workers = min(len(todo), workers or usable_cpus())
     if workers > 1:
         t0 = time.perf_counter()
         logger.info("compiling the {} engines on {} CPUs (cached for later runs)", ", ".join(todo), workers)
-        _compile_in_children(todo, groups, workers)
+        _compile_in_children(todo, groups, workers, on_done=lambda d: _load_compiled(d, groups))
         logger.info("compiled {} engines in {:.1f} s", len(todo), time.perf_counter() - t0)
     for d in designs:
         engine_for(d, groups)

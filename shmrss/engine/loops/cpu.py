@@ -4,7 +4,7 @@ from shmrss import layout as L
 from shmrss.atomics import load, pause, raw, rdtsc, store, xadd
 from shmrss.designs._common import UNMAP
 from shmrss.specialise import entry
-from .design import _created_call, _exit_call, _switch_call, switch_mm
+from .design import _exit_call, _switch_call, switch_mm, task_exit, thread_created
 from .index import _stat, _task, _rq
 from .apply import _apply, _apply_call, _hiwater_call, _apply_paged, _unmap_paged
 from .sched import _step_remain, _rq_remove, _rq_append, _pick, _save_task, _park, _alive
@@ -161,9 +161,9 @@ def cpu_main(words, cpu):
                     store(seg, j + L.J_STEP, 0)
                     store(seg, j + L.J_OP, L.JOP_SCHED)
                 if op == L.OP_CLONE:  # calls, not inlined: rare, and inlining them costs compile time
-                    _created_call(seg, cpu, mm)
+                    thread_created(seg, cpu, mm)
                 else:
-                    _exit_call(seg, cpu, t, mm)  # the slot carries on as the thread an earlier clone made
+                    task_exit(seg, cpu, t, mm)  # the slot carries on as the thread an earlier clone made
             elif op == L.OP_YIELD:
                 need_pick = True
             elif op == L.OP_SLEEP:
