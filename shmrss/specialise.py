@@ -22,6 +22,7 @@ the tests' design driver all come through here.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.util
 import os
@@ -54,7 +55,8 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _imports(path: Path) -> set[Path]:
+@functools.lru_cache(maxsize=None)
+def _imports(path: Path) -> frozenset[Path]:
     """The files of the ``shmrss`` modules ``path`` imports (``from shmrss.x import y``: y if a module)."""
     out: set[Path] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -68,7 +70,7 @@ def _imports(path: Path) -> set[Path]:
             f = _module_file(n)
             if f is not None:
                 out.add(f)
-    return out
+    return frozenset(out)
 
 
 def sources(template: Path, design_module: str) -> list[Path]:
@@ -83,6 +85,7 @@ def sources(template: Path, design_module: str) -> list[Path]:
     return sorted(seen)
 
 
+@functools.lru_cache(maxsize=None)  # per process: the sources do not change under a running shmrss
 def _digest(template: Path, design_module: str) -> str:
     h = hashlib.sha256(design_module.encode())
     for f in sources(template, design_module):

@@ -14,6 +14,7 @@ once compiled, so a warm run forks no worker.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import multiprocessing as mp
 import os
@@ -56,12 +57,16 @@ def engine_for(design: str, groups: tuple[str, ...] = ("run",)) -> ModuleType:
 def _stamp(design: str, group: str) -> Path:
     """A file saying ``group`` of the design's copy was compiled by this numba on this CPU model: numba's
     cache holds machine code per both, so another one means compiling again (and in parallel)."""
+    return cache_dir() / f"{copy_name(TEMPLATE, design, PREFIX)}.{group}.{_toolchain_tag()}.ok"
+
+
+@functools.lru_cache(maxsize=1)
+def _toolchain_tag() -> str:
     import numba
 
     from shmrss.host_meta import cpu_model
 
-    tag = hashlib.sha256(f"{numba.__version__} {cpu_model()}".encode()).hexdigest()[:8]
-    return cache_dir() / f"{copy_name(TEMPLATE, design, PREFIX)}.{group}.{tag}.ok"
+    return hashlib.sha256(f"{numba.__version__} {cpu_model()}".encode()).hexdigest()[:8]
 
 
 def _compiled_on_disk(design: str, groups: tuple[str, ...]) -> bool:
