@@ -55,10 +55,12 @@ def _name_with_changed(monkeypatch, template: Path, design: str, changed: Path) 
         return data + b"\n# changed\n" if Path(self).resolve() == changed.resolve() else data
 
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    specialise._digest.cache_clear()  # memoised per process: the sources do not change under a run
     try:
         return specialise.copy_name(template, design, "p")
     finally:
         monkeypatch.setattr(Path, "read_bytes", real)
+        specialise._digest.cache_clear()
 
 
 @pytest.mark.parametrize("design", designs.DESIGNS)
