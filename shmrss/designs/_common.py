@@ -33,6 +33,16 @@ def stat_word(seg, cpu, field):
 
 
 @njit(inline="always")
+def truth_sum(seg, mm, k):
+    """The ground truth of member k of mm: every CPU's truth word summed (for checks and recovery, never a
+    design's own read)."""
+    s = 0
+    for cpu in range(seg[L.H_NCPU]):
+        s += seg[seg[L.H_TRUTH] + cpu * seg[L.H_TRUTH_STRIDE] + mm * L.NMEMBERS + k]
+    return s
+
+
+@njit(inline="always")
 def tally(seg, cpu, field, n):
     """Count a rare event (slow path, miss, lock spin) on the CPU's own tally line."""
     if cpu >= 0:

@@ -67,6 +67,7 @@ from shmrss import layout as L
 from shmrss.atomics import load, store, xadd
 from shmrss.designs._common import (
     JOURNAL, doubt, dparam, jget, jsave, jstep, members_not_zero, mm_word, settle_shared, stat_word, tally,
+    truth_sum,
 )
 from shmrss.segment import DesignShape
 
@@ -219,14 +220,6 @@ def recover(seg, cpu, op, step, mm, k, d):
 
 
 @njit(inline="always")
-def _truth(seg, mm, k):
-    s = 0
-    for c in range(seg[L.H_NCPU]):
-        s += seg[seg[L.H_TRUTH] + c * seg[L.H_TRUTH_STRIDE] + mm * L.NMEMBERS + k]
-    return s
-
-
-@njit(inline="always")
 def resolve(seg, cpu, kind, mm, k, d, residue):
     """A doubtful ``lock xadd`` of ``d``: on the dead CPU's node counter (DOUBT_PRECISE: residue = precise -
     truth, from the engine) or on the global (DOUBT_PERNODE: the same residue, computed here)."""
@@ -236,7 +229,7 @@ def resolve(seg, cpu, kind, mm, k, d, residue):
         _move_if_due(seg, mm, k, slot)
         return res
     if kind == L.DOUBT_PERNODE:
-        return settle_shared(seg, _global(seg, mm, k), d, read_precise(seg, mm, k) - _truth(seg, mm, k))
+        return settle_shared(seg, _global(seg, mm, k), d, read_precise(seg, mm, k) - truth_sum(seg, mm, k))
     return L.RES_BAD
 
 

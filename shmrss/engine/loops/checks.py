@@ -5,6 +5,7 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import raw
+from shmrss.designs._common import truth_sum
 from shmrss.specialise import entry
 from .design import (
     _add_call, _created_call, approx_bound, consistent, mm_destroy, mm_init, read_approx, read_precise, threads,
@@ -47,21 +48,11 @@ def teardown(words, cpu):
     bad = np.zeros(seg[L.H_NMM], dtype=np.int64)
     for mm in range(seg[L.H_NMM]):
         for k in range(L.NMEMBERS):
-            s = 0
-            for c in range(seg[L.H_NCPU]):
-                s += seg[seg[L.H_TRUTH] + c * seg[L.H_TRUTH_STRIDE] + mm * L.NMEMBERS + k]
+            s = truth_sum(seg, mm, k)
             if s != 0:
                 _add_call(seg, cpu, -1, mm, k, -s, 0)
         bad[mm] = mm_destroy(seg, mm)
     return bad
-
-
-@njit(inline="always")
-def _truth_sum(seg, mm, k):
-    s = 0
-    for cpu in range(seg[L.H_NCPU]):
-        s += seg[seg[L.H_TRUTH] + cpu * seg[L.H_TRUTH_STRIDE] + mm * L.NMEMBERS + k]
-    return s
 
 
 @njit(inline="always")

@@ -5,6 +5,7 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import raw, spin_unlock
+from shmrss.designs._common import truth_sum
 from shmrss.specialise import entry
 from .design import (
     cpu_offline, read_precise, release_locks, threads, _add_call, _switch_call, _created_call, _exit_call,
@@ -12,7 +13,7 @@ from .design import (
 )
 from .index import _stat, _task, _rq
 from .sched import _step_remain, _rq_append, _alive
-from .checks import _truth_sum, _expected_threads
+from .checks import _expected_threads
 
 
 @entry("void(int64[::1], int64)")
@@ -127,7 +128,7 @@ def settle_dead(words, cpu, out):
         d = seg[j + L.J_DOUBT_D]
         residue = 0
         if kind == L.DOUBT_PRECISE:
-            residue = read_precise(seg, mm, k) - _truth_sum(seg, mm, k)
+            residue = read_precise(seg, mm, k) - truth_sum(seg, mm, k)
         elif kind == L.DOUBT_THREADS:
             residue = threads(seg, mm) - _expected_threads(seg, mm)
         res = _resolve_call(seg, cpu, kind, mm, k, d, residue)
