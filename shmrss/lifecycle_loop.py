@@ -58,7 +58,7 @@ CPU's tally line.
 from numba import njit
 
 from shmrss import layout as L
-from shmrss.atomics import cmpxchg, load, pause, raw, rdtsc, store, xadd
+from shmrss.atomics import cmpxchg, load, pause, raw, rdtsc, spin_lock, spin_unlock, store, xadd
 from shmrss.designs._common import mm_word, pcpu_word
 from shmrss.designs.interface import bind
 from shmrss.specialise import entry
@@ -116,13 +116,10 @@ def _counters_list_locked(seg):
     """percpu_counters_lock around the list_add / list_del of a group of counters (a few stores)."""
     lk = _pcl(seg)
     t0 = rdtsc()
-    while True:
-        if load(seg, lk) == 0 and cmpxchg(seg, lk, 0, 1) == 0:
-            break
-        pause()
+    spin_lock(seg, lk, 1)
     seg[lk + 1] += 1
     seg[lk + 2] += rdtsc() - t0
-    store(seg, lk, 0)
+    spin_unlock(seg, lk)
 
 
 @njit(inline="always")
@@ -135,17 +132,14 @@ def _lock(seg):
     """Take the allocator mutex; returns the ticks spent waiting."""
     m = _mutex(seg)
     t0 = rdtsc()
-    while True:
-        if load(seg, m) == 0 and cmpxchg(seg, m, 0, 1) == 0:
-            break
-        pause()
+    spin_lock(seg, m, 1)
     seg[m + 1] += 1
     return rdtsc() - t0
 
 
 @njit(inline="always")
 def _unlock(seg):
-    store(seg, _mutex(seg), 0)
+    spin_unlock(seg, _mutex(seg))
 
 
 @njit(inline="always")
