@@ -43,8 +43,8 @@ def test_sources_are_the_template_the_design_and_what_they_import(template, desi
     assert shared <= src
     assert set(specialise._template_files(template)) <= src
     others = {_design_file(d) for d in designs.DESIGNS if d != design}
-    inlined = {_design_file("percpu")} if design in ("single", "single-atomic") else set()
-    assert src & others == inlined  # single and single-atomic inline percpu's functions; no other design
+    inlined = {"single": {"percpu"}, "single-atomic": {"percpu", "single"}}.get(design, set())
+    assert src & others == {_design_file(d) for d in inlined}  # single-atomic shares single's; no other design
 
 
 def _name_with_changed(monkeypatch, template: Path, design: str, changed: Path) -> str:
@@ -70,7 +70,7 @@ def test_an_edit_renames_the_copies_that_inline_it_and_no_other(design, monkeypa
     edited = _design_file(design)
     after = {d: _name_with_changed(monkeypatch, ENGINE, d, edited) for d in designs.DESIGNS}
     renamed = {d for d in designs.DESIGNS if after[d] != names[d]}
-    expect = {design} | ({"single", "single-atomic"} if design == "percpu" else set())
+    expect = {design} | {"percpu": {"single", "single-atomic"}, "single": {"single-atomic"}}.get(design, set())
     assert renamed == expect
     for shared in (ENGINE / "cpu.py", PKG / "atomics.py", PKG / "layout.py"):
         assert _name_with_changed(monkeypatch, ENGINE, design, shared) != names[design], shared.name

@@ -163,11 +163,22 @@ def switch_mm(seg, cpu, old_mm, new_mm):
 
 
 @njit(inline="always")
-def read_approx(seg, mm, k):
+def single_mode_value(seg, mm, k, remote):
+    """(local + remote word ``remote + k``, True) when the mm was in single mode before and after the
+    loads, else (0, False): the mode only moves forward, so the value is then the counter's (single and
+    single-atomic, whose remote words sit at different offsets)."""
     if load(seg, _w(seg, mm, _MODE)) == SINGLE:
-        v = load(seg, _local(seg, mm, k)) + load(seg, _w(seg, mm, _REMOTE + k))
+        v = load(seg, _local(seg, mm, k)) + load(seg, _w(seg, mm, remote + k))
         if load(seg, _w(seg, mm, _MODE)) == SINGLE:
-            return v
+            return v, True
+    return 0, False
+
+
+@njit(inline="always")
+def read_approx(seg, mm, k):
+    v, single_mode = single_mode_value(seg, mm, k, _REMOTE)
+    if single_mode:
+        return v
     return _pc_approx(seg, mm, k)
 
 

@@ -32,6 +32,9 @@ found; the code below follows those lines, the team's design notes (docs/designs
 mm words: percpu's (lock, count) pairs first (percpu's functions work
 unchanged), then a line with mode, thread count and remote[4] (written by
 remote updaters), then a line with local[4] (written only by the owner).
+Where the two RFCs do the same thing on the same words (the shape, the mode
+test of a read, the bound, the thread count and its check, the exit, the
+offline fold) this module uses ``single``'s functions rather than a copy.
 """
 
 from numba import njit
@@ -43,38 +46,23 @@ from shmrss.designs._common import (
     settle_shared, tally,
 )
 from shmrss.designs.percpu import (
-    add as _pc_add, approx_bound as _pc_bound, batch_for, consistent as _pc_consistent, cpu_offline as _pc_offline,
-    read_approx as _pc_approx, peek_precise as _pc_peek, read_precise as _pc_precise, recover as _pc_recover,
-    release_locks as _pc_release_locks,
+    add as _pc_add, peek_precise as _pc_peek, read_approx as _pc_approx, read_precise as _pc_precise,
+    recover as _pc_recover, release_locks as _pc_release_locks,
 )
-from shmrss.segment import DesignShape
+from shmrss.designs.single import (  # noqa: F401  (shape, approx_bound, ...: this design's interface too)
+    PERCPU, SINGLE, _MODE, _NTHREADS, _local, _own, _w, approx_bound, consistent, cpu_offline, shape,
+    single_mode_value, task_exit, threads,
+)
 
 NAME = "single-atomic"
 ID = 8
 SUMMARY = "single-threaded mode (local + atomic remote words, no lock), one-way switch to percpu at the 2nd thread"
 BOUND = "single mode: 0; after the switch: percpu's N * (B - 1)"
 
-SINGLE, PERCPU = 0, 1
-_MODE, _NTHREADS, _REMOTE = 0, 1, 2  # on the second line
-
-
-def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
-    return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=3 * line_words, params=(batch_for((options or {}).get("online_cpus") or possible),))
-
-
-@njit(inline="always")
-def _w(seg, mm, j):
-    return mm_word(seg, mm, seg[L.H_LINE] + j)
-
-
-@njit(inline="always")
-def _local(seg, mm, k):
-    return mm_word(seg, mm, 2 * seg[L.H_LINE] + k)
-
-
-@njit(inline="always")
-def _own(seg, task, mm):
-    return task >= 0 and seg[seg[L.H_TASK] + task * seg[L.H_TASK_STRIDE] + L.T_MM] == mm
+# single's mm layout (the mode and thread count on the second line, the owner's words on the third), and
+# single's shape, thread count, quiescent check, bound, exit and offline fold, which this design shares (the
+# same kill point at the thread count's xadd); the remote words follow the thread count here (no lock word)
+_REMOTE = 2
 
 
 # kill points (percpu's 1..5 in per-CPU mode)
@@ -137,48 +125,23 @@ def release_locks(seg, who):
 
 
 @njit(inline="always")
-def threads(seg, mm):
-    return seg[_w(seg, mm, _NTHREADS)]
-
-
-@njit(inline="always")
-def consistent(seg):
-    """Quiescent: no mm with two threads is still in single mode; per-CPU values below the batch."""
-    bad = 0
-    for mm in range(seg[L.H_NMM]):
-        if seg[_w(seg, mm, _NTHREADS)] >= 2 and seg[_w(seg, mm, _MODE)] == SINGLE:
-            bad += 1
-    return bad + _pc_consistent(seg)
-
-
-@njit(inline="always")
 def switch_mm(seg, cpu, old_mm, new_mm):
     pass
 
 
 @njit(inline="always")
 def read_approx(seg, mm, k):
-    if load(seg, _w(seg, mm, _MODE)) == SINGLE:
-        v = load(seg, _local(seg, mm, k)) + load(seg, _w(seg, mm, _REMOTE + k))
-        if load(seg, _w(seg, mm, _MODE)) == SINGLE:
-            return v
+    v, single_mode = single_mode_value(seg, mm, k, _REMOTE)
+    if single_mode:
+        return v
     return _pc_approx(seg, mm, k) + load(seg, _w(seg, mm, _REMOTE + k))
 
 
 @njit(inline="always")
-def approx_bound(seg, mm, k):
-    # asked after the read; the mode only moves forward, so a single-mode read is never judged tighter
-    if load(seg, _w(seg, mm, _MODE)) == SINGLE:
-        return 0, 0
-    return _pc_bound(seg, mm, k)
-
-
-@njit(inline="always")
 def read_precise(seg, mm, k):
-    if load(seg, _w(seg, mm, _MODE)) == SINGLE:
-        v = load(seg, _local(seg, mm, k)) + load(seg, _w(seg, mm, _REMOTE + k))
-        if load(seg, _w(seg, mm, _MODE)) == SINGLE:
-            return v
+    v, single_mode = single_mode_value(seg, mm, k, _REMOTE)
+    if single_mode:
+        return v
     return _pc_precise(seg, mm, k) + load(seg, _w(seg, mm, _REMOTE + k))
 
 
@@ -203,18 +166,6 @@ def thread_created(seg, cpu, mm):
     n = xadd(seg, _w(seg, mm, _NTHREADS), 1) + 1
     if n >= 2 and load(seg, _w(seg, mm, _MODE)) == SINGLE:
         _to_percpu(seg, cpu, mm, jf)
-
-
-@njit(inline="always")
-def task_exit(seg, cpu, task, mm):
-    jstep(seg, cpu, jflag(seg, cpu), _NTHREADS_ADD)
-    xadd(seg, _w(seg, mm, _NTHREADS), -1)
-
-
-@njit(inline="always")
-def cpu_offline(seg, cpu):
-    # single-mode mms have never touched their per-CPU words: folding their zeros is harmless
-    _pc_offline(seg, cpu)
 
 
 @njit(inline="always")
