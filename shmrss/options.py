@@ -15,14 +15,15 @@ _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
-def positive_float(text: str) -> float:
+def _plain(text: str, pattern: re.Pattern, convert, what: str):
     # plain ASCII decimals only: float() and int() also take "1_0", " 1" and non-ASCII digits such as "١"
-    try:
-        if not _FLOAT.fullmatch(text):
-            raise ValueError
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not pattern.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
+    return convert(text)
+
+
+def positive_float(text: str) -> float:
+    v = _plain(text, _FLOAT, float, "a number")
     if not v > 0 or v != v or v == float("inf"):
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return v
@@ -32,12 +33,7 @@ def int_at_least(lo: int, hi: int = 1 << 31):
     """A parser of one integer in [lo, hi]."""
 
     def parse(text: str) -> int:
-        try:
-            if not _INT.fullmatch(text):
-                raise ValueError
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        v = _plain(text, _INT, int, "an integer")
         if not lo <= v <= hi:
             raise argparse.ArgumentTypeError(f"must be in [{lo}, {hi}], got {v}")
         return v
@@ -60,12 +56,9 @@ def int_list(lo: int, hi: int):
 
 def orders(text: str) -> tuple[int, ...]:
     """``--tree-orders``: a comma list of positive integers."""
-    try:
-        if not all(_INT.fullmatch(x) for x in text.split(",")):
-            raise ValueError
-        values = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma list of integers: {text!r}") from None
+    if not all(_INT.fullmatch(x) for x in text.split(",")):
+        raise argparse.ArgumentTypeError(f"not a comma list of integers: {text!r}")
+    values = tuple(int(x) for x in text.split(","))
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"orders must be positive, got {text}")
     return values
