@@ -146,13 +146,8 @@ def lifecycle_engine(design: str):
     from shmrss.specialise import compile_entries, specialised
 
     mod = specialised(Path(__file__).resolve().parent / "lifecycle_loop.py", design, "shmrss_lifecycle")
-    if design not in _ready:
-        compile_entries(mod, ("lifecycle_main",))
-        _ready.add(design)
+    compile_entries(mod, ("lifecycle_main",))  # once per process: a compiled entry is skipped
     return mod
-
-
-_ready: set[str] = set()
 
 
 def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, calibration) -> dict:

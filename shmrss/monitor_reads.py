@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 from shmrss import designs, layout as L
-from shmrss.atomics import tsc_now as _tsc_now
 from shmrss.designs.interface import fits_header
 from shmrss.segment import SegmentError
 from shmrss.specialise import specialised
@@ -39,10 +38,6 @@ UNLOCKED = frozenset({"percpu", "single", "single-atomic"})
 TRUTH, APPROX, UNDER, OVER, PRECISE, SETTLED = range(6)  # the fields of a snapshot
 FIELDS = 6
 _TEMPLATE = Path(__file__).parent / "monitor_jit.py"
-
-
-def tsc_now() -> int:
-    return int(_tsc_now())
 
 
 def _snap(design: str):

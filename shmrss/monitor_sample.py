@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shmrss import designs, layout as L, monitor_reads as MR
+from shmrss.atomics import tsc_now
 from shmrss.procs import pid_alive
 from shmrss.segment import SegmentError
 
@@ -101,7 +102,7 @@ class SegmentSampler:
     def take(self) -> Sample:
         state = self.state()
         cpu = self._cpu()
-        now = MR.tsc_now()  # the time the tallies stand for
+        now = int(tsc_now())  # the time the tallies stand for
         reader = self.w[self._rd: self._rd + L.R_HEAD_WORDS].copy()
         truth = self._truth()
         # RSS order (file + anon + shmem; swap is not resident), every member breaking ties

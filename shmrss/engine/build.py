@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import multiprocessing as mp
-import os
 import time
 from pathlib import Path
 from types import ModuleType
@@ -87,10 +86,16 @@ def _load_compiled(design: str, groups: tuple[str, ...]) -> None:
 
 
 def usable_cpus() -> int:
+    """How many compile workers the host gives room for: the usable CPUs (affinity, cpuset), capped by a
+    cgroup CPU quota (read as the topology reads them)."""
+    from shmrss.topology import TopologyError, read_topology
+
     try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        topo = read_topology()
+    except TopologyError:
+        return 1
+    n = len(topo.usable)
+    return max(1, min(n, int(topo.quota_cpus))) if topo.quota_cpus else n
 
 
 def _compile_in_children(todo: list[str], groups: tuple[str, ...], workers: int, on_done=None) -> None:
