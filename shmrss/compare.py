@@ -218,7 +218,7 @@ def _pct_at_least_0(text: str) -> float:
 
 
 def add_parser(sub) -> None:
-    c = sub.add_parser("compare", help="compare results files: value ± spread, %change and its significance")
+    c = sub.add_parser("compare", help="compare results files: value ± spread, %%change and its significance")
     c.add_argument("base", metavar="BASE", help="results file of the base side (run JSON or sweep JSONL)")
     c.add_argument("new", nargs="*", metavar="NEW", help="results file(s) of the side(s) compared with BASE")
     c.add_argument("--format", choices=FORMATS, default="table",

@@ -37,10 +37,18 @@ def _check_outputs(args) -> Path:
         if args.csv is not None:
             if Path(args.csv).is_dir():
                 raise OutputError(f"--csv: {args.csv} is a directory; give a file name")
-            check_file_output(args.csv, "--csv")
+            if not _inside_new_out(Path(args.csv), out):
+                check_file_output(args.csv, "--csv")
     except OutputError as e:
         raise InputError(str(e)) from None
     return out
+
+
+def _inside_new_out(csv: Path, out: Path) -> bool:
+    """True when --csv goes straight into an --out that does not exist yet: the check of --out has shown
+    that directory can be made, and main makes it before the CSV is written (the gather step's form,
+    ``--out report --csv report/will-it-scale.csv``)."""
+    return not out.exists() and csv.parent.resolve() == out.resolve()
 
 
 def main(args, err) -> int:

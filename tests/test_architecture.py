@@ -102,23 +102,33 @@ def test_the_checkouts_workloads_folder_links_to_the_package():
                for s in scripts)
 
 
-def test_the_wheel_installs_the_workloads_inside_shmrss(tmp_path):
-    """``pip install .`` puts the named workloads at shmrss/workloads, not in a top-level ``workloads``
-    package; run from the unpacked wheel alone, ``-m shmrss.workloads.NAME`` works and ``workloads`` is not
-    importable."""
+@pytest.fixture(scope="module")
+def built_wheel(tmp_path_factory) -> Path:
+    """``pip wheel .`` of this checkout, built once for the wheel tests."""
+    dist = tmp_path_factory.mktemp("dist")
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    (wheel,) = dist.glob("shmrss-*.whl")
+    return wheel
+
+
+def test_the_wheel_holds_every_package_and_the_workloads_inside_shmrss(built_wheel, tmp_path):
+    """``pip install .`` carries every package under shmrss (the engine's templates included: a hand list
+    once left shmrss/engine out) and the schema; the named workloads are at shmrss/workloads, not in a
+    top-level ``workloads`` package; run from the unpacked wheel alone, ``-m shmrss.workloads.NAME`` works
+    and ``workloads`` is not importable."""
     import zipfile
 
-    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"),
-                        str(ROOT)], capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
-    (wheel,) = (tmp_path / "dist").glob("shmrss-*.whl")
-    with zipfile.ZipFile(wheel) as z:
+    with zipfile.ZipFile(built_wheel) as z:
         names = z.namelist()
         top = z.read(next(n for n in names if n.endswith(".dist-info/top_level.txt"))).decode().split()
         z.extractall(tmp_path / "site")
     assert top == ["shmrss"]
     assert not [n for n in names if n.startswith("workloads/")]
-    assert {"shmrss/workloads/__init__.py", "shmrss/workloads/page_fault1.py"} <= set(names)
+    sources = {str(f.relative_to(ROOT)) for f in (ROOT / "shmrss").rglob("*.py")}
+    sources |= {str(f.relative_to(ROOT)) for f in (ROOT / "shmrss").rglob("*.json")}
+    assert sources - set(names) == set()
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     code = "import shmrss, sys; print(shmrss.__file__); import workloads"
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -126,6 +136,43 @@ def test_the_wheel_installs_the_workloads_inside_shmrss(tmp_path):
     p = subprocess.run([sys.executable, "-m", "shmrss.workloads.mixed", "--dump"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and '"name": "mixed"' in p.stdout, p.stderr
+
+
+def _venv_with(wheel: Path, where: Path) -> Path:
+    """A fresh venv holding the wheel alone; its dependencies come from this interpreter's site-packages
+    through a .pth line (a .pth file in a directory named that way is not processed, so this checkout's
+    editable install stays out). Returns the venv's ``bin``."""
+    import site
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True, timeout=120)
+    vpy = where / "bin" / "python"
+    purelib = subprocess.run([str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    here = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()}
+    Path(purelib, "zz_shmrss_test_deps.pth").write_text("".join(f"{d}\n" for d in sorted(here)))
+    p = subprocess.run([sys.executable, "-m", "pip", "--python", str(vpy), "install", "-q", "--no-deps",
+                        str(wheel)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    return where / "bin"
+
+
+def test_the_installed_wheel_runs_a_design_from_another_directory(built_wheel, tmp_path):
+    """The wheel's console script, from a directory that is not the checkout: ``shmrss --help`` and a
+    short run of one design (the run compiles the engine from the installed templates)."""
+    bin_dir = _venv_with(built_wheel, tmp_path / "venv")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    p = subprocess.run([str(bin_dir / "python"), "-c", "import shmrss; print(shmrss.__file__)"], cwd=elsewhere,
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.startswith(str(tmp_path / "venv")), p
+    p = subprocess.run([str(bin_dir / "shmrss"), "--help"], cwd=elsewhere, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0 and "compare" in p.stdout, p.stderr
+    p = subprocess.run([str(bin_dir / "shmrss"), "run", "--design", "atomic", "--duration", "0.5", "--cpus", "1"],
+                       cwd=elsewhere, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "invariants" in p.stdout and "all hold" in p.stdout, p.stdout
 
 
 def test_one_stdout_console():

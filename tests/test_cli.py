@@ -153,3 +153,25 @@ def test_cleanup_keeps_live(capsys, geometry):
     finally:
         seg.unlink()
         seg.close()
+
+
+def _subcommands() -> list[str]:
+    from shmrss.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    return sorted(sub.choices)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"]] + [[c, "--help"] for c in _subcommands()],
+                         ids=lambda a: " ".join(a))
+def test_every_help_prints_through_the_console_script(argv):
+    """``shmrss --help`` is the first command a user types (a ``%change`` in one help string once crashed it
+    with ``TypeError: %c requires int or char``): the installed console script prints every help page."""
+    import shutil
+
+    exe = shutil.which("shmrss", path=os.path.dirname(sys.executable)) or shutil.which("shmrss")
+    assert exe, "the shmrss console script is not installed beside this interpreter"
+    p = subprocess.run([exe, *argv], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("usage: shmrss") and "Traceback" not in p.stderr, p.stdout + p.stderr

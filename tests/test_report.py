@@ -265,3 +265,15 @@ def test_results_of_different_kernels_are_both_shown_never_merged(tmp_path):
     md = (tmp_path / "o" / "report.md").read_text()
     assert "box 6.1-test" in md and "box 6.2-test" in md, md
     assert "123" in md and "321" in md and "more than once" not in md
+
+
+def test_the_gather_step_writes_its_csv_into_the_out_it_creates(tmp_path, monkeypatch):
+    """The example workflow's gather job: ``report results-*.jsonl --out report --csv
+    report/will-it-scale.csv``, with ``report`` not there yet (it failed with exit 2 when --csv was checked
+    before --out was made)."""
+    monkeypatch.chdir(tmp_path)
+    write_results(tmp_path / "results-0.jsonl")
+    assert main(["report", "results-0.jsonl", "--out", "report", "--csv", "report/will-it-scale.csv"]) == 0
+    rows = read_csv(tmp_path / "report" / "will-it-scale.csv")
+    assert rows and rows[0][0] == "series" and len(rows) > 1
+    assert (tmp_path / "report" / "report.md").is_file()
