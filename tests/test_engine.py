@@ -151,7 +151,10 @@ def test_optional_hooks_default_and_every_design_has_the_whole_interface():
     for d in designs.DESIGNS:
         mod = designs.get(d)
         for name in (*interface.REQUIRED, *interface.OPTIONAL):
-            assert interface.function(mod, name) is not None
+            fn = interface.function(mod, name)
+            own, default = getattr(mod, name, None), interface.DEFAULTS.get(name)
+            assert fn is own if own is not None else (fn is default or name == "peek_precise"), (d, name)
+            assert callable(fn), (d, name)
     atomic = designs.get("atomic")
     assert interface.function(atomic, "thread_created") is interface.no_thread_event
     assert interface.function(designs.get("single"), "threads") is designs.get("single").threads
@@ -235,10 +238,25 @@ def test_a_signal_while_compiling_kills_the_workers(monkeypatch):
 
 
 def test_a_failed_worker_leaves_its_design_to_the_parent(monkeypatch):
-    import sys as _sys
+    """Both compile workers die (exit 3): prepare_engines returns normally, ends each worker, loads nothing
+    they did not compile, and compiles both designs itself in the parent (so the real error would show)."""
+    import os as _os
 
-    monkeypatch.setattr(build, "engine_for", lambda design, groups: _sys.exit(3))
-    build._compile_in_children(["atomic", "tree"], ("run",), 2)  # returns: the parent compiles them itself
+    parent = _os.getpid()
+    ended, loaded = [], []
+    monkeypatch.setattr(build, "_compile_child", lambda design, groups: _os._exit(3))
+    monkeypatch.setattr(build, "_compiled_on_disk", lambda design, groups: False)
+    monkeypatch.setattr(build, "_compiled", {})  # as in a process that has compiled nothing yet
+    monkeypatch.setattr(build, "engine_for", lambda design, groups=("run",): loaded.append((design, _os.getpid())))
+    real = build._compile_in_children
+
+    def watched(todo, groups, workers, on_done=None):
+        real(todo, groups, workers, on_done=lambda d: (ended.append(d), on_done(d)))
+
+    monkeypatch.setattr(build, "_compile_in_children", watched)
+    build.prepare_engines(["atomic", "tree"], ("run",), workers=2)
+    assert sorted(ended) == ["atomic", "tree"]
+    assert sorted(loaded) == [("atomic", parent), ("tree", parent)]
 
 
 def test_a_run_with_a_reclaimer_compiles_the_recovery_it_may_need():

@@ -458,13 +458,29 @@ def test_tape_whose_total_can_go_negative_is_refused(steps):
     [["fault", "anon", 32768], ["unmap", "anon", 32768]],
 ])
 def test_balanced_tapes_compile(steps):
-    compile_workload(_tape_spec(steps, mms=2), 2)
+    """A tape whose totals return to zero is accepted and laid out step for step: the same ops, members
+    and arguments in order, one task on CPU 0 running the whole tape."""
+    cw = compile_workload(_tape_spec(steps, mms=2), 2)
+    assert cw.nmm == 2 and cw.tape.shape == (len(steps), 4)
+    assert cw.tape.tolist() == [list(_parse_step(s, "step")) for s in steps]
+    assert [row[:3] for row in cw.tape.tolist()] == [[L.OP_NAMES[s[0]], L.MEMBER_NAMES.index(s[1]), s[2]]
+                                                     for s in steps]
+    assert cw.tasks.tolist() == [[0, 0, len(steps)]] and cw.runqueues == [[0], []]
+
+
+def _laid_out_whole(cw: CompiledWorkload, ncpu: int) -> None:
+    """Every task's tape slice lies inside the tape, names an mm of the workload, and sits on exactly one
+    of the ``ncpu`` run queues."""
+    assert len(cw.runqueues) == ncpu and len(cw.tasks) > 0 and len(cw.tape) > 0
+    assert sorted(t for q in cw.runqueues for t in q) == list(range(len(cw.tasks)))
+    for mm, first, steps in cw.tasks.tolist():
+        assert 0 <= mm < cw.nmm and steps > 0 and 0 <= first and first + steps <= len(cw.tape)
 
 
 def test_every_built_in_workload_passes_the_total_checks():
     for name in ("page_fault1", "page_fault2", "page_fault3", "rss_steal", "mixed", "oom_select"):
         for mode in ("processes", "threads"):
-            compile_workload(workloads.build(name, 4, mode=mode), 4)
+            _laid_out_whole(compile_workload(workloads.build(name, 4, mode=mode), 4), 4)
 
 
 @pytest.mark.parametrize("steps", [
