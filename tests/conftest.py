@@ -13,6 +13,8 @@ import pytest
 from shmrss import designs
 from shmrss.segment import PREFIX, SHM_DIR, Geometry, Segment, owner_pid
 
+pytest_plugins = ["ci_skips"]  # skips that cannot hide in CI
+
 
 def _shmrss_segments() -> set[str]:
     try:

@@ -65,8 +65,8 @@ def run_help() -> str:
 def need_options(*options: str) -> None:
     missing = [o for o in options if o not in run_help()]
     if missing:
-        pytest.skip(f"shmrss run has no {', '.join(missing)} yet (fault injection); this case turns on by itself "
-                    f"once `shmrss run --help` lists it")
+        pytest.fail(f"`shmrss run --help` does not list {', '.join(missing)}: either the fault options were "
+                    f"removed or --help is broken; the fault cases must not vanish silently")
 
 
 def _cpu_args() -> list[str]:
