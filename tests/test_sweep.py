@@ -286,11 +286,16 @@ def test_bad_shards_are_refused(capsys, tmp_path):
 def test_the_example_workflow_runs_the_documented_shard_and_gather_commands():
     yaml = pytest.importorskip("yaml")
     flow = yaml.safe_load((REPO / ".github" / "workflows" / "sweep.yml").read_text())
-    runs = [s.get("run", "") for job in flow["jobs"].values() for s in job["steps"]]
-    shard = next(r for r in runs if "--shard" in r)
+    steps = [s for job in flow["jobs"].values() for s in job["steps"]]
+    runs = [s.get("run", "") for s in steps]
+    shard_step = next(s for s in steps if "--shard" in s.get("run", ""))
+    shard = shard_step["run"]
     gather = next(r for r in runs if r.startswith("shmrss report"))
     doc = (REPO / "docs" / "sweep-report.md").read_text()
     assert "shmrss sweep --design all --shard" in doc and gather in doc
     assert flow["jobs"]["shard"]["strategy"]["matrix"]["shard"] == [0, 1, 2, 3]
     args = build_parser().parse_args(["sweep", "--design", "all", "--shard", "1/4", "--out", "r.jsonl"])
-    assert args.shard == (1, 4) and "--shard ${{ matrix.shard }}/$SHARDS" in shard
+    assert args.shard == (1, 4) and '--shard "$SHARD/$SHARDS"' in shard
+    # the inputs reach the script through env:, never pasted into its text
+    assert "${{" not in shard and shard_step["env"] == {"DESIGNS": "${{ inputs.designs }}",
+                                                         "SHARD": "${{ matrix.shard }}"}
