@@ -194,7 +194,9 @@ def faster_lines(cols: dict[str, list[dict]]) -> list[str]:
     for name in sorted(means, key=means.get, reverse=True):
         ratio = speedup.paired(rates[best], rates[name]) if name != best else None
         if ratio is not None:
-            out.append(speedup.sentence(best, name, ratio, "events/s"))
+            bad = [n for n in (best, name) if any(_dig(r, "throughput", "timings_valid") is False for r in cols[n])]
+            out.append(speedup.sentence(best, name, ratio, "events/s")
+                       + (f" (timings of {' and '.join(bad)} not valid)" if bad else ""))
     return out
 
 

@@ -149,6 +149,12 @@ def test_one_run_each_says_it_is_one_run():
                      "tree ran 1.23 x faster than percpu in events/s (one run each: no spread, not a verdict)"][::-1]
 
 
+def test_a_faster_line_says_when_timings_are_not_valid():
+    (line,) = run_table.faster_lines(run_table.columns([fake("atomic", 100e6), fake("split", 150e6,
+                                                                                     timings_valid=False)]))
+    assert line.endswith("(one run each: no spread, not a verdict) (timings of split not valid)")
+
+
 def test_speedup_ratios():
     assert speedup.paired([2, 4], [1, 1, 1]) == speedup.Ratio(3.0, pytest.approx(1.41421356), 2)
     assert speedup.paired([None], [1]) is None and speedup.paired([1], [0]) is None
