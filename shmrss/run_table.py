@@ -32,9 +32,13 @@ def _dig(r, *path):
 
 def _num(v) -> float | None:
     """A finite number of a result, else None (a bool, a string, a missing field)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    return float(v)
+    try:
+        v = float(v)
+    except OverflowError:  # an integer beyond a double, from a hand-edited file
+        return None
+    return v if math.isfinite(v) else None
 
 
 def _nums(rs: list[dict], *path) -> list[float]:

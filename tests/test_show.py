@@ -104,10 +104,11 @@ def test_values_of_the_wrong_type_are_a_dash_not_a_crash(tmp_path, capsys):
     r["throughput"]["events_per_s"] = "fast"
     r["accuracy"]["approx_bound"] = None
     r["reads"] = []
+    r["throughput"]["ns_per_event"] = 10 ** 400
     code, out, _ = _show([str(write_run_json(tmp_path / "r.json", [r]))], capsys)
     assert code == 0
     rows = dict((row[0], row[1:]) for row in table_rows(out))
-    assert rows["M events/s"] == ["-"] and rows["approx err max/bound"] == ["-"]
+    assert rows["M events/s"] == ["-"] and rows["approx err max/bound"] == ["-"] and rows["ns/event"] == ["-"]
 
 
 def test_piped_show_of_eight_designs_folds_no_cell(tmp_path):
