@@ -118,11 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --version, --help: printed, done
         return e.code if isinstance(e.code, int) else EXIT_OK
     if args.verbose and args.quiet:
-        err.print("shmrss: error: -v and -q exclude each other", highlight=False)
+        err.print("shmrss: error: -v and -q exclude each other", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     _setup_logging(args.verbose, err, args.quiet)
     if sys.platform != "linux":
-        err.print(f"shmrss: error: shmrss needs Linux (sysfs, POSIX shared memory, CPU pinning); this is {sys.platform}")
+        err.print(f"shmrss: error: shmrss needs Linux (sysfs, POSIX shared memory, CPU pinning); this is {sys.platform}",
+                  markup=False, highlight=False, soft_wrap=True)  # one line, even piped at 80 columns
         return EXIT_USAGE
     try:
         return _COMMANDS[args.cmd](args, err)
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"shmrss: error: {_resource_text(e)}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_FAILED
     except Interrupted as e:  # a signal before anything was measured (while the engines compiled)
-        err.print(f"shmrss: interrupted ({e.name}) before anything was measured", highlight=False)
+        err.print(f"shmrss: interrupted ({e.name}) before anything was measured", highlight=False, soft_wrap=True)
         return e.code
 
 
