@@ -14,6 +14,8 @@ import math
 import statistics
 from dataclasses import dataclass
 
+TOO_FEW = 3  # as stats.MIN_SAMPLES: with fewer runs a side the spread is shown, not judged
+
 
 @dataclass(frozen=True)
 class Ratio:
@@ -65,6 +67,9 @@ def sentence(name: str, other: str, ratio: Ratio, metric: str = "", runs: str = 
         mean, stdev, word = 1 / mean, stdev / (mean * mean), "slower"
     d = _decimals(stdev) if ratio.n > 1 else 2
     spread = f" ± {stdev:.{d}f}" if ratio.n > 1 else ""
-    tail = f" (mean ± sd over {ratio.n} {runs})" if ratio.n > 1 else " (one run each: no spread, not a verdict)"
+    if ratio.n == 1:
+        tail = " (one run each: no spread, not a verdict)"
+    else:
+        tail = f" (mean ± sd over {ratio.n} {runs}{': too few to judge' if ratio.n < TOO_FEW else ''})"
     what = f" in {metric}" if metric else ""
     return f"{name} ran {mean:.{d}f}{spread} x {word} than {other}{what}{tail}"

@@ -164,6 +164,8 @@ def test_speedup_ratios():
     assert r.mean == pytest.approx(2.2) and r.stdev == pytest.approx(2.2 * (2 ** 0.5 / 11))
     assert speedup.sentence("a", "b", speedup.Ratio(0.5, 0.01, 3)) == \
         "a ran 2.00 ± 0.04 x slower than b (mean ± sd over 3 repeats)"
+    assert speedup.sentence("a", "b", speedup.Ratio(1.5, 0.1, 2), "events/s", "runs a side") == \
+        "a ran 1.5 ± 0.1 x faster than b in events/s (mean ± sd over 2 runs a side: too few to judge)"
 
 
 def test_piped_console_is_as_wide_as_eight_designs_need(capsys):

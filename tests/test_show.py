@@ -32,7 +32,7 @@ def test_show_prints_the_run_table_of_a_run_json(tmp_path, capsys):
     names, body = run_table.rows(rs)
     assert table_rows(out) == [["", *names]] + [[n, *cells] for n, cells in body]
     assert out.splitlines()[0] == run_table.BETTER
-    assert "percpu ran 2.00 ± 0.00 x faster than atomic in events/s (mean ± sd over 2 repeats)" in out
+    assert "percpu ran 2.00 ± 0.00 x faster than atomic in events/s (mean ± sd over 2 repeats: too few to judge)" in out
 
 
 def test_show_reprints_what_a_real_run_printed(tmp_path):
@@ -88,7 +88,7 @@ def test_a_sweep_file_is_one_table_per_point_and_failed_lines_are_said(tmp_path,
     assert "page_fault1 processes, 2 CPUs, testhost 6.1.0-test" in out
     assert "page_fault1 threads, 2 CPUs, testhost 6.1.0-test" in out
     assert out.count(run_table.BETTER) == 2
-    assert "percpu ran 1.50 ± 0.00 x faster than atomic in events/s (mean ± sd over 2 repeats)" in out
+    assert "percpu ran 1.50 ± 0.00 x faster than atomic in events/s (mean ± sd over 2 repeats: too few to judge)" in out
     assert "percpu ran 5.7" in out  # the threads table took the last line of the redone point
     assert "1 line without a result (a failed sweep point) not shown" in err
 
