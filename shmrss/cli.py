@@ -1,4 +1,4 @@
-"""Command line: ``shmrss run | topology | calibrate | cleanup | sweep | report | compare | monitor``.
+"""Command line: ``shmrss run | topology | calibrate | cleanup | sweep | report | compare | show | monitor``.
 
 Bad input is one line on stderr and exit status 2; an interrupted run exits
 130 (SIGINT) or 143 (SIGTERM) after writing what it measured.
@@ -40,11 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     _add_run_parser(sub)
     _add_small_parsers(sub)
-    from shmrss import compare, report, sweep
+    from shmrss import compare, report, show, sweep
 
     sweep.add_parser(sub, parse_run=p.parse_args)  # the sweep checks each point as `shmrss run` would
     report.add_parser(sub)
     compare.add_parser(sub)
+    show.add_parser(sub)
     for sp in sub.choices.values():  # -v/-q also after the subcommand; SUPPRESS keeps one given before it
         sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
         sp.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
@@ -117,11 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --version, --help: printed, done
         return e.code if isinstance(e.code, int) else EXIT_OK
     if args.verbose and args.quiet:
-        err.print("shmrss: error: -v and -q exclude each other", highlight=False)
+        err.print("shmrss: error: -v and -q exclude each other", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     _setup_logging(args.verbose, err, args.quiet)
     if sys.platform != "linux":
-        err.print(f"shmrss: error: shmrss needs Linux (sysfs, POSIX shared memory, CPU pinning); this is {sys.platform}")
+        err.print(f"shmrss: error: shmrss needs Linux (sysfs, POSIX shared memory, CPU pinning); this is {sys.platform}",
+                  markup=False, highlight=False, soft_wrap=True)  # one line, even piped at 80 columns
         return EXIT_USAGE
     try:
         return _COMMANDS[args.cmd](args, err)
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"shmrss: error: {_resource_text(e)}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_FAILED
     except Interrupted as e:  # a signal before anything was measured (while the engines compiled)
-        err.print(f"shmrss: interrupted ({e.name}) before anything was measured", highlight=False)
+        err.print(f"shmrss: interrupted ({e.name}) before anything was measured", highlight=False, soft_wrap=True)
         return e.code
 
 
@@ -265,6 +267,17 @@ def cmd_compare(args, err: Console) -> int:
         raise UsageError(str(e)) from None
 
 
+def cmd_show(args, err: Console) -> int:
+    from shmrss import show
+    from shmrss.console import fitted
+    from shmrss.results_file import InputError
+
+    try:
+        return show.main(args, fitted)  # piped: as wide as the tables need, no cell folded
+    except InputError as e:
+        raise UsageError(str(e)) from None
+
+
 def cmd_monitor(args, err: Console) -> int:
     from shmrss.monitor import MonitorUsage, command
 
@@ -276,7 +289,7 @@ def cmd_monitor(args, err: Console) -> int:
 
 _COMMANDS = {"run": cmd_run, "topology": cmd_topology, "calibrate": cmd_calibrate, "cleanup": cmd_cleanup,
              "sweep": cmd_sweep, "report": cmd_report, "monitor": cmd_monitor,
-             "compare": cmd_compare}
+             "compare": cmd_compare, "show": cmd_show}
 
 if __name__ == "__main__":
     # run as a script this module is __main__, a second copy of shmrss.cli: go through the imported one

@@ -1,9 +1,10 @@
-"""The one stdout console the commands print their tables to (``run``, ``topology``, ``calibrate``,
+"""The consoles the commands print their tables to: ``stdout_console`` (``topology``, ``calibrate``,
 ``monitor``): a terminal gets its own width, piped output a wide page so tables are not folded to 80
-columns."""
+columns; ``fitted`` (``run``, ``show``): piped, exactly as wide as the tables need, so no cell folds."""
 
 from __future__ import annotations
 
+import io
 import sys
 
 from rich.console import Console
@@ -14,3 +15,19 @@ PIPED_WIDTH = 200
 def stdout_console() -> Console:
     """A console on stdout, as wide as the terminal or PIPED_WIDTH columns when stdout is not one."""
     return Console() if sys.stdout.isatty() else Console(width=PIPED_WIDTH)
+
+
+def needed_width(*renderables) -> int:
+    """The columns the renderables take when nothing in them is folded."""
+    from rich.measure import Measurement
+
+    probe = Console(width=100_000, file=io.StringIO())
+    return max((Measurement.get(probe, probe.options, r).maximum for r in renderables), default=80)
+
+
+def fitted(*renderables, stderr: bool = False) -> Console:
+    """A terminal's own console; piped, one as wide as the renderables need (at least 100 columns)."""
+    console = Console(stderr=stderr)
+    if console.is_terminal:
+        return console
+    return Console(stderr=stderr, width=max(100, needed_width(*renderables)))

@@ -322,8 +322,10 @@ def _csv_section(csvs: list[Path], out: Path, combined: Path | None) -> list[str
              "`tasks,processes,processes_idle,threads,threads_idle,linear`, one file per series in `wis/` with "
              "its `.title` (runtest.py's layout, so will-it-scale's postprocess.py and plot.js read them): "
              "`tasks` = emulated CPUs, `processes`/`threads` = median events/s (fork_exit: mm lifecycles/s) of "
-             "that mode, `-1` where the mode was not run; the `_idle` columns are empty (shmrss does not measure "
-             "idle time); `linear` = the larger 1-CPU median x tasks, empty without a 1-CPU point.", ""]
+             "that mode, `0` where the mode was not run (lkp-tests' parser drops a row holding `-1`); the `_idle` "
+             "columns = the host's median idle time in percent during the measured windows (empty where not "
+             "measured); `linear` = the larger 1-CPU median x tasks, empty without a 1-CPU point; the first row is "
+             "runtest.py's `0,0,100,0,100,0`; `NAME.lkp` = what lkp-tests' parser computes from the CSV.", ""]
     lines += [f"- `{p.relative_to(out)}`" for p in csvs]
     if combined is not None:
         lines.append(f"- `{combined}`: every series, with leading series, workload, design, variant and "

@@ -13,7 +13,6 @@ import sys
 from loguru import logger
 from rich.console import Console
 
-from shmrss.console import stdout_console
 from shmrss.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -60,13 +59,11 @@ def write(spec, session, json_file: JsonFile, err: Console) -> int:
     if not session.results:
         return code
     results = session.results
-    # --json -: stdout holds the JSON alone; the default table fits 100 columns and is not forced wider
-    tables = err if spec.json == "-" else stdout_console() if spec.wide or spec.fork_exit else Console()
-    if spec.json == "-":
+    if spec.json == "-":  # stdout holds the JSON alone; the tables go to stderr
         from shmrss.results_file import results_document
 
         sys.stdout.write(json.dumps(results_document(results), indent=1, default=json_default) + "\n")
-    _print_tables(spec, results, tables)
+    _print_tables(spec, results)
     _say_result_warnings(results, session.shown)
     if json_file.error is not None:
         code = max(code, EXIT_FAILED)
@@ -79,23 +76,35 @@ def write(spec, session, json_file: JsonFile, err: Console) -> int:
     return code
 
 
-def _print_tables(spec, results: list[dict], tables: Console) -> None:
+def _print_tables(spec, results: list[dict]) -> None:
+    """The run's tables on stdout (stderr with ``--json -``); piped, as wide as the widest needs, so no
+    cell is folded."""
     from shmrss import lifecycle, result, run_table
+    from shmrss.console import fitted
 
+    view = None
     if spec.fork_exit:
-        tables.print(lifecycle.table(results))
+        tables = [lifecycle.table(results)]
+    elif spec.wide:
+        tables = [result.table(results)]
     else:
-        tables.print(result.table(results) if spec.wide else run_table.table(results))
+        view = run_table.view(results)
+        tables = [view.table]
     if spec.fault_body != "none":
         from shmrss.faultbody import table as fault_body_table
 
-        if (ft := fault_body_table(results)) is not None:
-            tables.print(ft)
+        tables.append(fault_body_table(results))
     if spec.perf:
         from shmrss.perf_report import table as perf_table
 
-        if (pt := perf_table(results)) is not None:
-            tables.print(pt)
+        tables.append(perf_table(results))
+    tables = [t for t in tables if t is not None]
+    console = fitted(*tables, stderr=spec.json == "-")
+    if view is not None:
+        run_table.print_view(console, view)
+        tables = tables[1:]
+    for t in tables:
+        console.print(t)
 
 
 def _say_result_warnings(results: list[dict], shown: set[str]) -> None:

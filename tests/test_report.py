@@ -277,3 +277,15 @@ def test_the_gather_step_writes_its_csv_into_the_out_it_creates(tmp_path, monkey
     rows = read_csv(tmp_path / "report" / "will-it-scale.csv")
     assert rows and rows[0][0] == "series" and len(rows) > 1
     assert (tmp_path / "report" / "report.md").is_file()
+
+
+def test_report_md_describes_the_csv_as_it_is_written(report):
+    """report.md once said a mode not run is -1 and the idle columns are empty; the CSV writes 0 and the
+    measured idle time (issue 18)."""
+    _, out, _ = report
+    md = (out / "report.md").read_text()
+    section = md[md.index("## CSV (will-it-scale convention)"):]
+    assert "`0` where the mode was not run" in section and "`-1` where" not in section
+    assert "the host's median idle time" in section and "shmrss does not measure idle" not in section
+    assert "`0,0,100,0,100,0`" in section
+    assert read_csv(out / "wis" / "fork_exit-upstream.csv")[2][3] == "0"  # what the text says: 0, not -1
