@@ -22,11 +22,13 @@ def _called(node: ast.AST) -> set[str]:
 
 
 def _checks_itself(node: ast.AST) -> bool:
-    """An assert, a pytest.raises/fail/warns, or a raise of AssertionError anywhere in the function."""
+    """An assert, a pytest.raises/fail/warns, an ``x.assert_...()`` call (pytester's assert_outcomes, mock's
+    assert_called_with), or a raise of AssertionError anywhere in the function."""
     for n in ast.walk(node):
         if isinstance(n, ast.Assert):
             return True
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in EXPECTING:
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and (
+                n.func.attr in EXPECTING or n.func.attr.startswith("assert_")):  # pytester, mock
             return True
         if isinstance(n, ast.Raise) and n.exc is not None and "AssertionError" in ast.unparse(n.exc):
             return True
