@@ -40,11 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     _add_run_parser(sub)
     _add_small_parsers(sub)
-    from shmrss import compare, report, sweep
+    from shmrss import compare, report, sweep, verify
 
     sweep.add_parser(sub, parse_run=p.parse_args)  # the sweep checks each point as `shmrss run` would
     report.add_parser(sub)
     compare.add_parser(sub)
+    verify.add_parser(sub)
     for sp in sub.choices.values():  # -v/-q also after the subcommand; SUPPRESS keeps one given before it
         sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
         sp.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
@@ -79,6 +80,9 @@ def _add_run_parser(sub) -> None:
                    help="write the results as JSON ({schema_version, results}); - writes it to stdout, the table "
                         "and logs then go to stderr")
     r.add_argument("--plot", metavar="DIR", help="draw PNG plots of the results into DIR")
+    r.add_argument("--kernel-src", metavar="DIR",
+                   help="kernel tree the k-percpu design compiles lib/percpu_counter.c from "
+                        "(default $SHMRSS_KERNEL_SRC; docs/kernel-c.md)")
     r.add_argument("--wide", action="store_true",
                    help="one row per design with every column (about 200 columns) instead of metrics as rows")
     r.add_argument("--live", action="store_true",
@@ -226,6 +230,7 @@ def cmd_run(args, err: Console) -> int:
     from shmrss import run_output, run_session
     from shmrss.runspec import RunSpec
 
+    _kernel_c(args.design, args.kernel_src)
     spec = RunSpec.from_args(args)  # every option checked; UsageError: one line, exit 2
     shown = run_session.announce(spec)
     jobs = run_session.jobs(spec)  # sized before anything forks
@@ -233,6 +238,23 @@ def cmd_run(args, err: Console) -> int:
     json_file = run_output.JsonFile(spec.json)
     session = run_session.measure(spec, jobs, calibration, err, shown, on_result=json_file.save)
     return run_output.write(spec, session, json_file, err)
+
+
+def _kernel_c(design_text: str, kernel_src: str | None) -> None:
+    """The kernel C a design list needs, built before anything starts (docs/kernel-c.md)."""
+    from shmrss.kernel import build, kpercpu, source
+
+    try:
+        kpercpu.require(design_text, kernel_src)
+    except (source.KernelSourceError, build.BuildError) as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_verify(args, err: Console) -> int:
+    from shmrss import verify
+
+    _kernel_c("k-percpu", args.kernel_src)
+    return verify.main(args, err)
 
 
 def cmd_sweep(args, err: Console) -> int:
@@ -276,7 +298,7 @@ def cmd_monitor(args, err: Console) -> int:
 
 _COMMANDS = {"run": cmd_run, "topology": cmd_topology, "calibrate": cmd_calibrate, "cleanup": cmd_cleanup,
              "sweep": cmd_sweep, "report": cmd_report, "monitor": cmd_monitor,
-             "compare": cmd_compare}
+             "compare": cmd_compare, "verify": cmd_verify}
 
 if __name__ == "__main__":
     # run as a script this module is __main__, a second copy of shmrss.cli: go through the imported one

@@ -44,3 +44,12 @@ def addresses() -> list[int]:
 def call(name: str, *args: int) -> int:
     lib, _ = loaded()
     return build.function(lib, name)(*args, *([0] * (4 - len(args))))
+
+
+def require(design_text: str, kernel_src: str | None) -> None:
+    """Before a run: ``--kernel-src`` into the environment (the CPUs inherit it), and k-percpu's library
+    built and loaded if a design named in ``design_text`` needs it (KernelSourceError/BuildError)."""
+    if kernel_src:
+        os.environ[source.ENV] = str(Path(kernel_src).expanduser().resolve())
+    if any(n.strip() == "k-percpu" for n in design_text.split(",")):
+        loaded()
