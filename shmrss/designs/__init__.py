@@ -12,7 +12,7 @@ from importlib import import_module
 
 DESIGNS = ("atomic", "split", "percpu", "pcpcache", "single", "single-atomic", "pernode", "tree")
 # the kernel's own C (docs/kernel-c.md): named, never part of "all" (they need --kernel-src)
-KERNEL_DESIGNS = ("k-percpu",)
+KERNEL_DESIGNS = ("k-percpu", "c")  # c: a user's library, --design c:SPEC.toml
 
 
 class UnknownDesign(ValueError):

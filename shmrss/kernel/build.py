@@ -104,7 +104,7 @@ def _stubs(lib: Library, inc: Path) -> None:
 
 
 def _flags(lib: Library, statics, inc: Path) -> list[str]:
-    flags = ["-O2", "-fPIC", "-shared", "-std=gnu11", "-fno-strict-aliasing", "-Wno-attributes",
+    flags = ["-O2", "-fPIC", "-shared", "-Wl,-z,defs", "-std=gnu11", "-fno-strict-aliasing", "-Wno-attributes",
              f"-I{inc}", *(f"-I{d}" for d in lib.includes), f"-I{SHIM_DIR}"]
     flags += [f"-D{k}={v}" for k, v in lib.defines]
     for i, (kind, name) in enumerate(statics):
