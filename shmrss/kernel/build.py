@@ -33,6 +33,7 @@ _STATIC = re.compile(r"\b(LIST_HEAD|DEFINE_SPINLOCK|DEFINE_RAW_SPINLOCK)\((\w+)\
 _TYPES = {"LIST_HEAD": "struct list_head", "DEFINE_SPINLOCK": "spinlock_t", "DEFINE_RAW_SPINLOCK": "raw_spinlock_t"}
 _INIT = {"LIST_HEAD": "INIT_LIST_HEAD(&{});", "DEFINE_SPINLOCK": "raw_spin_lock_init(&{});",
          "DEFINE_RAW_SPINLOCK": "raw_spin_lock_init(&{});"}
+_ERROR = re.compile(r" error: |undefined reference")
 _loaded: dict[Path, ctypes.CDLL] = {}
 
 
@@ -135,7 +136,9 @@ def build(lib: Library) -> Path:
            str(SHIM_DIR / "shim.c"), str(tmp / "statics.c"), *map(str, lib.sources)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        errors = [ln for ln in done.stderr.splitlines() if "error" in ln] or done.stderr.splitlines() or ["?"]
+        lines = done.stderr.splitlines()
+        errors = [ln for ln in lines if _ERROR.search(ln) and "collect2" not in ln]
+        errors = errors or lines or ["?"]
         raise BuildError(f"{lib.name}: gcc failed: {errors[0].strip()}")
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
