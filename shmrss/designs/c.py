@@ -129,3 +129,10 @@ def recover(seg, cpu, op, step, mm, k, d):
 @njit(inline="always")
 def resolve(seg, cpu, kind, mm, k, d, residue):
     return L.RES_BAD
+
+
+def describe() -> dict:
+    """What the result records of the C this run called (shmrss.kernel.spec.provenance)."""
+    from shmrss.kernel import spec
+
+    return spec.provenance()

@@ -178,3 +178,10 @@ def fits_header(h) -> bool:
     """The structs and units this design's reads index lie inside their regions."""
     return (h[L.H_PCPU_KSTRIDE] == 1 and h[L.H_PCPU_KWORDS] >= PCPU_WORDS and h[L.H_DPARAM + D_SIZE] > 0
             and h[L.H_MM_STRIDE] * 8 >= L.NMEMBERS * h[L.H_DPARAM + D_SIZE])
+
+
+def describe() -> dict:
+    """What the result records of the C this run called (shmrss.kernel.kpercpu.provenance)."""
+    from shmrss.kernel import kpercpu
+
+    return kpercpu.provenance()

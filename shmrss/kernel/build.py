@@ -33,6 +33,9 @@ _STATIC = re.compile(r"\b(LIST_HEAD|DEFINE_SPINLOCK|DEFINE_RAW_SPINLOCK)\((\w+)\
 _TYPES = {"LIST_HEAD": "struct list_head", "DEFINE_SPINLOCK": "spinlock_t", "DEFINE_RAW_SPINLOCK": "raw_spinlock_t"}
 _INIT = {"LIST_HEAD": "INIT_LIST_HEAD(&{});", "DEFINE_SPINLOCK": "raw_spin_lock_init(&{});",
          "DEFINE_RAW_SPINLOCK": "raw_spin_lock_init(&{});"}
+# -Bsymbolic: calls and loads inside the library bind to it (no PLT/GOT indirection a kernel build lacks)
+CFLAGS = ("-O2", "-fPIC", "-fno-semantic-interposition", "-shared", "-Wl,-z,defs", "-Wl,-Bsymbolic", "-std=gnu11", "-fno-strict-aliasing",
+          "-Wno-attributes")
 _ERROR = re.compile(r" error: |undefined reference")
 _loaded: dict[Path, ctypes.CDLL] = {}
 
@@ -74,7 +77,7 @@ def _statics(lib: Library) -> list[tuple[str, str]]:
 
 
 def _digest(lib: Library, statics, version: str) -> str:
-    h = hashlib.sha256(f"{version} {lib.defines} {statics}".encode())
+    h = hashlib.sha256(f"{version} {CFLAGS} {lib.defines} {statics}".encode())
     for f in (*(SHIM_DIR / s for s in SHIM_SOURCES), *lib.sources, *(p for _, p in lib.kernel_headers)):
         h.update(f.name.encode())
         h.update(f.read_bytes())
@@ -105,8 +108,7 @@ def _stubs(lib: Library, inc: Path) -> None:
 
 
 def _flags(lib: Library, statics, inc: Path) -> list[str]:
-    flags = ["-O2", "-fPIC", "-shared", "-Wl,-z,defs", "-std=gnu11", "-fno-strict-aliasing", "-Wno-attributes",
-             f"-I{inc}", *(f"-I{d}" for d in lib.includes), f"-I{SHIM_DIR}"]
+    flags = [*CFLAGS, f"-I{inc}", *(f"-I{d}" for d in lib.includes), f"-I{SHIM_DIR}"]
     flags += [f"-D{k}={v}" for k, v in lib.defines]
     for i, (kind, name) in enumerate(statics):
         off = STATICS_OFF + SLOT_BYTES * i
@@ -132,8 +134,11 @@ def build(lib: Library) -> Path:
     init = "".join(_INIT[kind].format(name) for kind, name in statics)
     (tmp / "statics.c").write_text('#include "shmrss_shim.h"\n#include "shmrss_glue.h"\n'
                                    f"void shim_init_statics(void) {{ {init} }}\n")
+    # one translation unit of the library and its glue, so the glue's call into the library can be inlined
+    # as the kernel's inline callers (add_mm_counter) are into theirs
+    (tmp / "unity.c").write_text("".join(f'#include "{src}"\n' for src in lib.sources))
     cmd = [gcc, *_flags(lib, statics, tmp / "include"), "-o", str(tmp / "lib.so"),
-           str(SHIM_DIR / "shim.c"), str(tmp / "statics.c"), *map(str, lib.sources)]
+           str(SHIM_DIR / "shim.c"), str(tmp / "statics.c"), str(tmp / "unity.c")]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         lines = done.stderr.splitlines()

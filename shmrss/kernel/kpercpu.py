@@ -53,3 +53,10 @@ def require(design_text: str, kernel_src: str | None) -> None:
         os.environ[source.ENV] = str(Path(kernel_src).expanduser().resolve())
     if any(n.strip() == "k-percpu" for n in design_text.split(",")):
         loaded()
+
+
+def provenance() -> dict:
+    """The result's ``kernel_c``: which C ran, built how, and how the loop reached it."""
+    _, version = loaded()
+    return {"source": str(source.kernel_dir(os.environ.get(source.ENV)) / "lib" / "percpu_counter.c"),
+            "kernel": version, "compiler": build.compiler()[1], "flags": "-O2", "call": "called"}

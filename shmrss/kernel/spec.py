@@ -144,3 +144,10 @@ def require(design_text: str) -> str:
     os.environ[ENV] = str(Path(specs[0][2:]).expanduser().resolve())
     load()
     return ",".join("c" if n.startswith("c:") else n for n in names)
+
+
+def provenance() -> dict:
+    """The result's ``kernel_c``: the spec, its library's name, the compiler, called or inlined."""
+    s, _ = load()
+    return {"source": str(s.path), "name": s.name, "kernel": None, "compiler": build.compiler()[1], "flags": "-O2",
+            "call": "called"}

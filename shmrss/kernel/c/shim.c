@@ -12,26 +12,12 @@ unsigned int shim_owner;
 long shim_pcpu_stride;
 long shim_shared_off;
 int nr_cpu_ids;
-static unsigned int owner_parent;
+unsigned int shim_owner_parent;
 static uintptr_t arena_next, arena_end; /* segment offsets in CPU 0's unit */
 
 #define SHIM_MAX_STATES 16
 static struct { int (*startup)(unsigned int); int (*teardown)(unsigned int); } states[SHIM_MAX_STATES];
 static int nstates;
-
-void shim_enter(long base, long cpu)
-{
-	shim_base = (char *)base;
-	shim_cpu = cpu;
-	shim_cpu_base = shim_base + (cpu >= 0 ? per_cpu_offset(cpu) : 0);
-	shim_owner = cpu >= 0 ? (unsigned int)cpu + 1 : owner_parent;
-}
-
-void shim_enter_owner(long base, long owner)
-{
-	shim_enter(base, -1);
-	shim_owner = (unsigned int)owner;
-}
 
 static void mask_set(struct cpumask *m, int n)
 {
@@ -50,7 +36,7 @@ long shim_setup(long base, long shared_off, long stride, long cpus)
 	shim_shared_off = shared_off;
 	shim_pcpu_stride = stride;
 	nr_cpu_ids = (int)possible;
-	owner_parent = (unsigned int)(cpus >> 32);
+	shim_owner_parent = (unsigned int)(cpus >> 32);
 	shim_enter(base, -1);
 	mask_set(SHIM_MASK(0), (int)possible);
 	mask_set(SHIM_MASK(1), (int)online);

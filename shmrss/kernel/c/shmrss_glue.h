@@ -6,8 +6,26 @@
 #define SHIM_STATICS_OFF 256   /* the library's file statics moved into the segment, a line each */
 #define SHIM_SHARED_BYTES 1024
 
-void shim_enter(long base, long cpu);
-void shim_enter_owner(long base, long owner);
+#include "shmrss_shim.h"
+
+extern unsigned int shim_owner_parent;
+
+/* every entry from the engine: this process's segment address, the emulated CPU it runs as ("%gs") */
+static inline void shim_enter(long base, long cpu)
+{
+	shim_base = (char *)base;
+	shim_cpu = cpu;
+	shim_cpu_base = shim_base + (cpu >= 0 ? per_cpu_offset(cpu) : 0);
+	shim_owner = cpu >= 0 ? (unsigned int)cpu + 1 : shim_owner_parent;
+}
+
+/* a read's entry: no CPU, its locks tagged owner */
+static inline void shim_enter_owner(long base, long owner)
+{
+	shim_enter(base, -1);
+	shim_owner = (unsigned int)owner;
+}
+
 long shim_setup(long base, long shared_off, long stride, long cpus);
 void shim_arena(long lo, long hi);
 long shim_cpu_offline(long cpu);
