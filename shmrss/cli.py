@@ -230,7 +230,7 @@ def cmd_run(args, err: Console) -> int:
     from shmrss import run_output, run_session
     from shmrss.runspec import RunSpec
 
-    args.design = _kernel_c(args.design, args.kernel_src)
+    args.design = _kernel_c(args.design, args.kernel_src, args.pack)
     spec = RunSpec.from_args(args)  # every option checked; UsageError: one line, exit 2
     shown = run_session.announce(spec)
     jobs = run_session.jobs(spec)  # sized before anything forks
@@ -240,16 +240,20 @@ def cmd_run(args, err: Console) -> int:
     return run_output.write(spec, session, json_file, err)
 
 
-def _kernel_c(design_text: str, kernel_src: str | None) -> str:
+def _kernel_c(design_text: str, kernel_src: str | None, pack: bool = False) -> str:
     """The C a design list needs (k-percpu's kernel tree, a c:SPEC.toml), built before anything starts;
     returns the list with its c: entry named ``c`` (docs/kernel-c.md)."""
+    from shmrss.designs import KERNEL_DESIGNS
     from shmrss.kernel import build, kpercpu, source, spec
 
     try:
         kpercpu.require(design_text, kernel_src)
-        return spec.require(design_text)
+        text = spec.require(design_text)
     except (source.KernelSourceError, build.BuildError, spec.SpecError) as e:
         raise UsageError(str(e)) from None
+    if pack and any(n.strip() in KERNEL_DESIGNS for n in text.split(",")):
+        raise UsageError("the C designs need each CPU's unit contiguous, as the kernel's: drop --pack")
+    return text
 
 
 def cmd_verify(args, err: Console) -> int:

@@ -4,7 +4,7 @@ For each pair (``percpu`` and ``k-percpu``, the kernel's lib/percpu_counter.c) b
 designs get a segment of the same geometry in this process; the ops (mixed CPUs,
 deltas +-1, +-16, +-512 and odd sizes, a CPU going offline half way) go through
 each design's compiled functions (``verify_driver``), and after every op the
-approximate read, the precise read and every CPU's per-CPU value must be equal.
+approximate read, the precise read, the accuracy range and every CPU's per-CPU value must be equal.
 Prints "N ops, M mismatches" per pair and the first mismatch; exit 1 on any.
 """
 
@@ -95,7 +95,7 @@ def compare(port: str, n: int, seed: int, ncpu: int) -> tuple[int, str]:
 
 
 def _run(drivers, segs, port, kernel, stream, ncpu) -> tuple[int, str]:
-    outs = {d: np.zeros((L.NMEMBERS, 2), dtype=np.int64) for d in drivers}
+    outs = {d: np.zeros((L.NMEMBERS, 4), dtype=np.int64) for d in drivers}
     bad, first = 0, ""
     for d in drivers:
         drivers[d].step(segs[d].words, 2, 0, 0, 0, outs[d])  # INIT
@@ -108,7 +108,7 @@ def _run(drivers, segs, port, kernel, stream, ncpu) -> tuple[int, str]:
         bad += 1
         if not first:
             what = f"add {delta:+d} to member {k} on CPU {cpu}" if kind == 0 else f"CPU {cpu} offline"
-            first = (f"op {i} ({what}): (approx, precise) per member {port} {outs[port].tolist()} "
+            first = (f"op {i} ({what}): (approx, precise, under, over) per member {port} {outs[port].tolist()} "
                      f"{kernel} {outs[kernel].tolist()}; per-CPU {port} {pp.tolist()} {kernel} {kp.tolist()}")
     return bad, first
 
