@@ -164,3 +164,16 @@ def test_percpu_and_k_percpu_both_hold_their_invariants_in_threads(run_cli, tmp_
     assert code == 0
     assert [r["design"] for r in data] == ["percpu", "k-percpu"]
     assert all(all(r["invariants"].values()) for r in data)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--design", "c", "--cpus", "1"], "design c needs its spec: --design c:SPEC.toml"),
+    (["--design", f"c:{HERE / 'mycounter.toml'}", "--pack", "--cpus", "2"],
+     "the C designs need each CPU's unit contiguous, as the kernel's: drop --pack"),
+    (["--design", f"c:{HERE / 'mycounter.toml'},c:{HERE / 'lossy.toml'}", "--cpus", "1"], "one c: spec per run"),
+], ids=["c-without-spec", "pack", "two-specs"])
+@needs_gcc
+def test_c_design_misuse_is_one_line_and_exit_2(argv, message):
+    done = subprocess.run([sys.executable, "-m", "shmrss", "run", *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"shmrss: error: {message}"]
