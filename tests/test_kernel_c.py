@@ -91,6 +91,7 @@ def test_the_test_library_holds_every_invariant_on_two_pinned_cpus(run_cli, tmp_
     assert code == 0
     (r,) = data if isinstance(data, list) else [data]
     assert r["design"] == "c" and all(r["invariants"].values())
+    assert r["kernel_c"]["name"] == "mycounter" and r["kernel_c"]["call"] == "called"
 
 
 @needs_gcc
@@ -164,6 +165,9 @@ def test_percpu_and_k_percpu_both_hold_their_invariants_in_threads(run_cli, tmp_
     assert code == 0
     assert [r["design"] for r in data] == ["percpu", "k-percpu"]
     assert all(all(r["invariants"].values()) for r in data)
+    kc = data[1]["kernel_c"]
+    assert kc["kernel"].startswith("6.") and kc["call"] == "called" and kc["compiler"].startswith("gcc")
+    assert kc["source"].endswith("lib/percpu_counter.c") and "kernel_c" not in data[0]
 
 
 @pytest.mark.parametrize("argv, message", [
