@@ -60,21 +60,26 @@ def _segment(design: str, ncpu: int) -> Segment:
     return seg
 
 
-def pcpu_values(design: str, w: np.ndarray, ncpu: int) -> np.ndarray:
-    """Every CPU's per-CPU value of each member of mm 0, read from the words as the design lays them out."""
+def _port_pcpu(w: np.ndarray, ncpu: int) -> np.ndarray:
+    """percpu's per-CPU values of mm 0: one word per member in each CPU's unit (designs/percpu.py)."""
+    base, stride = int(w[L.H_PCPU]), int(w[L.H_PCPU_CSTRIDE])
+    return np.array([[w[base + cpu * stride + k] for cpu in range(ncpu)] for k in range(L.NMEMBERS)])
+
+
+def _kernel_pcpu(w: np.ndarray, ncpu: int) -> np.ndarray:
+    """k-percpu's: ``*per_cpu_ptr(fbc->counters, cpu)``, an s32, for each ``rss_stat[k]`` of mm 0."""
     from shmrss.designs import k_percpu as K
 
-    vals = np.zeros((L.NMEMBERS, ncpu), dtype=np.int64)
+    size, counters = int(w[L.H_DPARAM + K.D_SIZE]), int(w[L.H_DPARAM + K.D_COUNTERS])
+    s32, unit = w.view(np.int32), int(w[L.H_PCPU_CSTRIDE]) * 8
+    out = np.zeros((L.NMEMBERS, ncpu), dtype=np.int64)
     for k in range(L.NMEMBERS):
-        for cpu in range(ncpu):
-            if design in PAIRS:  # the port: one word per member in the CPU's unit
-                vals[k, cpu] = w[int(w[L.H_PCPU]) + cpu * int(w[L.H_PCPU_CSTRIDE]) + k]
-            else:
-                d = L.H_DPARAM
-                obj = int(w[L.H_MM]) * 8 + k * int(w[d + K.D_SIZE])
-                at = int(w[(obj + int(w[d + K.D_COUNTERS])) // 8]) + cpu * int(w[L.H_PCPU_CSTRIDE]) * 8
-                vals[k, cpu] = w.view(np.int32)[at // 4]
-    return vals
+        first = int(w[(int(w[L.H_MM]) * 8 + k * size + counters) // 8])  # the __percpu pointer: CPU 0's copy
+        out[k] = [s32[(first + cpu * unit) // 4] for cpu in range(ncpu)]
+    return out
+
+
+PCPU_VALUES = {"percpu": _port_pcpu, "k-percpu": _kernel_pcpu}
 
 
 def compare(port: str, n: int, seed: int, ncpu: int) -> tuple[int, str]:
@@ -102,7 +107,7 @@ def _run(drivers, segs, port, kernel, stream, ncpu) -> tuple[int, str]:
     for i, (kind, cpu, k, delta) in enumerate(stream):
         for d in drivers:
             drivers[d].step(segs[d].words, int(kind), int(cpu), int(k), int(delta), outs[d])
-        pp, kp = pcpu_values(port, segs[port].words, ncpu), pcpu_values(kernel, segs[kernel].words, ncpu)
+        pp, kp = PCPU_VALUES[port](segs[port].words, ncpu), PCPU_VALUES[kernel](segs[kernel].words, ncpu)
         if np.array_equal(outs[port], outs[kernel]) and np.array_equal(pp, kp):
             continue
         bad += 1

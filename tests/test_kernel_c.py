@@ -181,3 +181,29 @@ def test_c_design_misuse_is_one_line_and_exit_2(argv, message):
     done = subprocess.run([sys.executable, "-m", "shmrss", "run", *argv], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"shmrss: error: {message}"]
+
+
+@needs_kernel
+def test_verify_reads_the_same_per_cpu_values_of_port_and_kernel():
+    """What verify compares per CPU is read where each design keeps it (not zeros on both sides)."""
+    import numpy as np
+
+    from shmrss import verify
+    from shmrss.kernel import kpercpu
+    from shmrss.specialise import compile_entries, specialised
+
+    kpercpu.require("k-percpu", KSRC)
+    for design in ("percpu", "k-percpu"):
+        driver = specialised(verify.TEMPLATE, design, "shmrss_verify")
+        compile_entries(driver, ("step",))
+        seg = verify._segment(design, 2)
+        try:
+            out = np.zeros((4, 4), dtype=np.int64)
+            for kind, cpu, k, d in ((2, 0, 0, 0), (0, 1, 2, 5), (0, 1, 2, -2), (0, 0, 3, 7)):
+                driver.step(seg.words, kind, cpu, k, d, out)
+            values = verify.PCPU_VALUES[design](seg.words, 2)
+            assert values.tolist() == [[0, 0], [0, 0], [0, 3], [7, 0]], design
+            assert out[:, :2].tolist() == [[0, 0], [0, 0], [0, 3], [0, 7]], design
+        finally:
+            seg.unlink()
+            seg.close()

@@ -20,7 +20,7 @@ import hashlib
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from shmrss.compile_cache import cache_dir
@@ -51,7 +51,6 @@ class Library:
     includes: tuple[Path, ...] = ()
     kernel_headers: tuple[tuple[str, Path], ...] = ()  # (linux/x.h, file): copied into the build's include
     defines: tuple[tuple[str, str], ...] = ()
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 @functools.lru_cache(maxsize=1)
