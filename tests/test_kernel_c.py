@@ -207,3 +207,16 @@ def test_verify_reads_the_same_per_cpu_values_of_port_and_kernel():
         finally:
             seg.unlink()
             seg.close()
+
+
+@needs_gcc
+def test_a_library_needing_more_per_cpu_memory_than_its_spec_states_is_refused(tmp_path):
+    shutil.copy(HERE / "mycounter.c", tmp_path)
+    text = (HERE / "mycounter.toml").read_text().replace("percpu_bytes = 4", "percpu_bytes = 0")
+    path = _write_spec(tmp_path, text.replace('name = "mycounter"', 'name = "tight"'))
+    done = subprocess.run([sys.executable, "-m", "shmrss", "run", "--design", f"c:{path}", "--cpus", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"shmrss: error: {path}: tight's init failed on one CPU with percpu_bytes = 0 "
+        "(does it allocate more per-CPU memory than that?)"]

@@ -131,6 +131,27 @@ def call(name: str, *args: int) -> int:
     return build.function(lib, name)(*args, *([0] * (4 - len(args))))
 
 
+def preflight() -> None:
+    """Build and load the spec's library, then init one object on one CPU in scratch memory: a library
+    whose ``size`` or per-CPU demand does not fit what the spec states is refused before a run starts
+    (in a run a failed ``alloc_percpu`` would leave a NULL per-CPU pointer for ``add`` to write through)."""
+    import numpy as np
+
+    from shmrss.layout import OWNER_PARENT
+
+    s, _ = load()
+    size = call("cg_size", 1)
+    if not 0 < size <= 1 << 12:
+        raise SpecError(f"{s.path}: {s.name}'s size(1) returned {size} (1 to 4096 bytes)")
+    scratch = np.zeros(1 << 12, dtype=np.int64)  # shared area | object | the CPU's unit from byte 16384
+    base, unit = scratch.ctypes.data, -(-s.percpu_bytes // 8) * 8
+    call("cg_setup", base, 0, 0, 1 | 1 << 16 | OWNER_PARENT << 32)
+    if call("cg_init", base, 8192, 16384, unit) != 0:
+        raise SpecError(f"{s.path}: {s.name}'s init failed on one CPU with percpu_bytes = {s.percpu_bytes} "
+                        "(does it allocate more per-CPU memory than that?)")
+    call("cg_destroy", base, 8192)
+
+
 def require(design_text: str) -> str:
     """``design_text`` with its ``c:PATH`` entry replaced by ``c`` and the spec built and loaded."""
     names = [n.strip() for n in design_text.split(",")]
@@ -142,7 +163,7 @@ def require(design_text: str) -> str:
     if len(specs) > 1:
         raise SpecError("one c: spec per run")
     os.environ[ENV] = str(Path(specs[0][2:]).expanduser().resolve())
-    load()
+    preflight()
     return ",".join("c" if n.startswith("c:") else n for n in names)
 
 
