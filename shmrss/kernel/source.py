@@ -10,6 +10,7 @@ no kernel source. ``python -m shmrss.kernel.source [DEST]`` does it for CI and p
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tarfile
 from pathlib import Path
@@ -52,16 +53,21 @@ def extract(tarball: Path, dest: Path) -> Path:
         return dest
     if not tarball.is_file():
         raise KernelSourceError(f"{tarball} not found (apt-get install linux-source-6.1)")
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
     with tarfile.open(tarball) as tar:
         for member in tar:
             top, _, rel = member.name.partition("/")
             if rel in FILES and member.isfile():
-                out = dest / rel
+                out = tmp / rel
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_bytes(tar.extractfile(member).read())
-    missing = [f for f in FILES if not (dest / f).is_file()]
+    missing = [f for f in FILES if not (tmp / f).is_file()]
     if missing:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise KernelSourceError(f"{tarball} has no {', '.join(missing)}")
+    shutil.rmtree(dest, ignore_errors=True)  # an interrupted extraction leaves only its .tmp
+    tmp.rename(dest)
     return dest
 
 
