@@ -230,7 +230,7 @@ def cmd_run(args, err: Console) -> int:
     from shmrss import run_output, run_session
     from shmrss.runspec import RunSpec
 
-    args.design = _kernel_c(args.design, args.kernel_src, args.pack)
+    args.design = _kernel_c(args.design, args.kernel_src, args.pack, args.live)
     spec = RunSpec.from_args(args)  # every option checked; UsageError: one line, exit 2
     shown = run_session.announce(spec)
     jobs = run_session.jobs(spec)  # sized before anything forks
@@ -240,7 +240,7 @@ def cmd_run(args, err: Console) -> int:
     return run_output.write(spec, session, json_file, err)
 
 
-def _kernel_c(design_text: str, kernel_src: str | None, pack: bool = False) -> str:
+def _kernel_c(design_text: str, kernel_src: str | None, pack: bool = False, live: bool = False) -> str:
     """The C a design list needs (k-percpu's kernel tree, a c:SPEC.toml), built before anything starts;
     returns the list with its c: entry named ``c`` (docs/kernel-c.md)."""
     from shmrss.designs import KERNEL_DESIGNS
@@ -251,8 +251,11 @@ def _kernel_c(design_text: str, kernel_src: str | None, pack: bool = False) -> s
         text = spec.require(design_text)
     except (source.KernelSourceError, build.BuildError, spec.SpecError) as e:
         raise UsageError(str(e)) from None
-    if pack and any(n.strip() in KERNEL_DESIGNS for n in text.split(",")):
-        raise UsageError("the C designs need each CPU's unit contiguous, as the kernel's: drop --pack")
+    if any(n.strip() in KERNEL_DESIGNS for n in text.split(",")):
+        if pack:
+            raise UsageError("the C designs need each CPU's unit contiguous, as the kernel's: drop --pack")
+        if live:
+            raise UsageError("--live shows the ports only: the monitor does not read the C designs yet")
     return text
 
 
