@@ -21,7 +21,8 @@ class UnknownDesign(ValueError):
 
 def get(name: str):
     if name not in DESIGNS and name not in KERNEL_DESIGNS:
-        raise UnknownDesign(f"unknown design {name!r}; choose from {', '.join(DESIGNS + KERNEL_DESIGNS)} or all")
+        named = (*DESIGNS, "k-percpu", "c:SPEC.toml")
+        raise UnknownDesign(f"unknown design {name!r}; choose from {', '.join(named)} or all")
     from shmrss.designs.interface import check
 
     return check(import_module(f"shmrss.designs.{module_name(name)}"))
