@@ -40,12 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     _add_run_parser(sub)
     _add_small_parsers(sub)
-    from shmrss import compare, report, show, sweep
+    from shmrss import compare, report, show, sweep, verify
 
     sweep.add_parser(sub, parse_run=p.parse_args)  # the sweep checks each point as `shmrss run` would
     report.add_parser(sub)
     compare.add_parser(sub)
     show.add_parser(sub)
+    verify.add_parser(sub)
     for sp in sub.choices.values():  # -v/-q also after the subcommand; SUPPRESS keeps one given before it
         sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
         sp.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
@@ -80,6 +81,9 @@ def _add_run_parser(sub) -> None:
                    help="write the results as JSON ({schema_version, results}); - writes it to stdout, the table "
                         "and logs then go to stderr")
     r.add_argument("--plot", metavar="DIR", help="draw PNG plots of the results into DIR")
+    r.add_argument("--kernel-src", metavar="DIR",
+                   help="kernel tree the k-percpu design compiles lib/percpu_counter.c from "
+                        "(default $SHMRSS_KERNEL_SRC; docs/kernel-c.md)")
     r.add_argument("--wide", action="store_true",
                    help="one row per design with every column (about 200 columns) instead of metrics as rows")
     r.add_argument("--live", action="store_true",
@@ -228,6 +232,7 @@ def cmd_run(args, err: Console) -> int:
     from shmrss import run_output, run_session
     from shmrss.runspec import RunSpec
 
+    args.design = _kernel_c(args.design, args.kernel_src, args.pack, args.live)
     spec = RunSpec.from_args(args)  # every option checked; UsageError: one line, exit 2
     shown = run_session.announce(spec)
     jobs = run_session.jobs(spec)  # sized before anything forks
@@ -235,6 +240,32 @@ def cmd_run(args, err: Console) -> int:
     json_file = run_output.JsonFile(spec.json)
     session = run_session.measure(spec, jobs, calibration, err, shown, on_result=json_file.save)
     return run_output.write(spec, session, json_file, err)
+
+
+def _kernel_c(design_text: str, kernel_src: str | None, pack: bool = False, live: bool = False) -> str:
+    """The C a design list needs (k-percpu's kernel tree, a c:SPEC.toml), built before anything starts;
+    returns the list with its c: entry named ``c`` (docs/kernel-c.md)."""
+    from shmrss.designs import KERNEL_DESIGNS
+    from shmrss.kernel import build, kpercpu, source, spec
+
+    try:
+        kpercpu.require(design_text, kernel_src)
+        text = spec.require(design_text)
+    except (source.KernelSourceError, build.BuildError, spec.SpecError) as e:
+        raise UsageError(str(e)) from None
+    if any(n.strip() in KERNEL_DESIGNS for n in text.split(",")):
+        if pack:
+            raise UsageError("the C designs need each CPU's unit contiguous, as the kernel's: drop --pack")
+        if live:
+            raise UsageError("--live shows the ports only: the monitor does not read the C designs yet")
+    return text
+
+
+def cmd_verify(args, err: Console) -> int:
+    from shmrss import verify
+
+    _kernel_c("k-percpu", args.kernel_src)
+    return verify.main(args, err)
 
 
 def cmd_sweep(args, err: Console) -> int:
@@ -289,7 +320,7 @@ def cmd_monitor(args, err: Console) -> int:
 
 _COMMANDS = {"run": cmd_run, "topology": cmd_topology, "calibrate": cmd_calibrate, "cleanup": cmd_cleanup,
              "sweep": cmd_sweep, "report": cmd_report, "monitor": cmd_monitor,
-             "compare": cmd_compare, "show": cmd_show}
+             "compare": cmd_compare, "show": cmd_show, "verify": cmd_verify}
 
 if __name__ == "__main__":
     # run as a script this module is __main__, a second copy of shmrss.cli: go through the imported one

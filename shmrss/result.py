@@ -141,11 +141,18 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
         "faults": faults if faults and (faults["injected"] or faults["checks"]) else None,
         "perf": perf,
         "invariants": invariants,
+        **_kernel_c(params.design),
         "warnings": warnings,
         "calibration": calibration,
         "tsc_per_ns": raw["tsc_per_ns"],
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _kernel_c(design: str) -> dict:
+    """A C design's provenance (docs/kernel-c.md): source, kernel version, compiler, called or inlined."""
+    describe = getattr(designs.get(design), "describe", None)
+    return {"kernel_c": describe()} if describe is not None else {}
 
 
 def _invariants(raw: dict, precise_ok: bool, approx_end_ok: bool) -> dict:

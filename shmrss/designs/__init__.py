@@ -11,6 +11,8 @@ module's name), with an ID no other design has (the segment header names the des
 from importlib import import_module
 
 DESIGNS = ("atomic", "split", "percpu", "pcpcache", "single", "single-atomic", "pernode", "tree")
+# the kernel's own C (docs/kernel-c.md): named, never part of "all" (they need --kernel-src)
+KERNEL_DESIGNS = ("k-percpu", "c")  # c: a user's library, --design c:SPEC.toml
 
 
 class UnknownDesign(ValueError):
@@ -18,8 +20,9 @@ class UnknownDesign(ValueError):
 
 
 def get(name: str):
-    if name not in DESIGNS:
-        raise UnknownDesign(f"unknown design {name!r}; choose from {', '.join(DESIGNS)} or all")
+    if name not in DESIGNS and name not in KERNEL_DESIGNS:
+        named = (*DESIGNS, "k-percpu", "c:SPEC.toml")
+        raise UnknownDesign(f"unknown design {name!r}; choose from {', '.join(named)} or all")
     from shmrss.designs.interface import check
 
     return check(import_module(f"shmrss.designs.{module_name(name)}"))

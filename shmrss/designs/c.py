@@ -1,0 +1,138 @@
+"""Design ``c``: a user's counter library named by ``--design c:SPEC.toml`` (shmrss/kernel/spec.py).
+
+The library's C is built with the shim (gcc -O2) and called from the pinned loop
+through addresses the parent writes into the global words before forking, as
+``k-percpu`` calls the kernel's. One counter object per mm member, ``size(P)`` bytes
+(rounded up to 8) each, packed in the mm's region as the C lays it out; its per-CPU
+memory (``alloc_percpu``) comes from the mm's words in every CPU's unit
+(``percpu_bytes`` per object). Every engine check applies: precise equals truth at
+quiescence, approximate within the library's ``bound`` (or no bound stated), zero at
+teardown. The monitor cannot read it (the library is not loaded there); a CPU killed
+inside a call is not recovered (no journal).
+"""
+
+from numba import njit
+
+from shmrss import layout as L
+from shmrss.designs._common import dparam, members_not_zero, mm_word
+from shmrss.kernel import ccall as _cc
+from shmrss.segment import DesignShape
+
+NAME = "c"
+ID = 10
+SUMMARY = "a user's C counter library named by a c: spec"
+BOUND = "the library's bound(), or no bound stated"
+ccall = _cc.ccall
+NO_BOUND = 1 << 40  # what approx_bound reports when the spec names no bound function
+
+G_ADD, G_SUM, G_INIT, G_DESTROY, G_OFFLINE, G_READ, G_BOUND = range(7)  # spec.ENTRIES' addresses
+G_SHARED = 8
+SHARED_WORDS = 128
+D_SIZE, D_PCPU = range(2)
+
+
+def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
+    from shmrss.kernel import spec
+
+    s, _ = spec.load()
+    size = spec.call("cg_size", possible)
+    if not 0 < size <= 1 << 20:
+        raise ValueError(f"{s.name}: size({possible}) returned {size}")
+    size = -(-size // 8) * 8
+    unit = -(-s.percpu_bytes // 8) * 8  # each object's per-CPU bytes, from its own 8-byte boundary
+    return DesignShape(pcpu_words_per_mm=max(L.NMEMBERS * unit // 8, 1), mm_words=L.NMEMBERS * size // 8,
+                       global_words=G_SHARED + SHARED_WORDS, params=(size, unit))
+
+
+def setup(words, ncpu: int, nodes) -> None:
+    """Write the library's entry addresses, bind the shim to this run's CPUs, boot its callbacks."""
+    from shmrss.kernel import spec
+
+    if int(words[L.H_PCPU_KSTRIDE]) != 1:
+        raise ValueError("a c: design needs each CPU's unit contiguous: run it without --pack")
+    g = int(words[L.H_GLOBAL])
+    for i, a in enumerate(spec.addresses()):
+        words[g + i] = a
+    cpus = int(words[L.H_POSSIBLE]) | int(words[L.H_ONLINE]) << 16 | L.OWNER_PARENT << 32
+    if spec.call("cg_setup", words.ctypes.data, (g + G_SHARED) * 8, int(words[L.H_PCPU_CSTRIDE]) * 8, cpus):
+        raise ValueError("the shim refused this run's CPUs (at most 512)")
+
+
+@njit(inline="always")
+def _obj(seg, mm, k):
+    return mm_word(seg, mm, 0) * 8 + k * dparam(seg, D_SIZE)
+
+
+@njit(inline="always")
+def _g(seg, i):
+    return seg[L.H_GLOBAL] + i
+
+
+@njit(inline="always")
+def add(seg, cpu, task, mm, k, d, fault):
+    ccall(seg, _g(seg, G_ADD), cpu, _obj(seg, mm, k), d)
+
+
+@njit(inline="always")
+def read_approx(seg, mm, k):
+    return ccall(seg, _g(seg, G_READ), L.OWNER_READER, _obj(seg, mm, k), 0)
+
+
+@njit(inline="always")
+def read_precise(seg, mm, k):
+    return ccall(seg, _g(seg, G_SUM), L.OWNER_READER, _obj(seg, mm, k), 0)
+
+
+@njit(inline="always")
+def approx_bound(seg, mm, k):
+    e = ccall(seg, _g(seg, G_BOUND), L.OWNER_READER, _obj(seg, mm, k), 0)
+    if e < 0:
+        return NO_BOUND, NO_BOUND
+    return e, e
+
+
+@njit(inline="always")
+def mm_init(seg, mm):
+    arena = (seg[L.H_PCPU] + mm * seg[L.H_PCPU_KWORDS]) * 8
+    for k in range(L.NMEMBERS):
+        ccall(seg, _g(seg, G_INIT), _obj(seg, mm, k), arena + k * dparam(seg, D_PCPU), dparam(seg, D_PCPU))
+
+
+@njit(inline="always")
+def mm_destroy(seg, mm):
+    bad = members_not_zero(read_precise, seg, mm)
+    for k in range(L.NMEMBERS):
+        ccall(seg, _g(seg, G_DESTROY), _obj(seg, mm, k), 0, 0)
+    return bad
+
+
+@njit(inline="always")
+def peek_precise(seg, mm, k):
+    return 0, 0  # the monitor has no library to call
+
+
+@njit(inline="always")
+def cpu_offline(seg, cpu):
+    ccall(seg, _g(seg, G_OFFLINE), cpu, 0, 0)
+
+
+@njit(inline="always")
+def switch_mm(seg, cpu, old_mm, new_mm):
+    pass
+
+
+@njit(inline="always")
+def recover(seg, cpu, op, step, mm, k, d):
+    return 0
+
+
+@njit(inline="always")
+def resolve(seg, cpu, kind, mm, k, d, residue):
+    return L.RES_BAD
+
+
+def describe() -> dict:
+    """What the result records of the C this run called (shmrss.kernel.spec.provenance)."""
+    from shmrss.kernel import spec
+
+    return spec.provenance()

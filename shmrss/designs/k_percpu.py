@@ -1,0 +1,187 @@
+"""Design ``k-percpu``: the kernel's own ``lib/percpu_counter.c``, compiled from ``$SHMRSS_KERNEL_SRC``.
+
+Not a port: the engine calls the kernel's C (built with gcc -O2 against the shim in
+``shmrss/kernel/c``; glue ``glue_percpu.c``) through addresses the parent writes into
+the design's global words before forking. mm->rss_stat is laid out as the C lays it
+out: four ``struct percpu_counter`` (40 bytes each on x86-64 with CONFIG_HOTPLUG_CPU:
+lock, count, list, counters) packed in the mm's region, so the fast path's load of
+``fbc->counters`` touches the line its slow path writes, as in the kernel. Each
+counter's s32 lives in every CPU's unit (``alloc_percpu``). Pointers stay valid in
+every process because the shim keeps them as segment offsets (docs/kernel-c.md).
+
+The engine's reads that must not call C (the monitor, which maps the segment read-only
+and never loads the library) read the C's words directly, at the offsets the C reports
+(design params D0..D3). Deviations: no journal, so a CPU killed inside an update is not
+recovered (``recover`` reports nothing); ``percpu_counter_batch`` written by a CPU's
+offline stays in the process that ran it (the port keeps its batch too).
+"""
+
+from numba import njit
+
+from shmrss import layout as L
+from shmrss.atomics import load, store
+from shmrss.designs._common import dparam, members_not_zero, mm_word, owner
+from shmrss.kernel import ccall as _cc
+from shmrss.segment import DesignShape
+
+NAME = "k-percpu"
+ID = 9
+SUMMARY = "the kernel's lib/percpu_counter.c (from --kernel-src), called from the pinned loop"
+BOUND = "|approx - truth| <= N * (B - 1), B = percpu_counter_batch after boot"
+ccall = _cc.ccall
+
+G_ADD, G_SUM, G_INIT, G_DESTROY, G_OFFLINE = range(5)  # global words: kpercpu.ENTRIES' addresses
+G_SHARED = 8  # the shim's shared area (cpumasks, WARN_ON count, moved statics) from this word on
+SHARED_WORDS = 128  # shmrss_glue.h SHIM_SHARED_BYTES / 8
+D_SIZE, D_COUNT, D_COUNTERS, D_LOCK, D_BATCH = range(5)
+PCPU_WORDS = L.NMEMBERS  # per-CPU bytes per mm: 32, room for the four s32 and their alignment
+
+
+def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
+    from shmrss.kernel import kpercpu
+
+    size, count, counters, lock = (kpercpu.call("kp_layout", i) for i in range(4))
+    if size % 8 or count % 8 or counters % 8:
+        raise ValueError(f"struct percpu_counter is {size} bytes, count at {count}, counters at {counters}: "
+                         "k-percpu reads them as 8-byte words")
+    return DesignShape(pcpu_words_per_mm=PCPU_WORDS, mm_words=L.NMEMBERS * size // 8,
+                       global_words=G_SHARED + SHARED_WORDS, params=(size, count, counters, lock, 0))
+
+
+def setup(words, ncpu: int, nodes) -> None:
+    """Load the library, write its entry addresses, bind the shim to this run's CPUs, boot its callbacks."""
+    from shmrss.kernel import kpercpu
+
+    if int(words[L.H_PCPU_KSTRIDE]) != 1:
+        raise ValueError("k-percpu needs each CPU's unit contiguous, as the kernel's: run it without --pack")
+    g = int(words[L.H_GLOBAL])
+    for i, a in enumerate(kpercpu.addresses()):
+        words[g + i] = a
+    cpus = int(words[L.H_POSSIBLE]) | int(words[L.H_ONLINE]) << 16 | L.OWNER_PARENT << 32
+    base = words.ctypes.data
+    if kpercpu.call("kp_setup", base, (g + G_SHARED) * 8, int(words[L.H_PCPU_CSTRIDE]) * 8, cpus) != 0:
+        raise ValueError("k-percpu: the shim refused this run's CPUs (at most 512)")
+    words[L.H_DPARAM + D_BATCH] = kpercpu.call("kp_layout", 4)
+
+
+@njit(inline="always")
+def _obj(seg, mm, k):
+    """Byte offset of mm->rss_stat[k] in the segment."""
+    return mm_word(seg, mm, 0) * 8 + k * dparam(seg, D_SIZE)
+
+
+@njit(inline="always")
+def _g(seg, i):
+    return seg[L.H_GLOBAL] + i
+
+
+@njit(inline="always")
+def add(seg, cpu, task, mm, k, d, fault):
+    ccall(seg, _g(seg, G_ADD), cpu, _obj(seg, mm, k), d)
+
+
+@njit(inline="always")
+def read_approx(seg, mm, k):
+    """percpu_counter_read: ``fbc->count`` (a static inline of the header: read here, not called)."""
+    return load(seg, (_obj(seg, mm, k) + dparam(seg, D_COUNT)) // 8)
+
+
+@njit(inline="always")
+def approx_bound(seg, mm, k):
+    e = seg[L.H_ONLINE] * (dparam(seg, D_BATCH) - 1)
+    return e, e
+
+
+@njit(inline="always")
+def read_precise(seg, mm, k):
+    return ccall(seg, _g(seg, G_SUM), L.OWNER_READER, _obj(seg, mm, k), 0)
+
+
+@njit(inline="always")
+def pcpu_value(seg, mm, k, cpu):
+    """CPU ``cpu``'s s32 of the counter: ``*per_cpu_ptr(fbc->counters, cpu)``, read from the words."""
+    at = load(seg, (_obj(seg, mm, k) + dparam(seg, D_COUNTERS)) // 8) + cpu * seg[L.H_PCPU_CSTRIDE] * 8
+    w = load(seg, at // 8)
+    if at % 8:
+        return w >> 32
+    return (w << 32) >> 32
+
+
+@njit(inline="always")
+def peek_precise(seg, mm, k):
+    """The monitor's precise value: __percpu_counter_sum's sum without its lock (loads only)."""
+    s = read_approx(seg, mm, k)
+    for cpu in range(seg[L.H_ONLINE]):
+        s += pcpu_value(seg, mm, k, cpu)
+    return s, 1
+
+
+@njit(inline="always")
+def mm_init(seg, mm):
+    arena = (seg[L.H_PCPU] + mm * seg[L.H_PCPU_KWORDS]) * 8
+    ccall(seg, _g(seg, G_INIT), _obj(seg, mm, 0), arena, PCPU_WORDS * 8)
+
+
+@njit(inline="always")
+def mm_destroy(seg, mm):
+    """check_mm's sums, then percpu_counter_destroy (mm_free)."""
+    bad = members_not_zero(read_precise, seg, mm)
+    ccall(seg, _g(seg, G_DESTROY), _obj(seg, mm, 0), 0, 0)
+    return bad
+
+
+@njit(inline="always")
+def cpu_offline(seg, cpu):
+    ccall(seg, _g(seg, G_OFFLINE), cpu, 0, 0)
+
+
+@njit(inline="always")
+def switch_mm(seg, cpu, old_mm, new_mm):
+    pass
+
+
+@njit(inline="always")
+def recover(seg, cpu, op, step, mm, k, d):
+    return 0  # no journal in the C: a killed CPU's update is not recovered (see the docstring)
+
+
+@njit(inline="always")
+def resolve(seg, cpu, kind, mm, k, d, residue):
+    return L.RES_BAD
+
+
+@njit(inline="always")
+def release_locks(seg, who):
+    """The shim's spinlocks hold their owner's tag (the s32 at the lock's offset): release ``who``'s."""
+    for mm in range(seg[L.H_NMM]):
+        for k in range(L.NMEMBERS):
+            at = _obj(seg, mm, k) + dparam(seg, D_LOCK)
+            w = load(seg, at // 8)
+            tag = w >> 32 if at % 8 else w & 0xFFFFFFFF
+            if tag == who:
+                store(seg, at // 8, (w & 0xFFFFFFFF) if at % 8 else (w & ~0xFFFFFFFF))
+
+
+@njit(inline="always")
+def consistent(seg):
+    """Quiescent: every online CPU's s32 is below the batch (what the approximate bound rests on)."""
+    bad = 0
+    for mm in range(seg[L.H_NMM]):
+        for k in range(L.NMEMBERS):
+            for cpu in range(seg[L.H_ONLINE]):
+                if abs(pcpu_value(seg, mm, k, cpu)) >= dparam(seg, D_BATCH):
+                    bad += 1
+    return bad
+
+
+def fits_header(h) -> bool:
+    """The structs and units this design's reads index lie inside their regions."""
+    return (h[L.H_PCPU_KSTRIDE] == 1 and h[L.H_PCPU_KWORDS] >= PCPU_WORDS and h[L.H_DPARAM + D_SIZE] > 0
+            and h[L.H_MM_STRIDE] * 8 >= L.NMEMBERS * h[L.H_DPARAM + D_SIZE])
+
+
+def describe() -> dict:
+    """What the result records of the C this run called (shmrss.kernel.kpercpu.provenance)."""
+    from shmrss.kernel import kpercpu
+
+    return kpercpu.provenance()

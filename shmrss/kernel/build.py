@@ -1,0 +1,176 @@
+"""Compile a C counter library with the shim into a shared object (gcc -O2), cached, and load it.
+
+``build(lib)`` turns a ``Library`` (its C sources, include directories, headers
+copied from a kernel tree, ``CONFIG_*`` defines) into ``<cache>/kernel/<hash>/lib.so``;
+the hash covers every source, header, define, the shim and ``gcc --version``, so
+an edit or another compiler rebuilds. Every ``linux/*.h`` or ``asm/*.h`` the sources
+include and the kernel tree does not provide becomes a stub including the shim.
+
+File statics that the library writes after the CPUs fork (``LIST_HEAD``,
+``DEFINE_SPINLOCK``, ``DEFINE_RAW_SPINLOCK``) are moved into the segment's shared
+area: each is ``-D``-defined as a slot there, and a generated ``shim_init_statics``
+initialises them, so every process sees one list and one lock, as the kernel's CPUs do.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from shmrss.compile_cache import cache_dir
+
+SHIM_DIR = Path(__file__).resolve().parent / "c"
+SHIM_SOURCES = ("shmrss_shim.h", "shmrss_glue.h", "shim.c")
+STATICS_OFF, SLOT_BYTES, SHARED_BYTES = 256, 64, 1024  # shmrss_glue.h
+_INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]((?:linux|asm|asm-generic)/[\w./-]+\.h)[>"]', re.M)
+_STATIC = re.compile(r"\b(LIST_HEAD|DEFINE_SPINLOCK|DEFINE_RAW_SPINLOCK)\((\w+)\)")
+_TYPES = {"LIST_HEAD": "struct list_head", "DEFINE_SPINLOCK": "spinlock_t", "DEFINE_RAW_SPINLOCK": "raw_spinlock_t"}
+_INIT = {"LIST_HEAD": "INIT_LIST_HEAD(&{});", "DEFINE_SPINLOCK": "raw_spin_lock_init(&{});",
+         "DEFINE_RAW_SPINLOCK": "raw_spin_lock_init(&{});"}
+# -Bsymbolic: calls and loads inside the library bind to it (no PLT/GOT indirection a kernel build lacks)
+CFLAGS = ("-O2", "-fPIC", "-fno-semantic-interposition", "-shared", "-Wl,-z,defs", "-Wl,-Bsymbolic", "-std=gnu11", "-fno-strict-aliasing",
+          "-Wno-attributes")
+_ERROR = re.compile(r" error: |undefined reference")
+_loaded: dict[Path, ctypes.CDLL] = {}
+
+
+class BuildError(Exception):
+    """A library that cannot be built or loaded; the message is one line (the compiler's first error)."""
+
+
+@dataclass(frozen=True)
+class Library:
+    name: str
+    sources: tuple[Path, ...]  # compiled with the shim
+    includes: tuple[Path, ...] = ()
+    kernel_headers: tuple[tuple[str, Path], ...] = ()  # (linux/x.h, file): copied into the build's include
+    defines: tuple[tuple[str, str], ...] = ()
+
+
+@functools.lru_cache(maxsize=1)
+def compiler() -> tuple[str, str]:
+    """gcc's path and first ``--version`` line, or BuildError."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise BuildError("gcc not found: a C design needs a C compiler (apt-get install gcc)")
+    out = subprocess.run([gcc, "--version"], capture_output=True, text=True, check=False).stdout
+    return gcc, (out.splitlines() or ["gcc"])[0]
+
+
+def _statics(lib: Library) -> list[tuple[str, str]]:
+    """(kind, name) of every file static the library's sources define with a kernel macro."""
+    found: list[tuple[str, str]] = []
+    for src in lib.sources:
+        for kind, name in _STATIC.findall(src.read_text(errors="replace")):
+            if (kind, name) not in found:
+                found.append((kind, name))
+    if STATICS_OFF + SLOT_BYTES * len(found) > SHARED_BYTES:
+        raise BuildError(f"{lib.name}: more file statics than the shared area holds ({len(found)})")
+    return found
+
+
+def _digest(lib: Library, statics, version: str) -> str:
+    h = hashlib.sha256(f"{version} {CFLAGS} {lib.defines} {statics}".encode())
+    for f in (*(SHIM_DIR / s for s in SHIM_SOURCES), *lib.sources, *(p for _, p in lib.kernel_headers)):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    for d in lib.includes:
+        for f in sorted(d.rglob("*.h")):
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _stubs(lib: Library, inc: Path) -> None:
+    """The build's include dir: the kernel headers copied, a stub for every other kernel header named."""
+    for rel, src in lib.kernel_headers:
+        (inc / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, inc / rel)
+    todo = [*lib.sources, *(inc / rel for rel, _ in lib.kernel_headers)]
+    seen: set[str] = set()
+    while todo:
+        for rel in _INCLUDE.findall(todo.pop().read_text(errors="replace")):
+            if rel in seen:
+                continue
+            seen.add(rel)
+            path = inc / rel
+            if path.exists():
+                todo.append(path)
+            elif not any((d / rel).exists() for d in lib.includes):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text('#include "shmrss_shim.h"\n')
+
+
+def _flags(lib: Library, statics, inc: Path) -> list[str]:
+    flags = [*CFLAGS, f"-I{inc}", *(f"-I{d}" for d in lib.includes), f"-I{SHIM_DIR}"]
+    flags += [f"-D{k}={v}" for k, v in lib.defines]
+    for i, (kind, name) in enumerate(statics):
+        off = STATICS_OFF + SLOT_BYTES * i
+        flags.append(f"-D{name}=(*({_TYPES[kind]} *)(shim_base + shim_shared_off + {off}))")
+    return flags
+
+
+def build(lib: Library) -> Path:
+    """``lib`` compiled into a shared object (reused from the cache when nothing changed)."""
+    gcc, version = compiler()
+    for src in lib.sources:
+        if not src.is_file():
+            raise BuildError(f"{lib.name}: {src} not found")
+    statics = _statics(lib)
+    out_dir = cache_dir() / "kernel" / f"{lib.name}-{_digest(lib, statics, version)}"
+    so = out_dir / "lib.so"
+    if so.is_file():
+        return so
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "include").mkdir(parents=True)
+    _stubs(lib, tmp / "include")
+    init = "".join(_INIT[kind].format(name) for kind, name in statics)
+    (tmp / "statics.c").write_text('#include "shmrss_shim.h"\n#include "shmrss_glue.h"\n'
+                                   f"void shim_init_statics(void) {{ {init} }}\n")
+    # one translation unit of the library and its glue, so the glue's call into the library can be inlined
+    # as the kernel's inline callers (add_mm_counter) are into theirs
+    (tmp / "unity.c").write_text("".join(f'#include "{src}"\n' for src in lib.sources))
+    cmd = [gcc, *_flags(lib, statics, tmp / "include"), "-o", str(tmp / "lib.so"),
+           str(SHIM_DIR / "shim.c"), str(tmp / "statics.c"), str(tmp / "unity.c")]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        lines = done.stderr.splitlines()
+        errors = [ln for ln in lines if _ERROR.search(ln) and "collect2" not in ln]
+        errors = errors or lines or ["?"]
+        raise BuildError(f"{lib.name}: gcc failed: {errors[0].strip()}")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return so
+
+
+def load(so: Path) -> ctypes.CDLL:
+    """The shared object, loaded once per process (kept loaded: the engine calls its addresses)."""
+    if so not in _loaded:
+        try:
+            _loaded[so] = ctypes.CDLL(str(so))
+        except OSError as e:
+            raise BuildError(f"{so}: cannot load: {e}") from None
+    return _loaded[so]
+
+
+def address(lib: ctypes.CDLL, name: str, owner: str) -> int:
+    """The address of function ``name`` in ``lib``, typed ``long f(long, long, long, long)``."""
+    try:
+        fn = getattr(lib, name)
+    except AttributeError:
+        raise BuildError(f"{owner}: function {name} not found in the library") from None
+    fn.argtypes = [ctypes.c_long] * 4
+    fn.restype = ctypes.c_long
+    return ctypes.cast(fn, ctypes.c_void_p).value
+
+
+def function(lib: ctypes.CDLL, name: str):
+    """``name`` callable from Python with four longs."""
+    address(lib, name, "library")
+    return getattr(lib, name)

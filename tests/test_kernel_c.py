@@ -1,0 +1,224 @@
+"""Kernel C beside the ports (docs/kernel-c.md): the shim's build, c: specs, k-percpu and ``shmrss verify``.
+
+The c: tests use the test library written here (tests/kernel_c) and need only gcc; the
+kernel tests need a kernel tree ($SHMRSS_KERNEL_SRC, which .ci/run sets from Debian's
+linux-source-6.1) and are skipped with that reason without one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from shmrss.kernel import build, source, spec
+
+HERE = Path(__file__).resolve().parent / "kernel_c"
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc: the shim cannot be built")
+
+
+def _kernel_src() -> str | None:
+    text = os.environ.get(source.ENV)
+    try:
+        return str(source.kernel_dir(text)) if text else None
+    except source.KernelSourceError:
+        return None
+
+
+KSRC = _kernel_src()
+needs_kernel = pytest.mark.skipif(KSRC is None or shutil.which("gcc") is None,
+                                  reason="no kernel source ($SHMRSS_KERNEL_SRC; .ci/run extracts Debian's "
+                                         "linux-source-6.1) or no gcc")
+
+
+def _write_spec(d: Path, body: str, name: str = "s.toml") -> Path:
+    (d / name).write_text(body)
+    return d / name
+
+
+FUNCS = ('[functions]\nsize = "mc_size"\ninit = "mc_init"\nadd = "mc_add"\nread_approx = "mc_read"\n'
+         'read_precise = "mc_sum"\n')
+
+
+def test_a_spec_naming_a_source_outside_its_directory_is_refused(tmp_path):
+    (tmp_path / "sub").mkdir()
+    path = _write_spec(tmp_path / "sub", f'name = "x"\nsources = ["../x.c"]\n{FUNCS}')
+    with pytest.raises(spec.SpecError, match="outside the spec's directory"):
+        spec.parse(path)
+
+
+def test_a_spec_lacking_a_required_function_is_refused(tmp_path):
+    path = _write_spec(tmp_path, 'name = "x"\nsources = ["x.c"]\n[functions]\nsize = "mc_size"\n')
+    with pytest.raises(spec.SpecError, match="lacks init, add, read_approx, read_precise"):
+        spec.parse(path)
+
+
+@needs_gcc
+def test_a_compile_error_is_one_line_with_the_compilers_first_error(tmp_path):
+    (tmp_path / "x.c").write_text("long mc_size(int n) { return n }\n")
+    s = spec.parse(_write_spec(tmp_path, f'name = "x"\nsources = ["x.c"]\n{FUNCS}'))
+    with pytest.raises(build.BuildError, match=r"x\.c:1:.*error: expected") as e:
+        build.build(s.library)
+    assert "\n" not in str(e.value)
+
+
+def test_source_extract_takes_only_the_files_k_percpu_compiles(tmp_path):
+    tarball = tmp_path / "linux.tar"
+    with tarfile.open(tarball, "w") as tar:
+        for rel in (*source.FILES, "mm/memory.c"):
+            data = f"/* {rel} */\n".encode()
+            info = tarfile.TarInfo(f"linux-source-6.1/{rel}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    dest = source.extract(tarball, tmp_path / "src")
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()) == sorted(source.FILES)
+    assert source.kernel_dir(str(dest)) == dest.resolve()
+    with pytest.raises(source.KernelSourceError, match="lib/percpu_counter.c not found"):
+        source.kernel_dir(str(tmp_path))
+
+
+@needs_gcc
+def test_the_test_library_holds_every_invariant_on_two_pinned_cpus(run_cli, tmp_path):
+    code, data = run_cli(["run", "--design", f"c:{HERE / 'mycounter.toml'}", "--cpus", "2", "--mode", "threads",
+                          "--duration", "0.5"], tmp_path)
+    assert code == 0
+    (r,) = data if isinstance(data, list) else [data]
+    assert r["design"] == "c" and all(r["invariants"].values())
+    assert r["kernel_c"]["name"] == "mycounter" and r["kernel_c"]["call"] == "called"
+
+
+@needs_gcc
+def test_the_lost_update_variant_fails_the_run_naming_the_invariant(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "shmrss", "run", "--design", f"c:{HERE / 'lossy.toml'}", "--cpus", "2", "--mode",
+                           "threads", "--duration", "0.5", "--no-calibrate"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 1, done.stderr
+    assert "precise_equals_truth" in done.stdout
+
+
+@needs_gcc
+def test_bad_kernel_source_is_one_line_and_exit_2(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "shmrss", "run", "--design", "k-percpu", "--kernel-src", str(tmp_path), "--cpus", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"shmrss: error: kernel source {tmp_path}: lib/percpu_counter.c not found"]
+
+
+@needs_kernel
+def test_k_percpu_compiles_the_kernels_instructions():
+    """The kernel's add: an unlocked add to the CPU's s32 after loading fbc->counters, a lock cmpxchg lock."""
+    from shmrss.kernel import kpercpu
+
+    so = build.build(kpercpu.library(Path(KSRC)))
+    if shutil.which("objdump") is None:
+        pytest.skip("no objdump")
+    text = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(so)], capture_output=True, text=True).stdout
+    body = text.split("<percpu_counter_add_batch>:")[1].split("\n\n")[0]
+    assert "mov    0x20(%rdi)" in body  # fbc->counters, from the lock's line (offset 32 of 40 bytes)
+    assert any(ln.split()[1:2] == ["add"] and "(%r" in ln and "lock" not in ln for ln in body.splitlines()[1:])
+    assert "lock cmpxchg" in body and "pause" in body
+
+
+@needs_kernel
+def test_verify_finds_no_mismatch_between_the_percpu_port_and_the_kernel():
+    from shmrss import verify
+    from shmrss.kernel import kpercpu
+
+    kpercpu.require("k-percpu", KSRC)
+    bad, first = verify.compare("percpu", 3000, 7, 4)
+    assert (bad, first) == (0, "")
+
+
+@needs_kernel
+def test_verify_reports_a_kernel_that_differs(monkeypatch):
+    """The kernel's batch changed behind the port's back: verify must see it at the first slow path."""
+    from shmrss import verify
+    from shmrss.kernel import kpercpu
+
+    kpercpu.require("k-percpu", KSRC)
+    lib, _ = kpercpu.loaded()
+    made = verify._segment
+
+    def segment(design, ncpu):
+        seg = made(design, ncpu)
+        if design == "k-percpu":
+            ctypes.c_int.in_dll(lib, "percpu_counter_batch").value = 16
+        return seg
+
+    monkeypatch.setattr(verify, "_segment", segment)
+    bad, first = verify.compare("percpu", 500, 7, 2)
+    assert bad > 0 and first.startswith("op ")
+
+
+@needs_kernel
+def test_percpu_and_k_percpu_both_hold_their_invariants_in_threads(run_cli, tmp_path):
+    code, data = run_cli(["run", "--design", "percpu,k-percpu", "--kernel-src", KSRC, "--cpus", "2", "--mode",
+                          "threads", "--duration", "0.5"], tmp_path)
+    assert code == 0
+    assert [r["design"] for r in data] == ["percpu", "k-percpu"]
+    assert all(all(r["invariants"].values()) for r in data)
+    kc = data[1]["kernel_c"]
+    assert kc["kernel"].startswith("6.") and kc["call"] == "called" and kc["compiler"].startswith("gcc")
+    assert kc["source"].endswith("lib/percpu_counter.c") and "kernel_c" not in data[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--design", "c", "--cpus", "1"], "design c needs its spec: --design c:SPEC.toml"),
+    (["--design", f"c:{HERE / 'mycounter.toml'}", "--pack", "--cpus", "2"],
+     "the C designs need each CPU's unit contiguous, as the kernel's: drop --pack"),
+    (["--design", f"c:{HERE / 'mycounter.toml'},c:{HERE / 'lossy.toml'}", "--cpus", "1"], "one c: spec per run"),
+    (["--design", f"c:{HERE / 'mycounter.toml'}", "--live", "--cpus", "1"],
+     "--live shows the ports only: the monitor does not read the C designs yet"),
+], ids=["c-without-spec", "pack", "two-specs", "live"])
+@needs_gcc
+def test_c_design_misuse_is_one_line_and_exit_2(argv, message):
+    done = subprocess.run([sys.executable, "-m", "shmrss", "run", *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"shmrss: error: {message}"]
+
+
+@needs_kernel
+def test_verify_reads_the_same_per_cpu_values_of_port_and_kernel():
+    """What verify compares per CPU is read where each design keeps it (not zeros on both sides)."""
+    import numpy as np
+
+    from shmrss import verify
+    from shmrss.kernel import kpercpu
+    from shmrss.specialise import compile_entries, specialised
+
+    kpercpu.require("k-percpu", KSRC)
+    for design in ("percpu", "k-percpu"):
+        driver = specialised(verify.TEMPLATE, design, "shmrss_verify")
+        compile_entries(driver, ("step",))
+        seg = verify._segment(design, 2)
+        try:
+            out = np.zeros((4, 4), dtype=np.int64)
+            for kind, cpu, k, d in ((2, 0, 0, 0), (0, 1, 2, 5), (0, 1, 2, -2), (0, 0, 3, 7)):
+                driver.step(seg.words, kind, cpu, k, d, out)
+            values = verify.PCPU_VALUES[design](seg.words, 2)
+            assert values.tolist() == [[0, 0], [0, 0], [0, 3], [7, 0]], design
+            assert out[:, :2].tolist() == [[0, 0], [0, 0], [0, 3], [0, 7]], design
+        finally:
+            seg.unlink()
+            seg.close()
+
+
+@needs_gcc
+def test_a_library_needing_more_per_cpu_memory_than_its_spec_states_is_refused(tmp_path):
+    shutil.copy(HERE / "mycounter.c", tmp_path)
+    text = (HERE / "mycounter.toml").read_text().replace("percpu_bytes = 4", "percpu_bytes = 0")
+    path = _write_spec(tmp_path, text.replace('name = "mycounter"', 'name = "tight"'))
+    done = subprocess.run([sys.executable, "-m", "shmrss", "run", "--design", f"c:{path}", "--cpus", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"shmrss: error: {path}: tight's init failed on one CPU with percpu_bytes = 0 "
+        "(does it allocate more per-CPU memory than that?)"]
