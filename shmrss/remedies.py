@@ -68,7 +68,7 @@ def fill(seg, p, variant: str, group: int | None, base: int, slots: int) -> None
         cpus = min(group, p.ncpu - q * group)
         w[base + a.pools + q * a.pool_stride + R.Q_DEPTH] = CACHE_DEPTH * cpus
     if variant == "first-use":
-        w[_pcpu_words(w, possible, slots)] = np.int64(R.POISON - (1 << 64) if R.POISON >= 1 << 63 else R.POISON)
+        w[_pcpu_words(w, possible, slots)] = R.POISON
 
 
 def _pcpu_words(w, possible: int, slots: int) -> np.ndarray:
