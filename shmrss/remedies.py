@@ -134,11 +134,9 @@ def params(group: int | None) -> dict:
 
 
 def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024 or unit == "MiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return ""
+    if n < 1024:
+        return f"{n:,} B"
+    return f"{n / 1024:,.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):,.1f} MiB"
 
 
 def cell(lc: dict) -> str:
