@@ -70,9 +70,9 @@ def test_first_use_initialises_only_the_cpus_it_meets_and_sums_them():
         seg.close()
 
 
-def test_first_use_grows_less_with_p_and_reports_switches_and_cpus(run_cli, tmp_path):
-    """The issue's first 'done when' in small: first-use's invariants hold on poisoned memory, its clones'
-    CPUs and the remote CPU are counted as touched, the switch cost is reported for both variants."""
+def test_first_use_reports_switches_and_cpus_touched(run_cli, tmp_path):
+    """first-use's invariants hold on poisoned memory, its clones' CPUs and the remote CPU are counted as
+    touched, the switch cost is reported for both variants."""
     code, res = run_cli(["run", "--workload", "fork_exit", "--lifecycle", "upstream,first-use", "--cpus", "1",
                          "--online-cpus", "4", "--possible-cpus", "8", "--clones", "2", "--remote-every", "2",
                          "--switches", "16", "--duration", DUR], tmp_path)
@@ -86,6 +86,17 @@ def test_first_use_grows_less_with_p_and_reports_switches_and_cpus(run_cli, tmp_
     assert fu["cpus_touched_per_mm"] == 3  # its CPU and its 2 clones' (the remote CPU is clone 1's)
     assert fu["mutex_acquisitions_per_mm"] == 2  # one allocation and its free
     assert "cpus_touched_per_mm" not in by["upstream"]["lifecycle"]
+
+
+def test_first_use_walks_do_not_follow_p(run_cli, tmp_path):
+    """The issue's first 'done when' in small: at P = 1024 upstream's init and teardown walk 1024 slices,
+    first-use's its bitmap's 16 words and the one CPU it ran on (a factor of 10 leaves room for a loaded host)."""
+    code, res = run_cli(["run", "--workload", "fork_exit", "--lifecycle", "upstream,first-use", "--cpus", "1",
+                         "--possible-cpus", "1024", "--duration", DUR], tmp_path)
+    assert code == 0 and all(all(r["invariants"].values()) for r in res)
+    walks = {r["params"]["lifecycle"]: r["lifecycle"]["init_ns_per_mm"] + r["lifecycle"]["teardown_ns_per_mm"]
+             for r in res}
+    assert walks["first-use"] * 10 < walks["upstream"], walks
 
 
 def test_first_use_reports_a_leak(run_cli, tmp_path):
