@@ -88,6 +88,22 @@ def _add_run_parser(sub) -> None:
                    help="one row per design with every column (about 200 columns) instead of metrics as rows")
     r.add_argument("--live", action="store_true",
                    help="show the live monitor view of the run (per CPU, per mm, host) instead of the progress bar")
+    _add_remedy_options(r)
+
+
+def _add_remedy_options(r) -> None:
+    """fork_exit's options of issue 22's remedies (docs/lifecycle.md), ``shmrss run`` only."""
+    r.add_argument("--coarse-group", type=_int_list(1, 4096), metavar="N[,N...]",
+                   help="fork_exit, --lifecycle coarse: CPUs per pool (default 8); a list runs coarse at each")
+    r.add_argument("--fork-globals", action="store_true",
+                   help="fork_exit: also take, per fork and per exit, a stand-in of the LRU-gen mm list lock "
+                        "and pgd_lock (off by default)")
+    r.add_argument("--switches", type=_int_at_least(0, 1 << 20), default=0, metavar="N",
+                   help="fork_exit: switches back onto its CPU each process takes (first-use tests its bitmap "
+                        "at each; default 0)")
+    r.add_argument("--remote-every", type=_int_at_least(0), default=0, metavar="N",
+                   help="fork_exit: every N-th process gets one counter update from the next online CPU, "
+                        "which it never ran on (default 0: none)")
 
 
 def _add_small_parsers(sub) -> None:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from rich.table import Table
 
-from shmrss import designs, layout as L
+from shmrss import designs, layout as L, remedies
 from shmrss.orchestrator import Run, RunParams, online_cpus
 from shmrss.segment import Geometry
 
 VARIANT_DESIGN = {"upstream": "percpu", "merged": "percpu", "fused-check": "percpu", "ctor-cache": "percpu",
-                  "lazy": "single", "inline": "tree"}
+                  "lazy": "single", "inline": "tree", "first-use": "percpu", "coarse": "percpu"}
 VARIANTS = tuple(VARIANT_DESIGN)
 CACHE_DEPTH = 8  # retired mm objects a CPU keeps (ctor-cache)
 DEFAULT_PAGES = 256
@@ -28,6 +28,16 @@ DEFAULT_PAGES = 256
 
 class UnknownVariant(ValueError):
     pass
+
+
+def split_variant(variant: str) -> tuple[str, int | None]:
+    """("coarse", N) for a run's "coarse/N" (RunSpec.units: one run per --coarse-group), else (variant, None)."""
+    name, _, group = variant.partition("/")
+    return name, (int(group) if group else None)
+
+
+def design_of(variant: str) -> str:
+    return VARIANT_DESIGN[split_variant(variant)[0]]
 
 
 def parse_variants(text: str) -> list[str]:
@@ -59,10 +69,10 @@ class LifecycleRun(Run):
     """fork/exit of one variant at one P: every CPU creates, uses and destroys mms."""
 
     def __init__(self, p: RunParams, variant: str, pages: int, clones: int, progress=None, leak_every: int = 0):
-        p = replace(p, design=VARIANT_DESIGN[variant], reader=False, reclaimer=False)
+        p = replace(p, design=design_of(variant), reader=False, reclaimer=False)
         super().__init__(p, progress)
         self.warnings = [w for w in self.warnings if "reader" not in w]  # a fork/exit run has none
-        self.variant = variant
+        self.variant, self.group = split_variant(variant)
         self.pages = pages
         self.clones = clones
         self.leak_every = leak_every
@@ -79,7 +89,8 @@ class LifecycleRun(Run):
         shape = mod.shape(p.ncpu, possible, slots, line_words=lw,
                           options={**p.design_options, "online_cpus": online_cpus(p)})
         # two lines per slot in each CPU's unit: the counters, then upstream's separate mm_cid line
-        shape = replace(shape, pcpu_words_per_mm=2 * lw, global_words=cache_base + p.ncpu * cache_stride)
+        shape = replace(shape, pcpu_words_per_mm=2 * lw, global_words=cache_base + p.ncpu * cache_stride
+                        + remedies.area(p.ncpu, possible, slots, self.group, lw).words)
         return Geometry(ncpu=p.ncpu, possible=possible, nmm=slots, ntask=p.ncpu, line_words=lw, pack=p.pack,
                         slice=p.slice, design_id=mod.ID, shape=shape, tape_steps=1, nwork=p.ncpu,
                         online=online_cpus(p))
@@ -100,6 +111,7 @@ class LifecycleRun(Run):
         w[g + LL.P_CACHE_STRIDE] = cache_stride
         w[g + LL.P_BITMAP_WORDS] = bitmap_words
         w[g + LL.P_LEAK] = self.leak_every
+        remedies.fill(self.seg, self.p, self.variant, self.group, g + cache_base + self.p.ncpu * cache_stride, slots)
         tb, ts = int(w[L.H_TASK]), int(w[L.H_TASK_STRIDE])
         for cpu in range(self.p.ncpu):
             w[tb + cpu * ts + L.T_MM] = -1
@@ -131,7 +143,8 @@ class LifecycleRun(Run):
                  "list_lock_acquisitions": int(w[g + A_PCL_LINE * lw + 1]),
                  "list_lock_wait_ns": int(w[g + A_PCL_LINE * lw + 2]) / tsc_per_ns}
         return {"per_cpu": per_cpu, "samples": self.samples, "tsc_per_ns": tsc_per_ns, "startup_s": startup_s,
-                "warnings": self.warnings, "partial": self.partial, "locks": locks}
+                "warnings": self.warnings, "partial": self.partial, "locks": locks,
+                "remedies": remedies.collect(self.seg, len(self.cpus), tsc_per_ns)}
 
 
 def lifecycle_process(seg_name: str, design: str, cpu: int, host_cpu: int | None, parent_pid: int) -> None:
@@ -152,7 +165,8 @@ def lifecycle_engine(design: str):
 
 def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, calibration) -> dict:
     """The result object of one variant at one P (``params`` as given to LifecycleRun)."""
-    params = replace(params, design=VARIANT_DESIGN[variant], reader=False, reclaimer=False)
+    params = replace(params, design=design_of(variant), reader=False, reclaimer=False)
+    variant, group = split_variant(variant)
     from shmrss.result import host_info, interval_rates
 
     per_cpu = raw["per_cpu"]
@@ -168,8 +182,12 @@ def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, c
     bad = sum(c["bad"] for c in per_cpu)
     if bad:
         warnings.append(f"Bad rss-counter state: {bad} destroyed mms did not sum to 0")
-    warnings.append("fork's other global serialisation (page tables, LRU lists, the mm's own allocation) is "
-                    "outside this model: only the counters' per-CPU memory and its allocator are emulated")
+    if params.options.get("fork_globals"):
+        warnings.append("--fork-globals: the LRU-gen mm list lock and pgd_lock are stand-ins (two spinlocks, each "
+                        "taken at fork and at exit, nothing done under them); the mm's own allocation is not emulated")
+    else:
+        warnings.append("fork's other global serialisation (page tables, LRU lists, the mm's own allocation) is "
+                        "outside this model: only the counters' per-CPU memory and its allocator are emulated")
     possible = max(params.possible or 0, params.ncpu)
     return {
         "design": params.design,
@@ -178,7 +196,8 @@ def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, c
         "params": {**params.options, "lifecycle": variant, "possible_cpus": possible, "cpus": params.ncpu,
                    "online_cpus": online_cpus(params),
                    "host_cpus": list(params.placement.cpus), "duration_s": params.duration, "pages": pages,
-                   "clones": clones, "line": params.line, "cache_depth": CACHE_DEPTH},
+                   "clones": clones, "line": params.line, "cache_depth": CACHE_DEPTH,
+                   **remedies.params(group)},
         "host": host_info(params.topo, params.line),
         "lifecycle": {
             "mm_per_s": sum(c["mm_per_s"] for c in per_cpu),
@@ -191,6 +210,7 @@ def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, c
             "bad_rss_counter_state": bad,
             **phases,
             "per_cpu": per_cpu,
+            **remedies.figures(raw.get("remedies"), variant, total, possible, _lifecycle_ns(phases)),
         },
         "invariants": {
             "reads_zero_at_creation_and_reuse": all(c["reuse_bad"] == 0 for c in per_cpu),
@@ -204,11 +224,18 @@ def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, c
     }
 
 
+def _lifecycle_ns(phases: dict) -> float | None:
+    """ns per mm over the five timed phases (the mutex wait is inside them)."""
+    v = [phases[f"{k}_ns_per_mm"] for k in ("alloc", "init", "run", "teardown", "free")]
+    return None if None in v else sum(v)
+
+
 def table(results: list[dict]) -> Table:
     t = Table(title="shmrss fork/exit", title_justify="left")
     for col in ("variant", "design", "P", "CPUs", "mm/s", "mm/s/CPU", "alloc ns", "init ns", "run ns",
-                "teardown ns", "free ns", "mutex wait ns", "mutex/mm", "list lock/mm", "reused", "invariants"):
-        t.add_column(col, justify="left" if col in ("variant", "design", "invariants") else "right")
+                "teardown ns", "free ns", "mutex wait ns", "mutex/mm", "list lock/mm", "reused", "remedies",
+                "invariants"):
+        t.add_column(col, justify="left" if col in ("variant", "design", "remedies", "invariants") else "right")
     for r in results:
         lc, pa = r["lifecycle"], r["params"]
         bad = [k for k, ok in r["invariants"].items() if not ok]
@@ -221,9 +248,10 @@ def table(results: list[dict]) -> Table:
             v = lc.get(f"{key}_per_mm")
             return "-" if v is None else f"{v:.2f}"
 
-        t.add_row(pa["lifecycle"], r["design"], str(pa["possible_cpus"]), str(pa["cpus"]), f"{lc['mm_per_s']:,.0f}",
+        name = pa["lifecycle"] + (f"/{pa['coarse_group']}" if pa.get("coarse_group") else "")
+        t.add_row(name, r["design"], str(pa["possible_cpus"]), str(pa["cpus"]), f"{lc['mm_per_s']:,.0f}",
                   f"{lc['mm_per_s'] / max(1, pa['cpus']):,.0f}", ns("alloc"), ns("init"), ns("run"),
                   ns("teardown"), ns("free"), ns("mutex_wait"), per("mutex_acquisitions"),
-                  per("list_lock_acquisitions"), f"{lc['reused_fraction']:.2f}",
+                  per("list_lock_acquisitions"), f"{lc['reused_fraction']:.2f}", remedies.cell(lc),
                   "all hold" if not bad else "FAILED: " + ", ".join(bad))
     return t

@@ -29,6 +29,14 @@ chosen variant (docs/designs.md, fork/exit):
     inline       ``tree``: the items live in the mm (zeroed with it), one
                  per-CPU allocation for the level-0 counters; HPCC's
                  percpu_counter_tree has no hotplug list, so no list lock
+    first-use    merged's one allocation, not zeroed; a per-mm bitmap of the
+                 CPUs whose slices are initialised, set on the first switch
+                 onto a CPU (or the first counter update there), which
+                 initialises that slice; check_mm and the precise read walk
+                 the CPUs in the bitmap (shmrss/lifecycle_remedies.py)
+    coarse       ctor-cache's objects in one pool per group of --coarse-group
+                 CPUs, each behind one lock taken once on allocation and
+                 once on free; an empty pool falls back to the allocator
 
 Allocation and mm_cid walk the possible CPUs; the teardown sums (check_mm's
 percpu_counter_sum, fused-check's loop) walk the online CPUs (--online-cpus).
@@ -57,7 +65,7 @@ CPU's tally line.
 
 from numba import njit
 
-from shmrss import layout as L
+from shmrss import layout as L, lifecycle_remedies as R
 from shmrss.atomics import cmpxchg, load, pause, raw, rdtsc, spin_lock, spin_unlock, store, xadd
 from shmrss.designs._common import mm_word, pcpu_word
 from shmrss.designs.interface import bind
@@ -71,7 +79,8 @@ _NAMES = ("add", "approx_bound", "mm_destroy", "mm_init", "read_approx", "read_p
  thread_created) = bind("atomic", _NAMES)  # DESIGN-IMPORT
 
 UPSTREAM, MERGED, FUSED, CTOR, LAZY, INLINE = range(6)
-VARIANTS = ("upstream", "merged", "fused-check", "ctor-cache", "lazy", "inline")
+FIRST_USE, COARSE = 6, 7  # issue 22's remedies (shmrss/lifecycle_remedies.py)
+VARIANTS = ("upstream", "merged", "fused-check", "ctor-cache", "lazy", "inline", "first-use", "coarse")
 CID_UNSET = -1
 
 # lifecycle parameters, first two lines of the lifecycle area (the design's global words)
@@ -187,7 +196,13 @@ def _separate_cid(variant):
 @njit(inline="always")
 def _registers_at_fork(variant):
     """Variants whose rss counters are percpu_counters made at fork: init_many / destroy_many take the list lock."""
-    return variant == UPSTREAM or variant == MERGED or variant == FUSED or variant == CTOR
+    return variant == UPSTREAM or variant == MERGED or variant == FUSED or variant == CTOR or variant >= FIRST_USE
+
+
+@njit(inline="always")
+def _futex_merged(variant):
+    """Variants whose futex_ref lives in the one merged allocation made at fork (none at the first clone)."""
+    return variant == MERGED or variant == CTOR or variant >= FIRST_USE
 
 
 @njit(inline="always")
@@ -325,7 +340,8 @@ def _reads_zero(seg, variant, s):
     """A new or reused mm must read 0 precisely and within its bound approximately."""
     bad = 0
     for k in range(L.NMEMBERS):
-        p, a = read_precise(seg, s, k), read_approx(seg, s, k)
+        p = R.first_use_precise(seg, s, k) if variant == FIRST_USE else read_precise(seg, s, k)
+        a = read_approx(seg, s, k)
         u, o = approx_bound(seg, s, k)
         if p != 0 or a < -u or a > o:
             bad += 1
@@ -334,6 +350,8 @@ def _reads_zero(seg, variant, s):
 
 @njit(inline="always")
 def _add(seg, variant, cpu, task, s, k, d, fault):
+    if variant == FIRST_USE:
+        R.touch(seg, cpu, s)  # add_mm_counter's bitmap test (lifecycle_remedies: a remote update)
     add(seg, cpu, task, s, k, d, fault)
 
 
@@ -356,9 +374,25 @@ def _free(seg, variant, s, clones):
     _unlock(seg)
     if _separate_cid(variant):
         wait += _separate(seg, CID, s, True)
-    if clones > 0 and variant != MERGED and variant != CTOR:
+    if clones > 0 and not _futex_merged(variant):
         wait += _separate(seg, FUTEX, s, True)
     return wait
+
+
+@njit(inline="always")
+def _remedies_run(seg, variant, cpu, task, s, clones, n, cur):
+    """Inside the process, issue 22's options: first-use's clones switched onto the next CPUs (the
+    first switch onto each initialises its slice), ``--switches`` more switches onto its own CPU, and
+    ``--remote-every``'s update from a CPU the mm never ran on (reclaim unmaps a page, the process
+    faults it back)."""
+    if variant == FIRST_USE:
+        for j in range(1, clones + 1):
+            R.touch(seg, (cpu + j) % seg[L.H_ONLINE], s)
+    R.switches(seg, cpu, s, cur, variant == FIRST_USE)
+    r = R.remote_cpu(seg, cpu, n)
+    if r >= 0:
+        _add(seg, variant, r, -1, s, L.ANON, -1, 0)
+        _add(seg, variant, cpu, task, s, L.ANON, 1, 1)
 
 
 @entry("int64(int64[::1], int64)")
@@ -399,9 +433,11 @@ def lifecycle_main(words, cpu):
     while load(seg, ctrl + L.C_STOP) == 0:
         # ---- create (fork's mm_alloc + mm_init)
         t0 = rdtsc()
-        s = -1
-        from_cache = False
-        if variant == CTOR and seg[cache] > 0:
+        s = R.pool_get(seg, cpu) if variant == COARSE else -1  # coarse: its group's pool, one lock round trip
+        from_cache = s >= 0
+        if from_cache:
+            pass
+        elif variant == CTOR and seg[cache] > 0:
             seg[cache] -= 1
             s = seg[cache + 1 + seg[cache]]
             from_cache = True
@@ -419,7 +455,7 @@ def lifecycle_main(words, cpu):
                 t_wait += _separate(seg, CID, s, False)
         t1 = rdtsc()
         if not from_cache:
-            if variant == MERGED or variant == CTOR:
+            if variant == MERGED or variant == CTOR or variant == COARSE:
                 for j in range(2 * L.NMEMBERS):
                     store(seg, mm_word(seg, s, j), 0)
                 for c in range(seg[L.H_POSSIBLE]):  # one loop: counters and futex_ref zeroed, mm_cid set
@@ -428,6 +464,8 @@ def lifecycle_main(words, cpu):
                     store(seg, _cid_word(seg, c, s, True), CID_UNSET)
                     store(seg, _futex_word(seg, c, s, True), 0)
                 store(seg, _futex_word(seg, cpu, s, True), 1)
+            elif variant == FIRST_USE:
+                R.first_use_init(seg, s)  # mm words and the CPU bitmap only: the slices wait for first use
             elif variant == LAZY:
                 mm_init(seg, s)  # mm words only: no per-CPU memory yet
             elif variant == INLINE:
@@ -445,6 +483,10 @@ def lifecycle_main(words, cpu):
         seg[tb + L.T_MM] = s
         if variant == LAZY:
             thread_created(seg, cpu, s)  # the mm's first thread
+        elif variant == FIRST_USE and not from_cache:
+            R.touch(seg, cpu, s)  # the first switch onto this CPU initialises its slice
+            store(seg, _futex_word(seg, cpu, s, True), 1)
+        R.fork_globals(seg, cpu)  # --fork-globals: lru_gen_add_mm, pgd_alloc
         t2 = rdtsc()
         reuse_bad += _reads_zero(seg, variant, s)  # the emulator's check: not timed
         t2b = rdtsc()
@@ -454,12 +496,13 @@ def lifecycle_main(words, cpu):
             _add(seg, variant, cpu, task, s, L.ANON, 1, 1)
         if clones > 0 and variant == LAZY:
             t_wait += _lazy_second_thread(seg, cpu, s)
-        elif clones > 0 and variant != MERGED and variant != CTOR:
+        elif clones > 0 and not _futex_merged(variant):
             t_wait += _separate(seg, FUTEX, s, False)  # futex_hash_allocate at the first clone
             _init_futex_ref(seg, cpu, s)
         for _ in range(clones):
             if variant == LAZY:
                 thread_created(seg, cpu, s)
+        _remedies_run(seg, variant, cpu, task, s, clones, n, st + L.S_CUR_MM)
         leak = 1 if leak_every > 0 and (n + 1) % leak_every == 0 else 0
         _add(seg, variant, cpu, task, s, L.ANON, -pages + leak, 0)
         if variant == LAZY:
@@ -470,14 +513,19 @@ def lifecycle_main(words, cpu):
         # ---- teardown: the check that every counter sums to zero
         if variant == FUSED:
             bad += _fused_check(seg, s)
+        elif variant == FIRST_USE:
+            bad += R.first_use_check(seg, cpu, s)
         else:
             bad += mm_destroy(seg, s)
         t4 = rdtsc()
 
         # ---- free
+        R.fork_globals(seg, cpu)  # --fork-globals: lru_gen_del_mm, pgd_free
         if variant == CTOR and seg[cache] < depth:
             seg[cache + 1 + seg[cache]] = s
             seg[cache] += 1
+        elif variant == COARSE and R.pool_put(seg, cpu, s):
+            pass
         else:
             t_wait += _free(seg, variant, s, clones)
         t5 = rdtsc()

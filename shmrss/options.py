@@ -148,7 +148,7 @@ def _add_design_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tree-orders", type=orders, metavar="O1,O2,...",
                         help="tree: arity orders (log2 of children) of levels 1..L, summing to ceil(log2 P)")
     parser.add_argument("--lifecycle", metavar="VARIANTS",
-                        help="fork_exit: upstream, merged, fused-check, ctor-cache, lazy, inline (comma list) "
+                        help="fork_exit: upstream, merged, fused-check, ctor-cache, lazy, inline, first-use, coarse (comma list) "
                              "or all (default all)")
     parser.add_argument("--pages", type=_PAGES, default=256,
                         help="fork_exit: pages each short-lived process faults (default 256)")

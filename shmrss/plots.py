@@ -84,6 +84,12 @@ def _lines(results, key_of, x_of, y_of, title, xlabel, ylabel, out, name, logx=T
     return save_png(fig, out, name)
 
 
+def _variant(r: dict) -> str:
+    """A fork/exit result's line: its variant, coarse with its group size (one line per --coarse-group)."""
+    g = r["params"].get("coarse_group")
+    return r["params"]["lifecycle"] + (f"/{g}" if g else "")
+
+
 def draw(results: list[dict], directory: str) -> list[Path]:
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +98,7 @@ def draw(results: list[dict], directory: str) -> list[Path]:
     runs = [r for r in results if "throughput" in r]
     oom = [r for r in runs if r.get("oom")]
     if life:
-        made.append(_lines(life, lambda r: r["params"]["lifecycle"], lambda r: r["params"]["possible_cpus"],
+        made.append(_lines(life, _variant, lambda r: r["params"]["possible_cpus"],
                            lambda r: r["lifecycle"]["mm_per_s"], "mm lifecycles per second vs possible CPUs",
                            "possible CPUs (P)", "mm create+destroy per second (all CPUs)", out,
                            "lifecycle_vs_possible.png", logy=True))

@@ -64,7 +64,9 @@ def _derived_key(r: dict) -> dict:
         return {"workload": "fork_exit", "mode": "processes", "design": r.get("design"),
                 "lifecycle": p.get("lifecycle"), "cpus": p.get("cpus"), "possible_cpus": p.get("possible_cpus"),
                 "tasks": None, "duration_s": p.get("duration_s"), "line": p.get("line"), "pages": p.get("pages"),
-                "clones": p.get("clones")}
+                "clones": p.get("clones"),
+                # issue 22's options, only when set: a key without them stays what it was
+                **{k: p[k] for k in ("coarse_group", "fork_globals", "switches", "remote_every") if p.get(k)}}
     ri = p.get("read_interval_s")
     return {"workload": r.get("workload"), "mode": p.get("mode"), "design": r.get("design"), "lifecycle": None,
             "cpus": p.get("cpus"), "possible_cpus": p.get("possible_cpus"), "tasks": p.get("tasks_option"),

@@ -78,6 +78,10 @@ class RunSpec:
     wide: bool
     live: bool
     notes: tuple[str, ...] = field(default=())  # the workload's idle notes, for the user
+    coarse_groups: tuple[int, ...] = (8,)  # fork_exit, --lifecycle coarse: one run per --coarse-group
+    fork_globals: bool = False
+    switches: int = 0
+    remote_every: int = 0
 
     @classmethod
     def from_args(cls, args, topo=None) -> RunSpec:
@@ -98,7 +102,9 @@ class RunSpec:
                 "reclaimer": self.reclaimer, "nodes_option": self.nodes,
                 "tree_orders": list(self.tree_orders) if self.tree_orders else None, "perf": self.perf,
                 "offline_at": list(self.offline_at), "kill_at": list(self.kill_at), "check_every": self.check_every,
-                "online_cpus_option": self.online_cpus, "fault_body": self.fault_body, "label": self.label}
+                "online_cpus_option": self.online_cpus, "fault_body": self.fault_body, "label": self.label,
+                **({"fork_globals": self.fork_globals, "switches": self.switches, "remote_every": self.remote_every}
+                   if self.fork_exit else {})}
 
     def params_for(self, design: str, possible: int | None) -> RunParams:
         """The orchestrator's RunParams of one design at one possible-CPU count."""
@@ -120,8 +126,10 @@ class RunSpec:
         out = []
         for pc in self.possibles:
             suffix = f" P={pc}" if len(self.possibles) > 1 else ""
-            if self.fork_exit:
-                out += [(f"{v}{suffix}", VARIANT_DESIGN[v], v, pc) for v in self.variants]
+            if self.fork_exit:  # coarse once per group, as "coarse/N" (lifecycle.split_variant)
+                runs = [f"{v}/{g}" if v == "coarse" else v for v in self.variants
+                        for g in (self.coarse_groups if v == "coarse" else (0,))]
+                out += [(f"{v}{suffix}", VARIANT_DESIGN[v.partition("/")[0]], v, pc) for v in runs]
             else:
                 out += [(f"{d}{suffix}", d, None, pc) for d in self.designs]
         return out
@@ -162,7 +170,22 @@ def _checked(cls, args, topo) -> RunSpec:
         online_cpus=args.online_cpus, check_every=args.check_every, offline_at=tuple(args.offline_at),
         kill_at=tuple(args.kill_at), fault_body=args.fault_body, pages=args.pages, clones=args.clones,
         leak_every=args.leak_every, repeat=args.repeat, perf=args.perf, calibrate=not args.no_calibrate,
-        label=args.label, json=args.json, plot=args.plot, wide=args.wide, live=args.live, notes=tuple(notes))
+        label=args.label, json=args.json, plot=args.plot, wide=args.wide, live=args.live, notes=tuple(notes),
+        **_remedy_options(args, fork_exit, variants))
+
+
+def _remedy_options(args, fork_exit: bool, variants) -> dict:
+    """fork_exit's issue 22 options (``shmrss run`` only: a sweep's points run without them)."""
+    groups = getattr(args, "coarse_group", None)
+    named = {"--fork-globals": getattr(args, "fork_globals", False), "--switches": getattr(args, "switches", 0),
+             "--remote-every": getattr(args, "remote_every", 0), "--coarse-group": groups}
+    for flag, value in named.items():
+        if value and not fork_exit:
+            raise UsageError(f"{flag} goes with --workload fork_exit")
+    if groups and "coarse" not in variants:
+        raise UsageError("--coarse-group goes with --lifecycle coarse")
+    return {"coarse_groups": tuple(groups or (8,)), "fork_globals": bool(named["--fork-globals"]),
+            "switches": named["--switches"] or 0, "remote_every": named["--remote-every"] or 0}
 
 
 def _placement(args, topo):

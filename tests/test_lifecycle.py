@@ -114,7 +114,7 @@ def test_every_variant_holds_its_invariants(run_cli, tmp_path, possible):
 
 # per mm lifecycle, one CPU: (allocator mutex, percpu_counters_lock) acquisitions without / with one clone
 LOCKS = {"upstream": ((4, 2), (6, 2)), "merged": ((2, 2), (2, 2)), "fused-check": ((4, 2), (6, 2)),
-         "lazy": ((0, 0), (6, 2)), "inline": ((4, 0), (6, 0))}
+         "lazy": ((0, 0), (6, 2)), "inline": ((4, 0), (6, 0)), "first-use": ((2, 2), (2, 2))}
 
 
 @pytest.mark.parametrize("clones", [0, 1])
@@ -129,7 +129,7 @@ def test_global_locks_taken_per_fork_and_exit(run_cli, tmp_path, clones):
     for r in res:
         v, lc = r["params"]["lifecycle"], r["lifecycle"]
         got = (lc["mutex_acquisitions_per_mm"], lc["list_lock_acquisitions_per_mm"])
-        if v == "ctor-cache":
+        if v in ("ctor-cache", "coarse"):
             assert got[0] < 0.05 and got[1] < 0.05, got  # only the first mms miss the cache
         else:
             assert got == LOCKS[v][clones], (v, got)
