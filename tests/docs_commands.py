@@ -213,10 +213,10 @@ _NUMBER = r"\d+(?:\.\d+)?(?:e[+-]?\d+)?"
 
 def normalise_error(line: str) -> str:
     """An error line with its host-dependent numbers masked as ``#``: sizes (``23.5 GiB``), uids, and
-    everything inside parentheses (``(usable CPUs 0)``, ``(online CPUs 0,1)``, ``(uid 0)``). The words,
+    everything inside parentheses (``(usable CPUs 0)``, ``(online CPUs 0-3,5)``, ``(uid 0)``). The words,
     and the numbers the user typed outside parentheses (``CPU 7``, ``--duration 1e+308``), must match."""
     line = re.sub(rf"{_NUMBER}\s*([KMGT]iB)", r"# \1", line.strip())
     line = re.sub(rf"\buid {_NUMBER}", "uid #", line)
-    line = re.sub(r"\(([^()]*)\)", lambda m: "(" + re.sub(rf"{_NUMBER}(?:,{_NUMBER})*", "#", m.group(1)) + ")",
+    line = re.sub(r"\(([^()]*)\)", lambda m: "(" + re.sub(rf"{_NUMBER}(?:[,:-]{_NUMBER})*", "#", m.group(1)) + ")",
                   line)
     return re.sub(r"\s+", " ", line)
