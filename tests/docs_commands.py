@@ -218,8 +218,8 @@ def normalise_error(line: str) -> str:
     and the numbers the user typed outside parentheses (``CPU 7``, ``--duration 1e+308``), must match."""
     line = re.sub(rf"{_NUMBER}\s*([KMGT]iB)", r"# \1", line.strip())
     # which limit binds, /dev/shm's free space or half the available memory, depends on the host
-    line = re.sub(r"; (/dev/shm has # [KMGT]iB free|# [KMGT]iB of memory is available and a segment may take at most 1/\d+ "
-                  r"of it)$", "; (no room on this host)", line)
+    line = re.sub(r"; (/dev/shm has # [KMGT]iB free|# [KMGT]iB of memory is available and a segment may take "
+                  r"at most 1/\d+ of it)$", "; (no room on this host)", line)
     line = re.sub(rf"\buid {_NUMBER}", "uid #", line)
     line = re.sub(r"\(([^()]*)\)", lambda m: "(" + re.sub(rf"{_NUMBER}(?:[,:-]{_NUMBER})*", "#", m.group(1)) + ")",
                   line)

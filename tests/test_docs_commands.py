@@ -497,7 +497,8 @@ def test_errors_compare_without_the_hosts_numbers():
     a = "shmrss: error: segment would need 27.5 GiB for percpu (truth: 4096 CPUs); /dev/shm has 23.5 GiB free"
     b = "shmrss: error: segment would need 27.5 GiB for percpu (truth: 2 CPUs); /dev/shm has 7.1 GiB free"
     assert normalise_error(a) == normalise_error(b)
-    c = b.replace("/dev/shm has 7.1 GiB free", "7.1 GiB of memory is available and a segment may take at most 1/2 of it")
+    c = b.replace("/dev/shm has 7.1 GiB free", "7.1 GiB of memory is available and a segment may take at most "
+                                                 "1/2 of it")
     assert normalise_error(a) == normalise_error(c)
     assert normalise_error(a) != normalise_error(a.replace("for percpu", "for atomic"))
     assert normalise_error("shmrss: error: CPU 7 does not exist (online CPUs 0,1)") == \
