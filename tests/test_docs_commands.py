@@ -353,6 +353,15 @@ def _expand(argv: list[str], env: dict[str, str], cwd: Path) -> list[str]:
     return out
 
 
+def _copy_repo_inputs(token: str, cwd: Path) -> None:
+    """A page may name a file of the repository (``c:tests/kernel_c/x.toml``, ``workloads/x.json``): its folder
+    is copied into cwd, so the command finds it there and what it writes never reaches the checkout."""
+    for rel in re.findall(r"(?:^|[:=])([\w.-]+/[\w./-]+)", token):
+        src = ROOT / rel
+        if src.is_file() and not (cwd / rel).exists() and src.parent not in (ROOT, ROOT / "docs", ROOT / "scripts"):
+            shutil.copytree(src.parent, cwd / Path(rel).parent, dirs_exist_ok=True)
+
+
 def _workflow_env(env: dict[str, str]) -> dict[str, str]:
     sub = lambda v: re.sub(r"\$\{\{\s*([\w.]+)\s*\}\}", lambda m: WORKFLOW_EXPRESSIONS[m.group(1)], v)  # noqa: E731
     return {k: sub(v) for k, v in env.items()}
@@ -365,6 +374,7 @@ def run_plan(plan: Plan, cwd: Path, capfd, monkeypatch) -> tuple[int, str, str]:
     for token in argv:
         if token in FIXTURES and not (cwd / token).exists():
             FIXTURES[token](cwd)
+        _copy_repo_inputs(token, cwd)
     if argv[0] == "shmrss":
         capfd.readouterr()
         with monkeypatch.context() as m:
@@ -491,6 +501,14 @@ def test_the_extractor_reads_blocks_as_the_pages_write_them(tmp_path):
                     "See `python scripts/y.py\n--b 1` here.\n```console\n$ shmrss monitor z\n```\n")
     assert [(c.line, c.text) for c in markdown_commands(page, subs, "probe.md")] == [
         (3, "shmrss run --a"), (13, "python scripts/y.py --b 1"), (16, "shmrss monitor z")]
+
+
+def test_a_repository_file_a_command_names_is_copied_into_the_temporary_directory(tmp_path):
+    _copy_repo_inputs("c:tests/data/../data", tmp_path)  # not a file: nothing
+    assert not (tmp_path / "tests").exists()
+    some = next(p for p in sorted((ROOT / "tests" / "data").iterdir()) if p.is_file())
+    _copy_repo_inputs(f"--workload=tests/data/{some.name}", tmp_path)
+    assert (tmp_path / "tests" / "data" / some.name).read_text() == some.read_text()
 
 
 def test_errors_compare_without_the_hosts_numbers():
