@@ -5,7 +5,9 @@ directory (its cwd): ``shmrss`` in-process through ``shmrss.cli.main`` (a subpro
 imports), ``taskset`` and shell lines through bash, the scripts in a test of their own. A command whose
 documented output shows ``shmrss: error: ...`` must exit 2 with that line (host numbers masked,
 ``docs_commands.normalise_error``); one whose output shows ``WARNING:`` lines must print them (but the
-host's own: HOST_WARNINGS); any other must exit 0.
+host's own: HOST_WARNINGS); any other must exit 0, or the status its comment gives (``cmd  # exit 1``) or its
+mark's. A mark's ``needs`` names what the host may lack (kernel source, gcc): the page's other commands
+run, then the test skips naming it (tests/ci_skips.py fails that skip in CI unless .ci/run declares it).
 
 MARKS says which commands need a live long run or a many-core host, and what runs instead (a short
 form: tiny durations, fewer points, at most 4 emulated CPUs). A command none of the rules below lets
@@ -15,7 +17,7 @@ docs later is run, or marked here, never dropped. The rules, per command:
 * any other ``shmrss run``/``calibrate`` runs as written only when short: --duration <= 0.5 (default
   5), --repeat 1, --cpus <= 2, --possible-cpus <= 512, --tasks <= 1000; ``shmrss sweep`` always
   needs a mark (its points are child processes; its default is 3 repeats of 5 s);
-* every script (scripts/*.py), ``pip`` and ``pytest`` command needs a mark;
+* every script (scripts/*.py), ``pip`` and ``pytest`` command, and a synopsis (``[--option X]``) needs a mark;
 * the same command again on the same page with no documented output (findings.md repeats runs for
   their spread) runs once; the second is "a repeat of" the first.
 """
@@ -84,6 +86,7 @@ class Mark:
     exit: int = 0  # the exit status the short form must give
     accept: Callable[[int, str, str], str | None] | None = None  # instead of the exit status: None or a problem
     warnings: bool = True  # False: the page's WARNING lines come from what the short form leaves out
+    needs: Callable[[], str | None] | None = None  # what the host lacks to run it (a skip reason), or None
 
 
 STRESS_FILES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py")
@@ -94,6 +97,19 @@ def collected(code: int, out: str, err: str) -> str | None:
     """pytest --collect-only -q: exit 0 and some tests collected."""
     m = re.search(r"(\d+)(?:/\d+)? tests? collected", out)
     return None if code == 0 and m and int(m.group(1)) > 0 else f"collected nothing (exit {code}): {out[-300:]}"
+
+
+def kernel_source() -> str | None:
+    """For commands of the kernel's own C: the reason they cannot run here (tests/ci_skips.py fails this skip in
+    CI unless .ci/run declares SHMRSS_CI_LACKS=kernel-src)."""
+    if not os.environ.get("SHMRSS_KERNEL_SRC") or shutil.which("gcc") is None:
+        return "no kernel source ($SHMRSS_KERNEL_SRC; .ci/run extracts Debian's linux-source-6.1) or no gcc"
+    return None
+
+
+def gcc() -> str | None:
+    """For commands that build C (``--design c:SPEC.toml``)."""
+    return None if shutil.which("gcc") else "no gcc: the shim cannot be built"
 
 
 def oom_at_256(code: int, err: str) -> str | None:
@@ -228,6 +244,8 @@ def _option(argv: list[str], opt: str, default: str | None) -> str | None:
 
 
 def _why_not_as_written(cmd: Command, argv: list[str]) -> str | None:
+    if re.search(r"\s\[-", cmd.text):
+        return "a synopsis ([--option ...]): mark it with a form to run"
     if argv[0] in ("pip", "pytest") or argv[0].startswith("python") or argv[0] in (".", "bash"):
         if argv[0] == "bash" and not re.search(r"\bshmrss\s+[a-z-]", cmd.text):
             return None
@@ -414,7 +432,8 @@ def check(plan: Plan, code: int, out: str, err: str) -> list[str]:
             return [f"{head}: the page shows\n    {documented}\n  the command says\n    {got[-1]}"]
         return []
     problems = []
-    expected = plan.mark.exit if plan.mark else 0
+    said_exit = re.match(r"exit (\d+)\b", cmd.comment)  # `cmd   # exit 1` on the page
+    expected = int(said_exit.group(1)) if said_exit else plan.mark.exit if plan.mark else 0
     if plan.mark and plan.mark.accept:
         problems += [f"{head}: {p}" for p in [plan.mark.accept(code, out, err)] if p]
     elif code != expected:
@@ -434,10 +453,16 @@ def test_the_commands_of_a_page_run(page, tmp_path, capfd, monkeypatch):
     """Each page's commands that are not scripts, in order, in one temporary directory."""
     monkeypatch.chdir(tmp_path)
     todo = [p for p in PLANS if p.command.file == page and p.argv and not p.script]
-    problems = []
+    problems, lacking = [], []
     for plan in todo:
+        lacks = plan.mark.needs() if plan.mark and plan.mark.needs else None
+        if lacks:
+            lacking.append(f"{plan.command.where}: {lacks}")
+            continue
         problems += check(plan, *run_plan(plan, tmp_path, capfd, monkeypatch))
     assert not problems, "\n".join(problems)
+    if lacking:  # the page's other commands ran and passed
+        pytest.skip("not run on this host: " + "; ".join(lacking))
 
 
 SCRIPT_PLANS = {p.mark.match: p for p in PLANS if p.argv and p.script and p.mark}  # unmarked: see below
@@ -447,6 +472,9 @@ SCRIPT_PLANS = {p.mark.match: p for p in PLANS if p.argv and p.script and p.mark
 def test_scripts_run(match, tmp_path, capfd, monkeypatch):
     """Each script the pages name, once, in its smallest form: it exits 0 and writes its table."""
     plan = SCRIPT_PLANS[match]
+    lacks = plan.mark.needs() if plan.mark.needs else None
+    if lacks:
+        pytest.skip(f"{plan.command.where}: {lacks}")
     code, out, err = run_plan(plan, tmp_path, capfd, monkeypatch)
     assert not check(plan, code, out, err), "\n".join(check(plan, code, out, err))
     assert "|---|" in out or (tmp_path / "findings.md").exists(), f"{plan.command}: no table in\n{out}"
