@@ -15,6 +15,8 @@ min / median / max ns per event and the ratios of medians.
 ``--before DIR``: another checkout of shmrss (e.g. ``git archive`` of the previous commit);
 each configuration also runs from it, interleaved with this one, and the table adds its
 ns/event and the ratio now / before: a change's cost measured in one session.
+``--quick``: the first configuration and a short C loop only (a smoke test of the script, as
+tests/test_docs_commands.py runs it).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def main() -> int:
     ap.add_argument("--before", metavar="DIR", help="also run every configuration from this shmrss checkout")
     ap.add_argument("--designs", default="", metavar="LIST",
                     help="also each of these designs (or all) in processes mode on 1 CPU: a change's cost per design")
+    ap.add_argument("--quick", action="store_true", help="the first configuration and a short C loop only (a smoke test)")
     a = ap.parse_args()
 
     from shmrss.topology import read_topology
@@ -75,6 +78,8 @@ def main() -> int:
         one_a: (["--design", "atomic", "--mode", "threads", "--cpus", "1"], one_p),
         f"atomic threads {ncpu} CPUs": (["--design", "atomic", "--mode", "threads"], one_a),
     }
+    if a.quick:
+        configs = dict(list(configs.items())[:1])
     from shmrss import designs as known
 
     for d in (known.DESIGNS if a.designs == "all" else [x for x in a.designs.split(",") if x]):
@@ -87,7 +92,7 @@ def main() -> int:
     calib = None
     for rep in range(a.repeat):
         print(f"repetition {rep + 1}/{a.repeat}", file=sys.stderr)
-        c = c_baseline(topo.physical_cpus()[0], 300_000_000)
+        c = c_baseline(topo.physical_cpus()[0], 3_000_000 if a.quick else 300_000_000)
         if c is not None:
             c_ns.append(c)
         for name, (args, _) in configs.items():

@@ -5,7 +5,9 @@ and all cores), rss_steal and mixed, and prints one markdown table: ns/event,
 events/s, approximate error max vs bound (and the smallest approximate/truth
 ratio), precise read latency, mm switches/s and pcpcache's hit rate.
 
-    python scripts/compare_designs.py [--duration 3] [--rss-tasks 10000] [--json out.json]
+    python scripts/compare_designs.py [--duration 3] [--rss-tasks 10000] [--json out.json] [--quick]
+
+``--quick``: the first workload only (a smoke test of the script, as tests/test_docs_commands.py runs it).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=3.0)
     ap.add_argument("--rss-tasks", type=int, default=10_000)
     ap.add_argument("--json", help="write every result here")
+    ap.add_argument("--quick", action="store_true", help="the first workload only (a smoke test)")
     a = ap.parse_args()
 
     from shmrss.topology import read_topology
@@ -41,6 +44,7 @@ def main() -> int:
         (f"rss_steal {a.rss_tasks} threads, {n} CPUs", ["--workload", "rss_steal", "--tasks", str(a.rss_tasks)]),
         (f"mixed + reclaimer, {n} CPUs", ["--workload", "mixed"]),
     ]
+    configs = configs[:1] if a.quick else configs
     everything = {}
     print(f"host: {topo.model}, {n} physical cores, line {topo.cache_line} B; {a.duration} s per design\n")
     print("| workload | design | ns/event | M events/s | approx err max / bound | min approx/truth "

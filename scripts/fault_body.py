@@ -9,7 +9,7 @@ Measures, in one session so the figures compare:
 Then checks seed 004's claim (HPCC tree within +/-0.8% of upstream percpu on will-it-scale
 page_fault1) from the per-repetition ratios of events/s, and prints a markdown report.
 
-    python scripts/fault_body.py [--duration 3] [--repeat 5] [--json out.json]
+    python scripts/fault_body.py [--duration 3] [--repeat 5] [--modes processes,threads] [--json out.json]
 """
 
 from __future__ import annotations
@@ -95,8 +95,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=3.0)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--modes", default="processes,threads", help="comma list of the modes to run (a smoke test: one)")
     ap.add_argument("--json", help="write every figure here")
     a = ap.parse_args()
+    a.modes = [m for m in a.modes.split(",") if m]
+    if not a.modes or set(a.modes) - {"processes", "threads"}:
+        ap.error("--modes: a comma list of processes, threads")
     from shmrss.topology import read_topology
 
     topo = read_topology()
@@ -105,7 +109,7 @@ def main() -> int:
     runs: dict[str, list[dict]] = {}
     for rep in range(a.repeat):
         print(f"repetition {rep + 1}/{a.repeat}", file=sys.stderr)
-        for mode in ("processes", "threads"):
+        for mode in a.modes:
             order = ("percpu", "tree") if rep % 2 == 0 else ("tree", "percpu")
             for body in ("page", "none"):
                 for d in order:
@@ -131,7 +135,7 @@ def report(topo, cost: dict, runs: dict[str, list[dict]], a) -> None:
     print("| design | mode | ns/event whole (page) | counter ns/event (page) | fault body ns/event | "
           "counter share % | ns/event with --fault-body none (the emulated event alone) | M events/s (page) |")
     print("|---|---|---|---|---|---|---|---|")
-    for mode in ("processes", "threads"):
+    for mode in a.modes:
         for d in ("percpu", "tree"):
             page, none = runs[f"{d} {mode} page"], runs[f"{d} {mode} none"]
             fb = [r["throughput"]["fault_body"] for r in page]
@@ -146,7 +150,7 @@ def report(topo, cost: dict, runs: dict[str, list[dict]], a) -> None:
     print("| mode | tree vs percpu, % (each repetition) | median | run-to-run noise, % (larger of the two "
           "designs) | verdict |")
     print("|---|---|---|---|---|")
-    for mode in ("processes", "threads"):
+    for mode in a.modes:
         t = [r["throughput"]["events_per_s"] for r in runs[f"tree {mode} page"]]
         p = [r["throughput"]["events_per_s"] for r in runs[f"percpu {mode} page"]]
         diffs = [100 * (x / y - 1) for x, y in zip(t, p)]
