@@ -135,8 +135,15 @@ MARKS = [
          lambda argv: argv + ["--collect-only", "-q", "-p", "no:cacheprovider", *STRESS_FILES], accept=collected),
     # --- README: the default comparison is 5 s a design on all cores
     Mark("README.md", r"^shmrss run$", "5 s a design on every core", short()),
+    # --- README and kernel-c.md: the kernel's own C beside the port (needs the kernel tree and gcc)
+    Mark("README.md", r"--design percpu,k-percpu", "5 s a design", short(), needs=kernel_source),
+    Mark("docs/kernel-c.md", r"--design percpu,k-percpu", "5 s a design", short(), needs=kernel_source),
+    Mark("docs/kernel-c.md", r"^shmrss run --design c:", "5 s a design", short(), needs=gcc),
+    Mark("docs/kernel-c.md", r"^shmrss verify", "synopsis: runs without its options",
+         lambda argv: ["shmrss", "verify"], needs=kernel_source),
     # --- cli.md
     Mark("docs/cli.md", r"--host-cpus 1,0 .*--duration 1 ", "1 s a design", short()),
+    Mark("docs/cli.md", r"--cpus 1 --duration 0.5 --repeat 3 --json r.json", "3 repeats", short("--repeat", "2")),
     # --- compare.md: two runs of 5 s, then compare them (new.json: a fixture, see FIXTURES)
     Mark("docs/compare.md", r"^shmrss run ", "5 s a design", short()),
     # --- designs-pcpcache.md: 5 s runs, --cpus 4 oversubscribed
