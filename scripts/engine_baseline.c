@@ -31,8 +31,12 @@ static inline void spin_lock(volatile int64_t *l) {
 
 static inline void spin_unlock(volatile int64_t *l) { __atomic_store_n(l, 0, __ATOMIC_RELEASE); }
 
-static void percpu_add(const struct hdr *h, volatile int64_t *pcpu, volatile int64_t *lock,
-                       volatile int64_t *count, volatile int64_t *slow, int64_t d) {
+/* fbc: the emulated struct percpu_counter, 5 words (lock, count, list.next, list.prev, counters);
+ * the add loads counters from it, as percpu_counter_add_batch loads fbc->counters */
+static void percpu_add(const struct hdr *h, volatile int64_t *units, volatile int64_t *fbc,
+                       volatile int64_t *slow, int64_t d) {
+    volatile int64_t *lock = fbc, *count = fbc + 1;
+    volatile int64_t *pcpu = units + fbc[4] + 0 * h->cstride; /* this_cpu_ptr(fbc->counters), CPU 0 */
     int64_t c = *pcpu;
     for (;;) {
         if (llabs(c + d) >= h->batch) {
@@ -57,6 +61,7 @@ int main(int argc, char **argv) {
     volatile int64_t *mem = aligned_alloc(64, 64 * 64);
     for (int i = 0; i < 64 * 8; i++) mem[i] = 0;
     volatile int64_t *stat = mem, *truth = mem + 16, *pcpu = mem + 32, *mmw = mem + 48;
+    for (int64_t k = 0; k < 4; k++) mmw[5 * k + 4] = k * h->kstride; /* fbc->counters of mm 0 */
     struct step tape[2] = {{1, 1, 32768}, {2, 1, 32768}};
     volatile struct step *vt = tape;
     int64_t step = 0, remain = 32768, var = 0, mm = 0, e = 0;
@@ -74,8 +79,7 @@ int main(int argc, char **argv) {
                 stat[1] = var;
                 __asm__ volatile("" ::: "memory");
                 truth[mm * 4 + k] += 1;
-                percpu_add((const struct hdr *)h, pcpu + (mm * h->kwords + k) * h->kstride, mmw + 2 * k,
-                           mmw + 2 * k + 1, stat + 4, 1);
+                percpu_add((const struct hdr *)h, pcpu, mmw + 5 * k, stat + 4, 1);
                 stat[2] = var;
             }
         } else {
@@ -85,8 +89,7 @@ int main(int argc, char **argv) {
             stat[1] = var;
             __asm__ volatile("" ::: "memory");
             truth[mm * 4 + k] += d;
-            percpu_add((const struct hdr *)h, pcpu + (mm * h->kwords + k) * h->kstride, mmw + 2 * k, mmw + 2 * k + 1,
-                       stat + 4, d);
+            percpu_add((const struct hdr *)h, pcpu, mmw + 5 * k, stat + 4, d);
             stat[2] = var;
         }
         e += chunk;
@@ -100,5 +103,5 @@ int main(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ns = (t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec);
     printf("%.4f\n", ns / n);
-    return truth[1] + mmw[3] + pcpu[1] == 0 ? 0 : 0;
+    return truth[1] + mmw[6] + pcpu[1] == 0 ? 0 : 0;
 }

@@ -67,8 +67,9 @@ from numba import njit
 
 from shmrss import layout as L, lifecycle_remedies as R
 from shmrss.atomics import cmpxchg, load, pause, raw, rdtsc, spin_lock, spin_unlock, store, xadd
-from shmrss.designs._common import mm_word, pcpu_word
+from shmrss.designs._common import pcpu_word
 from shmrss.designs.interface import bind
+from shmrss.designs.percpu import count_word, init_structs
 from shmrss.specialise import entry
 
 # the design of this copy (``shmrss.specialise``): percpu for upstream, merged, fused-check and ctor-cache,
@@ -330,7 +331,7 @@ def _fused_check(seg, s):
         s3 += load(seg, pcpu_word(seg, cpu, s, 3))
     bad = 0
     for k, v in ((0, s0), (1, s1), (2, s2), (3, s3)):
-        if v + load(seg, mm_word(seg, s, 2 * k + 1)) != 0:
+        if v + load(seg, count_word(seg, s, k)) != 0:
             bad += 1
     return bad
 
@@ -456,8 +457,7 @@ def lifecycle_main(words, cpu):
         t1 = rdtsc()
         if not from_cache:
             if variant == MERGED or variant == CTOR or variant == COARSE:
-                for j in range(2 * L.NMEMBERS):
-                    store(seg, mm_word(seg, s, j), 0)
+                init_structs(seg, s)
                 for c in range(seg[L.H_POSSIBLE]):  # one loop: counters and futex_ref zeroed, mm_cid set
                     for k in range(L.NMEMBERS):
                         store(seg, pcpu_word(seg, c, s, k), 0)
@@ -472,8 +472,7 @@ def lifecycle_main(words, cpu):
                 mm_init(seg, s)  # items zeroed with the mm, level 0 zeroed by its allocation
                 _zero_and_init_cid(seg, s)
             else:
-                for j in range(2 * L.NMEMBERS):
-                    store(seg, mm_word(seg, s, j), 0)
+                init_structs(seg, s)
                 _zero_counters(seg, s)
                 _zero_and_init_cid(seg, s)
             if _registers_at_fork(variant):

@@ -46,7 +46,8 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import cmpxchg, load, rdtsc, spin_lock, spin_unlock, store
-from shmrss.designs._common import mm_word, pcpu_word
+from shmrss.designs._common import pcpu_word
+from shmrss.designs.percpu import count_word, init_structs, lock_word
 
 P_EXT = 15  # the lifecycle parameter word (lifecycle_loop.P_*) that holds the remedies area's address
 CID_UNSET = -1
@@ -98,8 +99,7 @@ def _init_slice(seg, cpu, s):
 def first_use_init(seg, s):
     """fork's init of a first-use mm: its own words zeroed (with the mm) and its CPU bitmap cleared
     (ceil(P/64) words); no per-CPU walk."""
-    for j in range(2 * L.NMEMBERS):
-        store(seg, mm_word(seg, s, j), 0)
+    init_structs(seg, s)
     b = _presence(seg, s)
     for i in range((seg[L.H_POSSIBLE] + 63) >> 6):
         store(seg, b + i, 0)
@@ -124,7 +124,7 @@ def touch(seg, cpu, s):
 @njit(inline="always")
 def first_use_sum(seg, s, k):
     """count plus the slices of the CPUs in the bitmap: ``for_each_cpu(cpu, bitmap)``."""
-    v = load(seg, mm_word(seg, s, 2 * k + 1))
+    v = load(seg, count_word(seg, s, k))
     b = _presence(seg, s)
     for i in range((seg[L.H_POSSIBLE] + 63) >> 6):
         w = load(seg, b + i)
@@ -140,8 +140,8 @@ def first_use_sum(seg, s, k):
 
 @njit(inline="always")
 def first_use_precise(seg, s, k):
-    """The precise read: percpu_counter_sum's lock (the percpu design's lock word 2k), the bitmap walk."""
-    lk = mm_word(seg, s, 2 * k)
+    """The precise read: percpu_counter_sum's lock (the percpu design's lock word), the bitmap walk."""
+    lk = lock_word(seg, s, k)
     spin_lock(seg, lk, L.OWNER_READER)
     v = first_use_sum(seg, s, k)
     spin_unlock(seg, lk)

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import design_drivers as D
 import design_models as M
 from shmrss import designs, layout as L
+from shmrss.designs import single
 
 NM = L.NMEMBERS
 relaxed = settings(deadline=None, max_examples=60,
@@ -274,13 +275,14 @@ def test_single_atomic_remote_updates_are_one_atomic_and_no_lock(new_segment):
         model = start("single-atomic", seg, cfg)
         out = check_sequence("single-atomic", seg, cfg, D.expand(cfg, steps), model)
         line = seg.h(L.H_LINE)
-        remote = [int(seg.words[D.mm_addr(seg, 0, line + 2 + k)]) for k in range(NM)]
+        mode_line = single.own_words(line) - 2 * line  # after percpu's structs, rounded up to a line
+        remote = [int(seg.words[D.mm_addr(seg, 0, mode_line + 2 + k)]) for k in range(NM)]
         assert remote[L.ANON] == 3 and remote[L.SWAP] == 4  # never folded; the later 2 went per CPU
         assert model.mode == ["percpu", "single"]
         assert out[-1, L.ANON, 0] == 14 and out[-1, L.ANON, 2] > 0  # percpu's bound after the switch
         assert D.stat(seg, 1, L.S_SLOW) == 2  # the remote update and the reclaim of mm 0 while it was single
         # a remote xadd that read the old mode and lands after the switch is still counted
-        seg.words[D.mm_addr(seg, 0, line + 2 + L.ANON)] += 7
+        seg.words[D.mm_addr(seg, 0, mode_line + 2 + L.ANON)] += 7
         assert D.read_all("single-atomic", seg)[L.ANON, :2].tolist() == [21, out[-1, L.ANON, 1] + 7]
 
 

@@ -1,10 +1,28 @@
 """Design 3, ``percpu``: upstream ``percpu_counter`` as used for mm->rss_stat since 6.2.
 
-Per counter: a spinlock and an s64 ``count`` in the mm (the 4 members share
-one line), and an s32-range value per possible CPU (the 4 members of one mm
-packed together in each CPU's unit). Batch ``B = max(32, 2N)``.
+Per counter: ``struct percpu_counter`` as the kernel lays it out (x86-64, no
+lockdep; include/linux/percpu_counter.h)::
 
-Fast path (percpu_counter_add_batch): read this CPU's value c; while
+    struct percpu_counter {
+            raw_spinlock_t lock;
+            s64 count;
+    #ifdef CONFIG_HOTPLUG_CPU
+            struct list_head list;  /* All percpu_counters are on a list */
+    #endif
+            s32 __percpu *counters;
+    };
+
+40 bytes (5 words: lock, count, list.next, list.prev, counters), and
+``struct percpu_counter rss_stat[NR_MM_COUNTERS]`` packs the four members into
+160 bytes over three cache lines, so member 1's lock and count share a line
+with member 0's ``counters`` and member 2's lock shares one with member 1's.
+Each CPU has an s32-range value per counter (the 4 members of one mm packed
+together in each CPU's unit). Batch ``B = max(32, 2N)``.
+
+Fast path (percpu_counter_add_batch): load ``fbc->counters`` from the
+struct (the line the slow path writes: the false sharing the kernel pays, which
+``shmrss verify`` found the port skipped when it computed the address from the
+segment layout), read this CPU's value c at ``this_cpu_ptr(counters)``; while
 ``|c + d| < B`` try a lock-less ``cmpxchg`` of c -> c + d on the CPU's own word
 (this_cpu_try_cmpxchg). Otherwise take the spinlock, ``count += c + d``,
 ``this_cpu -= c``, unlock.
@@ -32,8 +50,10 @@ ID = 3
 SUMMARY = "upstream percpu_counter: per-CPU s32 with batch max(32, 2N), spinlock slow path"
 BOUND = "|approx - truth| <= N * (B - 1), B = max(32, 2N)"
 
-# per-mm words: member k's lock at 2k, its count at 2k + 1
-_LOCK, _COUNT = 0, 1
+# struct percpu_counter's words (above); member k's struct starts at word STRUCT_WORDS * k of the mm
+_LOCK, _COUNT, _LIST, _COUNTERS = 0, 1, 2, 4  # the list_head is 2 words, unused by the emulated engine
+STRUCT_WORDS = 5
+MM_WORDS = STRUCT_WORDS * L.NMEMBERS
 
 
 def batch_for(online: int) -> int:
@@ -43,17 +63,36 @@ def batch_for(online: int) -> int:
 
 def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
     online = (options or {}).get("online_cpus") or possible  # percpu_counter_batch: num_online_cpus()
-    return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=2 * L.NMEMBERS, params=(batch_for(online),))
+    return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=MM_WORDS, params=(batch_for(online),))
 
 
 @njit(inline="always")
-def _lock(seg, mm, k):
-    return mm_word(seg, mm, 2 * k + _LOCK)
+def lock_word(seg, mm, k):
+    return mm_word(seg, mm, STRUCT_WORDS * k + _LOCK)
 
 
 @njit(inline="always")
-def _count(seg, mm, k):
-    return mm_word(seg, mm, 2 * k + _COUNT)
+def count_word(seg, mm, k):
+    return mm_word(seg, mm, STRUCT_WORDS * k + _COUNT)
+
+
+@njit(inline="always")
+def _counters(seg, mm, k):
+    return mm_word(seg, mm, STRUCT_WORDS * k + _COUNTERS)
+
+
+@njit(inline="always")
+def per_cpu_ptr(seg, counters, cpu):
+    """``per_cpu_ptr(counters, cpu)``: the pointer alloc_percpu returned plus the CPU's unit offset
+    (``__per_cpu_offset[cpu]``; ``this_cpu_ptr`` is the same for the running CPU)."""
+    return counters + cpu * seg[L.H_PCPU_CSTRIDE]
+
+
+@njit(inline="always")
+def set_counters(seg, mm):
+    """``fbc->counters = alloc_percpu(...)``: each member's per-CPU pointer (its word in CPU 0's unit)."""
+    for k in range(L.NMEMBERS):
+        store(seg, _counters(seg, mm, k), pcpu_word(seg, 0, mm, k))
 
 
 # kill points (the journal's steps); single.py reuses this add in per-CPU mode
@@ -64,17 +103,17 @@ P_FAST, P_LOCK, P_COUNT, P_SUB, P_UNLOCK = 1, 2, 3, 4, 5
 def add(seg, cpu, task, mm, k, d, fault):
     jf = fault & JOURNAL
     batch = dparam(seg, 0)
-    w = pcpu_word(seg, cpu, mm, k)
+    w = per_cpu_ptr(seg, load(seg, _counters(seg, mm, k)), cpu)  # fbc->counters: the struct's line
     c = load(seg, w)
     while True:
         if abs(c + d) >= batch:
-            lk = _lock(seg, mm, k)
+            lk = lock_word(seg, mm, k)
             jstep(seg, cpu, jf, P_LOCK)
             spins = spin_lock(seg, lk, owner(cpu))
             c = load(seg, w)
             jsave(seg, cpu, jf, L.J_A, c)
-            jstep_save(seg, cpu, jf, P_COUNT, L.J_B, load(seg, _count(seg, mm, k)))
-            local_add(seg, _count(seg, mm, k), c + d)
+            jstep_save(seg, cpu, jf, P_COUNT, L.J_B, load(seg, count_word(seg, mm, k)))
+            local_add(seg, count_word(seg, mm, k), c + d)
             jstep(seg, cpu, jf, P_SUB)
             local_add(seg, w, -c)
             jstep(seg, cpu, jf, P_UNLOCK)
@@ -100,7 +139,7 @@ def recover(seg, cpu, op, step, mm, k, d):
     if op != L.JOP_ADD or step < P_FAST or step > P_UNLOCK:
         return 0
     w = pcpu_word(seg, cpu, mm, k)
-    lk = _lock(seg, mm, k)
+    lk = lock_word(seg, mm, k)
     c = jget(seg, cpu, L.J_A)
     if step == P_FAST:
         return int(settle(seg, w, c, c + d) == 2)
@@ -112,7 +151,7 @@ def recover(seg, cpu, op, step, mm, k, d):
     bad = 0
     if step == P_COUNT:
         cnt = jget(seg, cpu, L.J_B)
-        bad += int(settle(seg, _count(seg, mm, k), cnt, cnt + c + d) == 2)
+        bad += int(settle(seg, count_word(seg, mm, k), cnt, cnt + c + d) == 2)
     if step <= P_SUB:
         bad += int(settle(seg, w, c, 0) == 2)
     release_if_held(seg, lk, cpu)
@@ -128,8 +167,8 @@ def resolve(seg, cpu, kind, mm, k, d, residue):
 def release_locks(seg, who):
     for mm in range(seg[L.H_NMM]):
         for k in range(L.NMEMBERS):
-            if seg[_lock(seg, mm, k)] == who:
-                spin_unlock(seg, _lock(seg, mm, k))
+            if seg[lock_word(seg, mm, k)] == who:
+                spin_unlock(seg, lock_word(seg, mm, k))
 
 
 @njit(inline="always")
@@ -152,7 +191,7 @@ def switch_mm(seg, cpu, old_mm, new_mm):
 
 @njit(inline="always")
 def read_approx(seg, mm, k):
-    return load(seg, _count(seg, mm, k))
+    return load(seg, count_word(seg, mm, k))
 
 
 @njit(inline="always")
@@ -175,7 +214,7 @@ def read_precise(seg, mm, k):
 
     (no CPU is dying here: an emulated CPU taken offline is folded by ``cpu_offline`` first).
     """
-    lk = _lock(seg, mm, k)
+    lk = lock_word(seg, mm, k)
     spin_lock(seg, lk, L.OWNER_READER)
     s = _sum(seg, mm, k)
     spin_unlock(seg, lk)
@@ -184,36 +223,50 @@ def read_precise(seg, mm, k):
 
 @njit(inline="always")
 def _sum(seg, mm, k):
-    s = load(seg, _count(seg, mm, k))
+    s = load(seg, count_word(seg, mm, k))
+    counters = load(seg, _counters(seg, mm, k))
     for cpu in range(seg[L.H_ONLINE]):
-        s += load(seg, pcpu_word(seg, cpu, mm, k))
+        s += load(seg, per_cpu_ptr(seg, counters, cpu))
     return s
 
 
 @njit(inline="always")
 def peek_precise(seg, mm, k):
     """The monitor's precise value: ``read_precise``'s sum without the spinlock (a store the monitor's
-    read-only mapping cannot make); exact when no CPU is in the slow path at that moment."""
-    return _sum(seg, mm, k), 1
+    read-only mapping cannot make); exact when no CPU is in the slow path at that moment. It takes each
+    CPU's word from the checked header's layout, not from the segment's ``counters`` word: the monitor
+    reads segments it does not trust, and a pointer read from one is not an index it may follow."""
+    s = load(seg, count_word(seg, mm, k))
+    for cpu in range(seg[L.H_ONLINE]):
+        s += load(seg, pcpu_word(seg, cpu, mm, k))
+    return s, 1
 
 
 @njit(inline="always")
 def cpu_offline(seg, cpu):
     for mm in range(seg[L.H_NMM]):
         for k in range(L.NMEMBERS):
-            lk = _lock(seg, mm, k)
+            lk = lock_word(seg, mm, k)
             spin_lock(seg, lk, L.OWNER_PARENT)
             w = pcpu_word(seg, cpu, mm, k)
-            local_add(seg, _count(seg, mm, k), load(seg, w))
+            local_add(seg, count_word(seg, mm, k), load(seg, w))
             store(seg, w, 0)
             spin_unlock(seg, lk)
 
 
 @njit(inline="always")
-def mm_init(seg, mm):
+def init_structs(seg, mm):
+    """percpu_counter_init's own words: lock and count 0, the list links cleared, ``counters`` the
+    allocation's pointer (the per-CPU memory itself is zeroed by whoever allocates it)."""
     for k in range(L.NMEMBERS):
-        store(seg, _lock(seg, mm, k), 0)
-        store(seg, _count(seg, mm, k), 0)
+        for j in range(STRUCT_WORDS):
+            store(seg, mm_word(seg, mm, STRUCT_WORDS * k + j), 0)
+    set_counters(seg, mm)
+
+
+@njit(inline="always")
+def mm_init(seg, mm):
+    init_structs(seg, mm)
     # the per-CPU allocator zeroes every possible CPU's slice (mm/percpu.c pcpu_alloc:
     # "for_each_possible_cpu(cpu) memset((void *)pcpu_chunk_addr(chunk, cpu, 0) + off, 0, size);")
     for cpu in range(seg[L.H_POSSIBLE]):
@@ -230,4 +283,4 @@ def mm_destroy(seg, mm):
 
 def fits_header(h) -> bool:
     """The count, lock and per-CPU words this design indexes lie inside their regions."""
-    return h[L.H_MM_STRIDE] >= 2 * L.NMEMBERS and h[L.H_PCPU_KWORDS] >= L.NMEMBERS
+    return h[L.H_MM_STRIDE] >= MM_WORDS and h[L.H_PCPU_KWORDS] >= L.NMEMBERS

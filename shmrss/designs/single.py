@@ -12,9 +12,11 @@ or sees the new mode (and goes per-CPU): nothing is lost. local and remote are
 frozen, never cleared, so a reader that saw single mode and then sees the
 mode changed simply retries on the per-CPU counters.
 
-mm words: percpu's (lock, count) pairs first (so percpu's functions work
-unchanged), then a line with mode, thread count, arg_lock and remote[4],
-then a line with local[4] (written only by the owner thread).
+mm words: percpu's four ``struct percpu_counter`` first (so percpu's functions
+work unchanged; their ``counters`` pointers are set by the switch, which is
+when the per-CPU memory is allocated), then, from the next line, a line with
+mode, thread count, arg_lock and remote[4], then a line with local[4]
+(written only by the owner thread).
 """
 
 from numba import njit
@@ -26,6 +28,7 @@ from shmrss.designs._common import (
     release_if_held, settle, settle_shared, tally,
 )
 from shmrss.designs.percpu import (
+    MM_WORDS as _PC_WORDS, count_word as _pc_count, set_counters as _pc_set_counters,
     add as _pc_add, approx_bound as _pc_bound, batch_for, consistent as _pc_consistent, cpu_offline as _pc_offline,
     mm_destroy as _pc_destroy, read_approx as _pc_approx, peek_precise as _pc_peek, read_precise as _pc_precise, recover as _pc_recover,
     release_locks as _pc_release_locks,
@@ -41,18 +44,31 @@ SINGLE, PERCPU = 0, 1
 _MODE, _NTHREADS, _ARG_LOCK, _REMOTE = 0, 1, 2, 3  # on the second line
 
 
+def own_words(line_words: int) -> int:
+    """The mm's words: percpu's structs rounded up to whole lines, then the mode line and the local line."""
+    return -(-_PC_WORDS // line_words) * line_words + 2 * line_words
+
+
 def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
-    return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=3 * line_words, params=(batch_for((options or {}).get("online_cpus") or possible),))
+    return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=own_words(line_words),
+                       params=(batch_for((options or {}).get("online_cpus") or possible),))
+
+
+@njit(inline="always")
+def _mode_line(seg):
+    """The first word after percpu's structs, rounded up to a line."""
+    lw = seg[L.H_LINE]
+    return (_PC_WORDS + lw - 1) // lw * lw
 
 
 @njit(inline="always")
 def _w(seg, mm, j):
-    return mm_word(seg, mm, seg[L.H_LINE] + j)
+    return mm_word(seg, mm, _mode_line(seg) + j)
 
 
 @njit(inline="always")
 def _local(seg, mm, k):
-    return mm_word(seg, mm, 2 * seg[L.H_LINE] + k)
+    return mm_word(seg, mm, _mode_line(seg) + seg[L.H_LINE] + k)
 
 
 @njit(inline="always")
@@ -207,7 +223,7 @@ def read_precise(seg, mm, k):
 @njit(inline="always")
 def _set_counts(seg, mm):
     for k in range(L.NMEMBERS):
-        store(seg, mm_word(seg, mm, 2 * k + 1), load(seg, _local(seg, mm, k)) + load(seg, _w(seg, mm, _REMOTE + k)))
+        store(seg, _pc_count(seg, mm, k), load(seg, _local(seg, mm, k)) + load(seg, _w(seg, mm, _REMOTE + k)))
 
 
 @njit(inline="always")
@@ -217,6 +233,7 @@ def _to_percpu(seg, cpu, mm, jf):
     for c in range(seg[L.H_POSSIBLE]):
         for k in range(L.NMEMBERS):
             store(seg, pcpu_word(seg, c, mm, k), 0)
+    _pc_set_counters(seg, mm)  # fbc->counters of the allocation: before the mode says per-CPU
     lk = _w(seg, mm, _ARG_LOCK)
     jstep(seg, cpu, jf, _TP_LOCK)
     spin_lock(seg, lk, owner(cpu))
@@ -251,7 +268,7 @@ def cpu_offline(seg, cpu):
 
 @njit(inline="always")
 def mm_init(seg, mm):
-    for j in range(3 * seg[L.H_LINE]):
+    for j in range(_mode_line(seg) + 2 * seg[L.H_LINE]):
         store(seg, mm_word(seg, mm, j), 0)
 
 
@@ -272,4 +289,4 @@ def peek_precise(seg, mm, k):
 
 
 def fits_header(h) -> bool:
-    return h[L.H_MM_STRIDE] >= 3 * h[L.H_LINE] and h[L.H_PCPU_KWORDS] >= L.NMEMBERS
+    return h[L.H_LINE] >= 1 and h[L.H_MM_STRIDE] >= own_words(int(h[L.H_LINE])) and h[L.H_PCPU_KWORDS] >= L.NMEMBERS

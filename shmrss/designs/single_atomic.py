@@ -46,11 +46,12 @@ from shmrss.designs._common import (
     settle_shared, tally,
 )
 from shmrss.designs.percpu import (
+    count_word as _pc_count, set_counters as _pc_set_counters,
     add as _pc_add, peek_precise as _pc_peek, read_approx as _pc_approx, read_precise as _pc_precise,
     recover as _pc_recover, release_locks as _pc_release_locks,
 )
 from shmrss.designs.single import (  # noqa: F401  (shape, approx_bound, ...: this design's interface too)
-    PERCPU, SINGLE, _MODE, _NTHREADS, _local, _own, _w, approx_bound, consistent, cpu_offline, shape,
+    PERCPU, SINGLE, _MODE, _NTHREADS, _local, _mode_line, _own, _w, approx_bound, own_words, consistent, cpu_offline, shape,
     single_mode_value, task_exit, threads,
 )
 
@@ -152,9 +153,10 @@ def _to_percpu(seg, cpu, mm, jf):
     for c in range(seg[L.H_POSSIBLE]):
         for k in range(L.NMEMBERS):
             store(seg, pcpu_word(seg, c, mm, k), 0)
+    _pc_set_counters(seg, mm)  # fbc->counters of the allocation: before the mode says per-CPU
     jstep(seg, cpu, jf, _TP_COUNTS)
     for k in range(L.NMEMBERS):  # percpu_counter_init(..., amount = local): the owner's words move over
-        store(seg, mm_word(seg, mm, 2 * k + 1), load(seg, _local(seg, mm, k)))
+        store(seg, _pc_count(seg, mm, k), load(seg, _local(seg, mm, k)))
     jstep(seg, cpu, jf, _TP_MODE)
     store(seg, _w(seg, mm, _MODE), PERCPU)
 
@@ -170,7 +172,7 @@ def thread_created(seg, cpu, mm):
 
 @njit(inline="always")
 def mm_init(seg, mm):
-    for j in range(3 * seg[L.H_LINE]):  # the mm's own words only: no per-CPU memory yet
+    for j in range(_mode_line(seg) + 2 * seg[L.H_LINE]):  # the mm's own words only: no per-CPU memory yet
         store(seg, mm_word(seg, mm, j), 0)
 
 
@@ -192,4 +194,4 @@ def peek_precise(seg, mm, k):
 
 
 def fits_header(h) -> bool:
-    return h[L.H_MM_STRIDE] >= 3 * h[L.H_LINE] and h[L.H_PCPU_KWORDS] >= L.NMEMBERS
+    return h[L.H_LINE] >= 1 and h[L.H_MM_STRIDE] >= own_words(int(h[L.H_LINE])) and h[L.H_PCPU_KWORDS] >= L.NMEMBERS
