@@ -27,7 +27,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from shmrss import layout as L
-from shmrss.atomics import load, local_add, store
+from shmrss.atomics import compiler_barrier, load, local_add, store
 
 KINDS = ("none", "page")
 PAGE = 4096  # the page the counters count (x86-64 base page)
@@ -85,19 +85,36 @@ def _release_range(seg, st, first, pages):
 
 
 @njit(inline="always")
+def _begin(seg, st, pages):
+    """Announce page work on ``pages`` pages before any is done (``host_reference`` brackets with it)."""
+    store(seg, st + L.S_FB_BEGUN, seg[st + L.S_FB_BEGUN] + pages)
+    compiler_barrier()
+
+
+@njit(inline="always")
+def _done(seg, st, pages):
+    """Page work on ``pages`` pages is over and the cursor says so."""
+    compiler_barrier()
+    store(seg, st + L.S_FB_DONE, seg[st + L.S_FB_DONE] + pages)
+
+
+@njit(inline="always")
 def fault_in(seg, st, pages):
     """Touch ``pages`` fresh pages of this CPU's region: each one a real page fault of the host."""
     size = seg[st + L.S_FB_PAGES]
     cur = seg[st + L.S_FB_CURSOR]
+    todo = pages if pages < size else size
+    moved = todo + (cur if cur + pages > size else 0)
+    _begin(seg, st, moved)
     if cur + pages > size:  # more held than the region: start it again, empty
         _release_range(seg, st, 0, cur)
         cur = 0
     addr = seg[st + L.S_FB_ADDR] + cur * PAGE
-    todo = pages if pages < size else size
     for i in range(todo):
         _touch(addr + i * PAGE)
     store(seg, st + L.S_FB_CURSOR, cur + todo)
     local_add(seg, st + L.S_FB_TOUCHED, todo)
+    _done(seg, st, moved)
 
 
 @njit(inline="always")
@@ -115,9 +132,11 @@ def release(seg, st, pages):
     """An unmap of ``pages``: release the most recently touched pages (as many as the region holds)."""
     cur = seg[st + L.S_FB_CURSOR]
     n = pages if pages < cur else cur
+    _begin(seg, st, n)
     _release_range(seg, st, cur - n, n)
     store(seg, st + L.S_FB_CURSOR, cur - n)
     local_add(seg, st + L.S_FB_RELEASES, 1)
+    _done(seg, st, n)
 
 
 # ----------------------------------------------------------------------------- sizing (the parent)

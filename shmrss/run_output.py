@@ -91,6 +91,11 @@ def _print_tables(spec, results: list[dict], tables: Console) -> None:
 
         if (ft := fault_body_table(results)) is not None:
             tables.print(ft)
+    if spec.host_reference:
+        from shmrss.host_reference_stats import table as host_reference_table
+
+        if (ht := host_reference_table(results)) is not None:
+            tables.print(ht)
     if spec.perf:
         from shmrss.perf_report import table as perf_table
 
