@@ -25,7 +25,7 @@ QUANTILES = (1, 10, 25, 50, 75, 90, 99)
 MIN_SAMPLES = 500
 AGREE_D = 0.15
 DIFFER_D = 0.30
-HIST_BINS = 40
+HIST_BINS = 256  # integer-wide bins up to this many pages of range (pooled figures line up)
 
 
 def describe(errs: np.ndarray) -> dict:
@@ -99,7 +99,8 @@ def comparison(host_approx: np.ndarray, emu_approx: np.ndarray, applicable: str 
     quant = {f"p{q}": [float(np.percentile(host_approx, q)), float(np.percentile(emu_approx, q))]
              for q in QUANTILES}
     return {**out, "quantiles_host_emulated": quant, "ks_d": d,
-            "verdict": verdict(host_approx.size, emu_approx.size, d)}
+            "verdict": verdict(host_approx.size, emu_approx.size, d),
+            "host_errors": describe(host_approx), "emulated_errors": describe(emu_approx)}
 
 
 def summary(raw: dict, kernel: dict, design: str, emulated_online: int, nmm: int) -> dict:
