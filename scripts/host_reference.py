@@ -13,6 +13,7 @@ the runs: per mode, *agree* when at least MIN_RUNS runs were made and more than 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -102,6 +103,12 @@ def markdown(results: dict[str, list[dict]]) -> str:
     for mode, runs in results.items():
         v = [r["host_reference"]["comparison"]["verdict"] for r in runs]
         lines.append(f"\n{mode}: runs {', '.join(v)}; claim: {claim_verdict(v)}")
+        kinds = {f: [r["host_reference"]["host"][f]["measured"] for r in runs] for f in ("statm", "status", "stat")}
+        lines.append("measured: " + "; ".join(f"{f} {', '.join(sorted(set(k)))} ({len(k)} runs)"
+                                              for f, k in kinds.items()))
+        errs = [r["host_reference"]["comparison"].get("host_errors", {}) for r in runs]
+        lines.append(f"host stat errors compared: min {min(e.get('min', 0) for e in errs)}, "
+                     f"max {max(e.get('max', 0) for e in errs)}")
     return "\n".join(lines)
 
 
@@ -110,8 +117,11 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--duration", type=float, default=3.0)
     ap.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "host-reference.png"))
+    ap.add_argument("--raw", help="also write every run's JSON result here")
     a = ap.parse_args()
     results = measure(a.repeat, a.duration)
+    if a.raw:
+        Path(a.raw).write_text(json.dumps(results) + "\n")
     print(markdown(results))
     print(f"wrote {figure(results, Path(a.figure))}", file=sys.stderr)
     return 0
