@@ -166,7 +166,7 @@ def sampler_process(seg_name: str, design: str, host_cpu: int | None, parent_pid
     ctrl = int(w[L.H_CTRL])
     while w[ctrl + L.C_GO] == 0 and w[ctrl + L.C_STOP] == 0:
         time.sleep(0.0005)
-    host, emu, times, t0 = [], [], [], time.perf_counter()
+    host, emu, times, t0, cpu0 = [], [], [], time.perf_counter(), time.process_time()
     try:
         while w[ctrl + L.C_STOP] == 0:
             h, e = _round(w, stats, procs, bases, emulated, mms, out)
@@ -178,7 +178,8 @@ def sampler_process(seg_name: str, design: str, host_cpu: int | None, parent_pid
         pass  # a CPU process exited at the stop: the rounds so far are the sample
     conn.send(("done", {"host": np.array(host, dtype=np.int64).reshape(-1, len(FILES), len(stats), 2),
                         "emulated": np.array(emu, dtype=np.int64).reshape(-1, mms.size, 4),
-                        "t": np.array(times)}))
+                        "t": np.array(times), "busy_s": time.process_time() - cpu0,
+                        "wall_s": time.perf_counter() - t0}))
 
 
 class Sampler:

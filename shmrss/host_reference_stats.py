@@ -132,6 +132,8 @@ def summary(raw: dict, kernel: dict, design: str, emulated_online: int, nmm: int
     return {"kernel": kernel, "unit": "sum over the CPU processes" if summed else "each CPU process",
             "window_limit_pages": limit, "sampler_cpu": raw["sampler_cpu"], "interval_s": raw["interval_s"],
             "rounds": int(raw["host"].shape[0]), "baseline": raw["baseline"], "offset_pages": offset,
+            # the sampler's own CPU time over its sampling window: what it took from the CPUs it shares
+            "sampler_busy_share": raw["busy_s"] / raw["wall_s"] if raw.get("wall_s") else None,
             "barrier_residue_pages": residue.tolist(), "host": reads, "emulated": emulated, "comparison": compared}
 
 

@@ -181,6 +181,7 @@ def test_a_run_records_the_host_reads_beside_the_design_and_prints_them(run_cli,
     assert set(hr["host"]) == set(H.FILES) and set(hr["emulated"]) == {"approximate", "precise"}
     assert hr["host"]["status"]["count"] > 0 and hr["emulated"]["precise"]["max_abs"] == 0
     assert hr["baseline"][0]["region_words"] == [0, 0]  # taken at the barrier, before any page work
+    assert 0 < hr["sampler_busy_share"] <= 1.05
     assert "ks_d" in hr["comparison"] or hr["comparison"]["verdict"] in ("not applicable", "too few samples")
     json.dumps(hr)
     out = capsys.readouterr().out
