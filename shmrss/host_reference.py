@@ -198,7 +198,12 @@ class Sampler:
                                 name="shmrss-hostref", daemon=True)
         self.proc.start()
         child.close()
-        self.baseline = self._receive("ready", self.READY_TIMEOUT_S)
+        try:
+            self.baseline = self._receive("ready", self.READY_TIMEOUT_S)
+        except (HostReferenceError, EOFError, OSError) as e:
+            self.proc.kill()  # the run fails here: the sampler must not outlive it
+            self.proc.join(2.0)
+            raise HostReferenceError(str(e) or "the /proc sampler ended before its baseline") from None
 
     def _receive(self, want: str, timeout: float):
         if not self.conn.poll(timeout):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import resource
 
 import numpy as np
 import pytest
@@ -91,6 +92,20 @@ def test_work_announced_and_not_done_widens_the_envelope(synthetic):
     err, window = H._bracketed(w, 0, files, H.FILES.index(H.PRECISE_FILE), base + 3000)
     assert window == 5000 and err == 0  # 3000 pages off lies inside the in-flight window
     files.close()
+
+
+def test_settle_faults_and_releases_one_page_table_span_of_the_region():
+    from shmrss import faultbody
+
+    small = mmap.mmap(-1, 64 * mmap.PAGESIZE)
+    assert not faultbody.settle(small, np.frombuffer(small, dtype=np.uint8).ctypes.data)  # no 2 MiB span
+    big = mmap.mmap(-1, 4 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    addr = np.frombuffer(big, dtype=np.uint8).ctypes.data
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    assert faultbody.settle(big, addr)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before >= faultbody.SETTLE_PAGES  # really faulted
+    first = -addr % faultbody.PMD_SPAN
+    assert big[first] == 0  # released: the page reads as a fresh zero page again
 
 
 def test_the_proc_files_are_parsed_as_the_kernel_writes_them():
