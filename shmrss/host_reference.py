@@ -49,10 +49,23 @@ def online_cpus() -> int:
     return n
 
 
+def counts_with(release: str) -> str | None:
+    """The design the host's rss_stat is: percpu_counter from 6.2 (commit f1a7941243c1), before that an atomic per
+    mm with a per-task cache (SPLIT_RSS_COUNTING: the split design); None for a release it cannot parse."""
+    try:
+        major, minor = (int(x) for x in release.split("-")[0].split(".")[:2])
+    except ValueError:
+        return None
+    return "percpu" if (major, minor) >= (6, 2) else "split"
+
+
 def kernel_info() -> dict:
-    """The host kernel's version, online CPUs and the percpu_counter_batch they imply (max(32, 2 * online))."""
+    """The host kernel's version, the design its counters are, its online CPUs and the percpu_counter_batch they
+    imply (max(32, 2 * online))."""
     online = online_cpus()
-    return {"release": os.uname().release, "online_cpus": online, "batch": max(32, 2 * online)}
+    release = os.uname().release
+    return {"release": release, "counts_with": counts_with(release), "online_cpus": online,
+            "batch": max(32, 2 * online)}
 
 
 def parse(name: str, text: str) -> int:

@@ -114,9 +114,12 @@ def summary(raw: dict, kernel: dict, design: str, emulated_online: int, nmm: int
     emulated = {kind: {**describe(e), "wide_windows": wide, "measured": measured_kind(e)}
                 for kind, (e, wide) in emu.items()}
     why = None
-    if design != "percpu":
-        why = f"the host counts with percpu_counter; this run's design is {design}"
-    elif emulated_online != kernel["online_cpus"]:
+    host_design = kernel.get("counts_with")
+    if host_design is None:
+        why = f"which design the host kernel {kernel['release']} counts with is not known from its release"
+    elif design != host_design:
+        why = f"the host kernel {kernel['release']} counts as {host_design} does; this run's design is {design}"
+    elif design == "percpu" and emulated_online != kernel["online_cpus"]:
         why = (f"the emulated percpu has {emulated_online} online CPUs (batch {max(32, 2 * emulated_online)}), "
                f"the host {kernel['online_cpus']} (batch {kernel['batch']})")
     # what the host mm's approximate read lacked at the barrier (deltas left on CPUs the process no longer runs

@@ -118,6 +118,8 @@ def test_the_proc_files_are_parsed_as_the_kernel_writes_them():
 
 
 def test_the_host_kernel_and_its_batch():
+    assert H.counts_with("6.1.0-18-amd64") == "split" and H.counts_with("6.2.0") == "percpu"
+    assert H.counts_with("6.18.44-fc-v1300") == "percpu" and H.counts_with("weird") is None
     k = H.kernel_info()
     assert k["release"] == os.uname().release and k["online_cpus"] >= 1
     assert k["batch"] == max(32, 2 * k["online_cpus"])
@@ -156,7 +158,7 @@ def _raw(host_err: int, emu_err: np.ndarray, residue: int) -> dict:
 
 
 def test_summary_takes_off_the_offset_and_the_barrier_residue_and_compares():
-    kernel = {"release": "x", "online_cpus": 2, "batch": 32}
+    kernel = {"release": "x", "counts_with": "percpu", "online_cpus": 2, "batch": 32}
     emu = np.random.default_rng(2).integers(-31, 1, 3000)
     s = S.summary(_raw(3, emu, -20), kernel, "percpu", 2, nmm=2)
     assert s["offset_pages"] == 3.0 and s["barrier_residue_pages"] == [-20]
