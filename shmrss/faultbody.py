@@ -12,7 +12,9 @@ from compiled code as an external symbol, so the loop stays cacheable. When a ta
 than the region, the whole region is released and touching starts again at its first page.
 
 The counter update and the page work are timed apart (``rdtsc`` around each), into the per-CPU
-words ``S_FB_COUNTER_TSC`` and ``S_FB_BODY_TSC``.
+words ``S_FB_COUNTER_TSC`` and ``S_FB_BODY_TSC``. Page work is announced before it starts (``S_FB_BEGUN``)
+and recorded after the cursor is stored (``S_FB_DONE``), so that ``host_reference`` can bracket a read of
+/proc by what the region held. Before the run, ``settle`` leaves the CPU's host per-CPU RSS delta at 0.
 """
 
 from __future__ import annotations

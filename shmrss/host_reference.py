@@ -196,7 +196,8 @@ def sampler_process(seg_name: str, design: str, host_cpu: int | None, parent_pid
 
 
 class Sampler:
-    """The parent's side: fork the sampler at the start barrier, wait for its baseline, collect its samples."""
+    """The parent's side: fork the sampler at the start barrier (with the run's signals blocked, as every child
+    is forked), then ``wait_ready`` for its baseline, and ``finish`` to collect its samples."""
 
     READY_TIMEOUT_S = 30.0
 
@@ -211,6 +212,10 @@ class Sampler:
                                 name="shmrss-hostref", daemon=True)
         self.proc.start()
         child.close()
+        self.baseline = None
+
+    def wait_ready(self) -> None:
+        """Its baseline, taken at the barrier; HostReferenceError (the sampler killed) when none comes."""
         try:
             self.baseline = self._receive("ready", self.READY_TIMEOUT_S)
         except (HostReferenceError, EOFError, OSError) as e:

@@ -436,8 +436,10 @@ class Run:
     def _start_host_reference(self) -> None:
         from shmrss.host_reference import HostReferenceError, Sampler
 
-        try:
+        with blocked():  # as every child: none runs the parent's handlers before its own set-up
             self.host_ref = Sampler(self.seg.name, self.p.design, self.p.placement.reader_cpu)
+        try:
+            self.host_ref.wait_ready()
         except HostReferenceError as e:
             raise RunFailed(f"--host-reference: {e}") from None
 
