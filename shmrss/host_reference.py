@@ -88,13 +88,15 @@ class ProcFiles:
     def __init__(self, pid: int):
         self.pid = pid
         self.fds = []
+        name = FILES[0]
         try:
             for name in FILES:
                 self.fds.append(os.open(f"/proc/{pid}/{name}", os.O_RDONLY))
-            self.read(0)
+            for i, name in enumerate(FILES):
+                self.read(i)
         except (OSError, ValueError, IndexError) as e:
             self.close()
-            raise HostReferenceError(f"cannot read /proc/{pid}/{FILES[len(self.fds) - 1 if self.fds else 0]}: "
+            raise HostReferenceError(f"cannot read /proc/{pid}/{name}: "
                                      f"{getattr(e, 'strerror', None) or e}") from None
 
     def read(self, i: int) -> int:

@@ -115,6 +115,8 @@ def test_the_proc_files_are_parsed_as_the_kernel_writes_them():
     assert H.parse("stat", stat) == 4321  # the 24th field, counted after a comm holding ') ' and spaces
     with pytest.raises(H.HostReferenceError):
         H.parse("status", "Name:\tkthread\n")
+    with pytest.raises(H.HostReferenceError, match=r"cannot read /proc/\d+/statm"):
+        H.ProcFiles(2 ** 22 + 7)  # above pid_max's largest value: no such process
 
 
 def test_the_host_kernel_and_its_batch():
