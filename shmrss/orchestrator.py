@@ -442,7 +442,7 @@ class Run:
             self.host_ref.wait_ready()
         except HostReferenceError as e:
             raise RunFailed(f"--host-reference: {e}") from None
-        # measured (docs/host-reference.md): with the sampler, a loaded 2-CPU host ran 1.4-2.4x more events/s
+        # measured (docs/host-reference.md): with the sampler, a loaded 2-CPU host ran 0.76-2.4x the events/s
         self.warnings.append("--host-reference: a /proc sampler ran beside the CPUs; events/s and ns/event are "
                              "not comparable with runs without it")
 
