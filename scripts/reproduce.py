@@ -775,8 +775,37 @@ def oom(size: Size, run: Runner) -> Claim:
     return c
 
 
+def host_kernel(size: Size, run: Runner) -> Claim:
+    """Issue 20: the emulated percpu's approximate error against the host kernel's own (scripts/host_reference.py)."""
+    import host_reference as H
+
+    c = Claim("host_kernel", "the emulated percpu against the host kernel's own counters (--host-reference)",
+              "[host-reference.md](host-reference.md) (issue 20): the host's `mm->rss_stat` is a percpu_counter with "
+              "batch max(32, 2 x online CPUs); its approximate read (/proc/PID/stat's rss) should err as the "
+              "emulated percpu's approximate read does, at the host's own online CPUs.")
+    results: dict[str, list[dict]] = {m: [] for m in H.MODES}
+    for _ in range(max(size.reps, H.MIN_RUNS)):
+        for mode in H.MODES:
+            r = run.run(c, H.args_for(mode, size.duration))[0]
+            results[mode].append(r)
+            c.rows.append(H.row(mode, len(results[mode]), r))
+    c.header = H.HEADER
+    c.figure = H.figure(results, run.figures / "host_kernel.png")
+    for mode, runs in results.items():
+        each = [r["host_reference"]["comparison"]["verdict"] for r in runs]
+        v = H.claim_verdict(each)
+        c.verdicts.append(Verdict(
+            f"The emulated percpu's approximate error matches the host kernel's own ({mode} mode).",
+            {"agree": AGREE, "disagree": DISAGREE}.get(v, CANNOT),
+            f"Per run (KS D <= 0.15 agree, >= 0.30 differ): {', '.join(each)}. Rule: agree when more than two "
+            f"thirds of at least {H.MIN_RUNS} runs agree, disagree when more than two thirds differ."))
+    c.notes.append("Host quantiles are after taking off the offset (the precise read's median error) and the "
+                   "barrier residue (stat - status at the start barrier); docs/host-reference.md says why.")
+    return c
+
+
 EXPERIMENTS = (split_rss_steal, accuracy_vs_n, pcpcache, single, tree_fast_path, real_fault_work, lifecycle,
-               oom)
+               oom, host_kernel)
 
 
 def _rev() -> str:

@@ -69,6 +69,9 @@ def _add_run_parser(sub) -> None:
     r.add_argument("--fault-body", default="none", choices=("none", "page"),
                    help="page: each fault also touches fresh pages of a real anonymous mapping and each unmap "
                         "releases them, so the host really faults (default none)")
+    r.add_argument("--host-reference", action="store_true",
+                   help="with --fault-body page: also read the CPU processes' RSS from /proc (the host kernel's own "
+                        "counters) and record their errors beside the design's (docs/host-reference.md)")
     r.add_argument("--perf", action="store_true",
                    help="add perf stat counters of the CPU processes (what the host supports) to the result")
     r.add_argument("--offline-at", action="append", default=[], metavar="T:CPU",

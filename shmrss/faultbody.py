@@ -12,7 +12,9 @@ from compiled code as an external symbol, so the loop stays cacheable. When a ta
 than the region, the whole region is released and touching starts again at its first page.
 
 The counter update and the page work are timed apart (``rdtsc`` around each), into the per-CPU
-words ``S_FB_COUNTER_TSC`` and ``S_FB_BODY_TSC``.
+words ``S_FB_COUNTER_TSC`` and ``S_FB_BODY_TSC``. Page work is announced before it starts (``S_FB_BEGUN``)
+and recorded after the cursor is stored (``S_FB_DONE``), so that ``host_reference`` can bracket a read of
+/proc by what the region held. Before the run, ``settle`` leaves the CPU's host per-CPU RSS delta at 0.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from shmrss import layout as L
-from shmrss.atomics import load, local_add, store
+from shmrss.atomics import compiler_barrier, load, local_add, store
 
 KINDS = ("none", "page")
 PAGE = 4096  # the page the counters count (x86-64 base page)
@@ -35,6 +37,8 @@ MADV_DONTNEED = 4
 MADV_NOHUGEPAGE = 15
 MAX_REGION_BYTES = 1 << 30  # per CPU: a tape holding more pages than this reuses its region
 MIN_REGION_PAGES = 16
+PMD_SPAN = 2 << 20  # the span of one page table: a zap adds its pages to the counters once per table
+SETTLE_PAGES = 64
 MEMORY_SHARE = 2  # every region together may take at most 1/MEMORY_SHARE of the available memory
 # a counter update timed above this many TSC ticks (tens of microseconds) was preempted in the middle (the
 # hosts this runs on are shared): it is counted apart, not added to the counter's time
@@ -85,19 +89,36 @@ def _release_range(seg, st, first, pages):
 
 
 @njit(inline="always")
+def _begin(seg, st, pages):
+    """Announce page work on ``pages`` pages before any is done (``host_reference`` brackets with it)."""
+    store(seg, st + L.S_FB_BEGUN, seg[st + L.S_FB_BEGUN] + pages)
+    compiler_barrier()
+
+
+@njit(inline="always")
+def _done(seg, st, pages):
+    """Page work on ``pages`` pages is over and the cursor says so."""
+    compiler_barrier()
+    store(seg, st + L.S_FB_DONE, seg[st + L.S_FB_DONE] + pages)
+
+
+@njit(inline="always")
 def fault_in(seg, st, pages):
     """Touch ``pages`` fresh pages of this CPU's region: each one a real page fault of the host."""
     size = seg[st + L.S_FB_PAGES]
     cur = seg[st + L.S_FB_CURSOR]
+    todo = pages if pages < size else size
+    moved = todo + (cur if cur + pages > size else 0)
+    _begin(seg, st, moved)
     if cur + pages > size:  # more held than the region: start it again, empty
         _release_range(seg, st, 0, cur)
         cur = 0
     addr = seg[st + L.S_FB_ADDR] + cur * PAGE
-    todo = pages if pages < size else size
     for i in range(todo):
         _touch(addr + i * PAGE)
     store(seg, st + L.S_FB_CURSOR, cur + todo)
     local_add(seg, st + L.S_FB_TOUCHED, todo)
+    _done(seg, st, moved)
 
 
 @njit(inline="always")
@@ -115,9 +136,11 @@ def release(seg, st, pages):
     """An unmap of ``pages``: release the most recently touched pages (as many as the region holds)."""
     cur = seg[st + L.S_FB_CURSOR]
     n = pages if pages < cur else cur
+    _begin(seg, st, n)
     _release_range(seg, st, cur - n, n)
     store(seg, st + L.S_FB_CURSOR, cur - n)
     local_add(seg, st + L.S_FB_RELEASES, 1)
+    _done(seg, st, n)
 
 
 # ----------------------------------------------------------------------------- sizing (the parent)
@@ -178,7 +201,23 @@ def map_region(w: np.ndarray, st: int) -> mmap.mmap | None:
         region.madvise(mmap.MADV_NOHUGEPAGE)  # 4 KiB faults, as the counters count them
     w[st + L.S_FB_ADDR] = np.frombuffer(region, dtype=np.uint8).ctypes.data
     w[st + L.S_FB_CURSOR] = 0
+    settle(region, int(w[st + L.S_FB_ADDR]))
     return region
+
+
+def settle(region: mmap.mmap, addr: int) -> bool:
+    """Leave this CPU's host per-CPU RSS delta at 0 before the run: fault SETTLE_PAGES pages of one page table
+    and release them with one ``madvise``, whose single ``add_mm_counter`` of -SETTLE_PAGES (at least twice
+    the batch of up to 32 CPUs) folds the delta into the shared count (percpu_counter_add_batch). The host's
+    approximate read then starts, as an emulated mm does, with no delta on the CPU that runs. False when the
+    region holds no whole page-table span (2 MiB aligned) for it."""
+    first = -addr % PMD_SPAN
+    if first + SETTLE_PAGES * PAGE > len(region) or not hasattr(region, "madvise"):
+        return False
+    for i in range(SETTLE_PAGES):
+        region[first + i * PAGE] = 1
+    region.madvise(MADV_DONTNEED, first, SETTLE_PAGES * PAGE)
+    return True
 
 
 def minor_faults() -> int:

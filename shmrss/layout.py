@@ -144,6 +144,9 @@ S_FB_RELEASES = S_FB + 7  # unmaps that released pages
 S_FB_ERRORS = S_FB + 8  # madvise calls that failed
 S_FB_MINFLT = S_FB + 9  # minor faults of the CPU process during its loop (getrusage)
 S_FB_PREEMPTED = S_FB + 10  # counter updates timed above faultbody.PREEMPTED_TICKS: left out of COUNTER_TSC
+# pages of page work begun / done (the cursor stored): a /proc sampler brackets the region's resident pages
+S_FB_BEGUN = S_FB + 11
+S_FB_DONE = S_FB + 12
 S_WORDS = 72
 
 CPU_INIT, CPU_BARRIER, CPU_RUNNING, CPU_DONE, CPU_FAILED, CPU_PARKED, CPU_FROZEN, CPU_OFFLINE, CPU_DEAD = range(9)

@@ -51,7 +51,7 @@ def check_shape(words: np.ndarray, design: str) -> None:
     indexes inside its regions from its own parameters.
     """
     h = [int(x) for x in words[: L.H_WORDS]]
-    ok = h[L.H_TRUTH_STRIDE] >= h[L.H_NMM] * L.NMEMBERS and h[L.H_CPUSTAT_STRIDE] >= L.S_LC_REUSED + 1
+    ok = h[L.H_TRUTH_STRIDE] >= h[L.H_NMM] * L.NMEMBERS and h[L.H_CPUSTAT_STRIDE] >= max(L.S_LC_REUSED, L.S_FB_DONE) + 1
     ok = ok and fits_header(designs.get(design), h)
     if not ok:
         raise SegmentError(f"segment header does not fit the {design} design's layout: not a run of this shmrss")

@@ -21,7 +21,7 @@ from shmrss.segment import SegmentError
 
 MAX_MMS = 16  # mms shown, the largest by truth
 # the per-CPU slots a sample copies: 0 .. the last lifecycle tally
-_SLOTS = L.S_LC_REUSED + 1
+_SLOTS = max(L.S_LC_REUSED, L.S_FB_DONE) + 1  # the tallies shown, the fault-body words included
 # states in which the design's counters are the run's: once DONE the parent tears the mms down
 _COUNTERS_VALID = (L.STATE_INIT, L.STATE_RUNNING, L.STATE_STOP)
 

@@ -131,6 +131,8 @@ def _cpu_block(s: SegmentSampler, cur: Sample, r, procs: dict[int, ProcStat], li
     cols = ["CPU", "host", "status"]
     cols += ["mm/s"] if life else ["M ev/s", "ns/event", "slow/s", "switch/s"] + (["hit %"] if hits else [])
     cols += ["pid", "CPU %", "vcsw/s", "ivcsw/s", "on CPU", "RSS MiB"]
+    paged = bool(cur.cpu[:, L.S_FB_PAGES].any())  # --fault-body page: the workload's pages beside the host's RSS
+    cols += ["region MiB"] if paged else []
     rows = []
     for c in range(s.ncpu):
         label = "R" if s.reclaimer and c == s.nwork else str(c)
@@ -153,6 +155,9 @@ def _cpu_block(s: SegmentSampler, cur: Sample, r, procs: dict[int, ProcStat], li
             moved = p.cpu_num is not None and hostcpu >= 0 and p.cpu_num != hostcpu
             row += [str(pid), _num(p.cpu_pct, ".0f"), _num(p.vcsw_per_s, ".0f"), _num(p.ivcsw_per_s, ".0f"),
                     _num(p.cpu_num, "d") + ("!" if moved else ""), _num(p.rss / 2**20 if p.rss else None, ".1f")]
+        if paged:
+            held = int(cur.cpu[c, L.S_FB_CURSOR]) if cur.cpu[c, L.S_FB_PAGES] else None
+            row.append(_num(held * 4096 / 2**20 if held is not None else None, ".1f"))
         rows.append(row)
     work = slice(0, s.nwork)
     if s.nwork > 1:
@@ -162,7 +167,7 @@ def _cpu_block(s: SegmentSampler, cur: Sample, r, procs: dict[int, ProcStat], li
         else:
             total += [_mev(np.nansum(r.events_per_s[work])), "", _si(np.nansum(r.slow_per_s[work])),
                       _si(np.nansum(r.switches_per_s[work]))] + ([""] if hits else [])
-        rows.append(total + [""] * 6)
+        rows.append(total + [""] * (6 + paged))
     return Block("emulated CPUs", cols, rows, left=3)
 
 

@@ -196,6 +196,7 @@ class Run:
         self.t0 = 0.0
         self.perf = None  # --perf: a shmrss.perf.PerfStat on the CPU processes
         self.contention = None  # shmrss.contention.Contention: other runs, busy processes on our CPUs
+        self.host_ref = None  # --host-reference: a shmrss.host_reference.Sampler reading the CPUs' /proc
 
     # ---- life cycle
     # what a kind of run changes (fork/exit runs override these)
@@ -242,6 +243,8 @@ class Run:
         with blocked():  # no child may run the parent's handlers before its own set-up
             self._fork()
         self._wait_barrier()
+        if self.p.options.get("host_reference"):
+            self._start_host_reference()  # at the barrier: the CPU processes are quiescent, no page touched
         startup_s = time.perf_counter() - t_fork
         from shmrss.contention import Contention
 
@@ -269,6 +272,8 @@ class Run:
         self._stop()
         raw = self._collect(eng, tsc_per_ns, startup_s)
         raw["host_idle_pct"] = host_idle
+        if self.host_ref is not None:
+            raw["host_reference"] = self._host_reference()
         if perf is not None:
             raw["perf"] = perf
         if interrupt is None and SIGNALS.pending is not None:
@@ -425,7 +430,33 @@ class Run:
         w[self._ctrl(L.C_STATE)] = L.STATE_DONE
 
     def _children(self) -> list[mp.Process]:
-        return self.cpus + [c for c in (self.reclaimer, self.reader) if c is not None]
+        return self.cpus + [c for c in (self.reclaimer, self.reader, getattr(self.host_ref, "proc", None))
+                            if c is not None]
+
+    def _start_host_reference(self) -> None:
+        from shmrss.host_reference import HostReferenceError, Sampler
+
+        with blocked():  # as every child: none runs the parent's handlers before its own set-up
+            self.host_ref = Sampler(self.seg.name, self.p.design, self.p.placement.reader_cpu)
+        try:
+            self.host_ref.wait_ready()
+        except HostReferenceError as e:
+            raise RunFailed(f"--host-reference: {e}") from None
+        # measured (docs/host-reference.md): with the sampler, a loaded 2-CPU host ran 0.76-2.4x the events/s
+        self.warnings.append("--host-reference: a /proc sampler ran beside the CPUs; events/s and ns/event are "
+                             "not comparable with runs without it")
+
+    def _host_reference(self) -> dict | None:
+        """The host-reference record (shmrss/host_reference_stats.py), or None with a warning if it was lost."""
+        from shmrss.host_reference import HostReferenceError, kernel_info
+        from shmrss.host_reference_stats import summary
+
+        try:
+            raw = self.host_ref.finish()
+        except (HostReferenceError, EOFError, OSError) as e:
+            self.warnings.append(f"--host-reference: the /proc sampler's samples were lost ({e})")
+            return None
+        return summary(raw, kernel_info(), self.p.design, online_cpus(self.p), self.p.workload.nmm)
 
     def _kill_children(self) -> None:
         for proc in self._children():

@@ -140,6 +140,7 @@ def build(params, raw: dict, calibration: dict | None) -> dict:
         else None,
         "faults": faults if faults and (faults["injected"] or faults["checks"]) else None,
         "perf": perf,
+        "host_reference": raw.get("host_reference"),  # --host-reference (shmrss/host_reference_stats.py)
         "invariants": invariants,
         **_kernel_c(params.design),
         "warnings": warnings,

@@ -94,6 +94,10 @@ def _print_tables(spec, results: list[dict]) -> None:
         from shmrss.faultbody import table as fault_body_table
 
         tables.append(fault_body_table(results))
+    if spec.host_reference:
+        from shmrss.host_reference_stats import table as host_reference_table
+
+        tables.append(host_reference_table(results))
     if spec.perf:
         from shmrss.perf_report import table as perf_table
 

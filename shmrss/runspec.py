@@ -82,6 +82,7 @@ class RunSpec:
     fork_globals: bool = False
     switches: int = 0
     remote_every: int = 0
+    host_reference: bool = False  # --host-reference: the host kernel's /proc reads beside the design's
 
     @classmethod
     def from_args(cls, args, topo=None) -> RunSpec:
@@ -104,7 +105,8 @@ class RunSpec:
                 "offline_at": list(self.offline_at), "kill_at": list(self.kill_at), "check_every": self.check_every,
                 "online_cpus_option": self.online_cpus, "fault_body": self.fault_body, "label": self.label,
                 **({"fork_globals": self.fork_globals, "switches": self.switches, "remote_every": self.remote_every}
-                   if self.fork_exit else {})}
+                   if self.fork_exit else {}),
+                "host_reference": self.host_reference}
 
     def params_for(self, design: str, possible: int | None) -> RunParams:
         """The orchestrator's RunParams of one design at one possible-CPU count."""
@@ -159,6 +161,7 @@ def _checked(cls, args, topo) -> RunSpec:
         _check_tree_orders(args.tree_orders, possibles, running)
     faults = _faults(args, fork_exit, len(placement.cpus), reclaimer)
     fb_pages = _fault_body_pages(args.fault_body, wl, fork_exit, bool(faults))
+    host_reference = _host_reference(getattr(args, "host_reference", False), args.fault_body)
     _check_output_parents(args.json, args.plot)
     return cls(
         designs=tuple(names), variants=tuple(variants), fork_exit=fork_exit, topo=topo, placement=placement,
@@ -171,7 +174,7 @@ def _checked(cls, args, topo) -> RunSpec:
         kill_at=tuple(args.kill_at), fault_body=args.fault_body, pages=args.pages, clones=args.clones,
         leak_every=args.leak_every, repeat=args.repeat, perf=args.perf, calibrate=not args.no_calibrate,
         label=args.label, json=args.json, plot=args.plot, wide=args.wide, live=args.live, notes=tuple(notes),
-        **_remedy_options(args, fork_exit, variants))
+        host_reference=host_reference, **_remedy_options(args, fork_exit, variants))
 
 
 def _remedy_options(args, fork_exit: bool, variants) -> dict:
@@ -278,6 +281,22 @@ def _fault_body_pages(kind: str, wl, fork_exit: bool, journaled: bool) -> list[i
                      available=psutil.virtual_memory().available)
     except FaultBodyError as e:
         raise UsageError(str(e)) from None
+
+
+def _host_reference(wanted: bool, fault_body: str) -> bool:
+    """--host-reference: the host counts only the real faults of --fault-body page, read from /proc."""
+    if not wanted:
+        return False
+    if fault_body != "page":
+        raise UsageError("--host-reference goes with --fault-body page (only then does the host kernel fault "
+                         "the workload's pages)")
+    from shmrss.host_reference import HostReferenceError, check_readable
+
+    try:
+        check_readable()
+    except HostReferenceError as e:
+        raise UsageError(f"--host-reference: {e}") from None
+    return True
 
 
 def _check_output_parents(*paths: str | None) -> None:

@@ -388,6 +388,25 @@ def test_rich_rendering_on_a_terminal():
     assert "\x1b[" in text and "emulated CPUs" in text and "WARNING: a warning" in text
 
 
+def test_a_page_run_shows_the_region_the_workload_holds_beside_the_host_rss(capsys, new_segment):
+    """Issue 20 item 5: with --fault-body page, each CPU's region (the workload's pages in that process) is
+    shown beside the process's RSS as the host kernel counts it."""
+    with valid_segment(new_segment) as seg:
+        w = seg.words
+        st, ss = seg.h(L.H_CPUSTAT), seg.h(L.H_CPUSTAT_STRIDE)
+        for cpu in (0, 1):
+            w[st + cpu * ss + L.S_STATUS] = L.CPU_RUNNING
+            w[st + cpu * ss + L.S_PID] = os.getpid()
+            w[st + cpu * ss + L.S_FB_PAGES] = 4096
+            w[st + cpu * ss + L.S_FB_CURSOR] = 512 * (cpu + 1)  # 2 MiB, then 4 MiB held
+        assert main(["monitor", seg.name, "--count", "1"]) == 0
+        out = capsys.readouterr().out
+    head, *rows = table(blocks(out, seg.name)[0], "emulated CPUs")
+    assert head[-4:] == ["RSS", "MiB", "region", "MiB"]  # the table's words, split on spaces
+    assert [r[-1] for r in rows[:2]] == ["2.0", "4.0"]
+    assert float(rows[0][-2]) > 0  # RSS MiB: the host's count of the same process
+
+
 def test_a_killed_cpu_not_yet_recovered_shows_as_dead(capsys, new_segment):
     """Issue 13 item 9: a CPU SIGKILLed while its status word still says RUNNING (its parent has not reaped
     nor recovered it: a zombie) is DEAD in the monitor, not RUNNING."""
