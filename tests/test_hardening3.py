@@ -1,0 +1,86 @@
+"""Issue 19, hardening third round: no silent data loss (``--json -`` on a full disk, ``sweep --out`` onto a
+file that is not a sweep's), no traceback on a results file, a monitor that works on a terminal, names from
+files and /dev/shm escaped, orphans of a killed sweep, the overflow check of ``--fault-pages``, shards across
+hosts, a full compile-cache disk, ``report`` through a planted directory link, the design driver's segments.
+
+The fuzzing of results files is in ``tests/test_results_fuzz.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["--duration", "0.2", "--no-calibrate", "--no-reader", "--cpus", "1", "--design", "atomic"]
+SHMRSS = [sys.executable, "-m", "shmrss"]
+
+
+def _shmrss(argv: list[str], timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*SHMRSS, *argv], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def _one_line_error(p: subprocess.CompletedProcess, want_code: int = 2) -> str:
+    assert p.returncode == want_code, (p.returncode, p.stderr)
+    assert "Traceback" not in p.stderr, p.stderr
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("shmrss: error:")]
+    assert len(errors) == 1, p.stderr
+    return errors[0]
+
+
+# ---------------------------------------------------------------- a small tmpfs in a private mount namespace
+def _tmpfs_why_not() -> str | None:
+    if shutil.which("unshare") is None:
+        return "no unshare(1)"
+    try:
+        p = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unshare failed: {e}"
+    return None if p.returncode == 0 else f"a tmpfs in a private mount namespace is not allowed here: {p.stderr!r}"
+
+
+_TMPFS_WHY = _tmpfs_why_not()
+needs_tmpfs = pytest.mark.skipif(_TMPFS_WHY is not None, reason=str(_TMPFS_WHY))
+
+
+def on_small_tmpfs(shell: str, mount: Path, size: str = "64k", timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run a shell command in a private mount namespace where ``mount`` is a fresh tmpfs of ``size``."""
+    mount.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size={size} tmpfs {mount} && {shell}"],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+# ================================================================= 1. run --json - into a full file system
+@needs_tmpfs
+def test_run_json_to_stdout_on_a_full_file_system_is_an_error(tmp_path):
+    mnt = tmp_path / "small"
+    cmd = " ".join([sys.executable, "-m", "shmrss", "run", *QUICK, "--json", "-"])
+    # 60 KiB of the 64 KiB taken: the document (> 4 KiB) cannot fit
+    p = on_small_tmpfs(f"dd if=/dev/zero of={mnt}/fill bs=4k count=15 2>/dev/null; {cmd} > {mnt}/out.json; "
+                       f"echo rc=$?; wc -c < {mnt}/out.json", mnt)
+    assert "Traceback" not in p.stderr, p.stderr
+    assert "rc=1" in p.stdout, (p.stdout, p.stderr)
+    assert "could not be written to stdout: No space left on device" in p.stderr
+
+
+def test_run_json_to_dev_full_is_an_error_with_the_table_kept():
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([*SHMRSS, "run", *QUICK, "--json", "-"], stdout=full, stderr=subprocess.PIPE,
+                           text=True, timeout=120)
+    assert p.returncode == 1, p.stderr
+    assert "Traceback" not in p.stderr
+    assert "could not be written to stdout" in p.stderr and "invariants" in p.stderr
+
+
+def test_run_json_to_stdout_is_the_whole_document():
+    p = _shmrss(["run", *QUICK, "--json", "-"])
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["results"][0]["design"] == "atomic"
