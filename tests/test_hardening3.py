@@ -84,3 +84,89 @@ def test_run_json_to_stdout_is_the_whole_document():
     p = _shmrss(["run", *QUICK, "--json", "-"])
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["results"][0]["design"] == "atomic"
+
+
+# ================================================================= 3, 4. the monitor on a terminal; names escaped
+def _shm_why_not() -> str | None:
+    if shutil.which("unshare") is None:
+        return "no unshare(1)"
+    p = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /dev/shm"],
+                       capture_output=True, timeout=20)
+    return None if p.returncode == 0 else f"a private /dev/shm is not allowed here: {p.stderr!r}"
+
+
+_SHM_WHY = _shm_why_not()
+needs_private_shm = pytest.mark.skipif(_SHM_WHY is not None, reason=str(_SHM_WHY))
+# a file name cannot hold "/", so "[/]" (rich's MarkupError) is tested on labels; "[bold]" must be shown as is
+HOSTILE_NAMES = ["shmrss-[bold]x", "shmrss-[on red]y", "shmrss-\x1b]0;owned\x07", "shmrss-\x1b[2J"]
+
+
+def on_pty(argv: list[str], timeout: float = 60) -> tuple[int, str]:
+    """Run argv with a pseudo-terminal as its stdin, stdout and stderr: (exit code, what it wrote)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "50"}
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True, cwd=ROOT)
+    os.close(slave)
+    out = bytearray()
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], timeout)
+            if not ready:
+                p.kill()
+                raise AssertionError(f"no output for {timeout} s: {bytes(out)!r}")
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child side is closed
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+    return p.wait(timeout=timeout), out.decode(errors="replace")
+
+
+def _in_private_shm(names: list[str], command: list[str]) -> list[str]:
+    """A shell argv: a private /dev/shm holding files of these names, then ``command``."""
+    plant = "; ".join(f"printf x > '/dev/shm/{n}'" for n in names)
+    return ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs /dev/shm && {plant}; exec \"$@\"", "sh",
+            *command]
+
+
+@needs_private_shm
+def test_monitor_listing_on_a_terminal_shows_every_segment_escaped():
+    code, out = on_pty(_in_private_shm(HOSTILE_NAMES, [*SHMRSS, "monitor"]))
+    assert code == 0, out
+    assert "Traceback" not in out and "IndexError" not in out and "MarkupError" not in out, out
+    assert "shmrss-[bold]x" in out and "shmrss-[on red]y" in out  # markup shown, not interpreted
+    assert "\x1b]0;owned" not in out and "\x07" not in out and "\x1b[2J" not in out  # controls escaped
+    assert "shmrss-\\x1b]0;owned\\x07" in out, out
+
+
+@needs_private_shm
+def test_monitor_listing_piped_is_escaped_too():
+    p = subprocess.run(_in_private_shm(HOSTILE_NAMES, [*SHMRSS, "monitor"]), capture_output=True, text=True,
+                       timeout=60, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert "\x1b" not in p.stdout and "\x07" not in p.stdout
+    assert "shmrss-\\x1b[2J" in p.stdout and "shmrss-[bold]x" in p.stdout
+
+
+@needs_private_shm
+def test_cleanup_log_escapes_names_from_dev_shm():
+    p = subprocess.run(_in_private_shm(HOSTILE_NAMES, [*SHMRSS, "cleanup"]), capture_output=True, text=True,
+                       timeout=60, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert "\x1b" not in p.stderr and "\x07" not in p.stderr, p.stderr
+    assert "skipped /shmrss-\\x1b]0;owned\\x07" in p.stderr and "skipped /shmrss-[bold]x" in p.stderr
+
+
+def test_printable_escapes_controls_only():
+    from shmrss.console import printable
+
+    assert printable("shmrss-[/]") == "shmrss-[/]"
+    assert printable("a\x1b]0;t\x07b\n") == "a\\x1b]0;t\\x07b\\n"
+    assert printable("ü€") == "ü€"
