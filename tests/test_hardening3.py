@@ -170,3 +170,28 @@ def test_printable_escapes_controls_only():
     assert printable("shmrss-[/]") == "shmrss-[/]"
     assert printable("a\x1b]0;t\x07b\n") == "a\\x1b]0;t\\x07b\\n"
     assert printable("ü€") == "ü€"
+
+
+# ================================================================= 13. the design driver's segments at exit
+def test_design_driver_script_that_never_closes_leaves_no_segment():
+    script = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, "tests")
+        import design_drivers as D
+        from shmrss.segment import Segment
+        names = []
+        for _ in range(3):
+            seg = Segment.create(D.geometry("atomic", 2))
+            D.prepare("atomic", seg)
+            D.run("atomic", seg, [D.op_add(0, 0, 0, 0, 5)])
+            names.append(seg.name)
+        print(" ".join(names))
+        """)  # exits without close() or unlink()
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    names = p.stdout.split()
+    assert len(names) == 3
+    left = [n for n in names if os.path.exists(f"/dev/shm/{n}")]
+    for n in left:  # do not leave them for the session's leak check either
+        os.unlink(f"/dev/shm/{n}")
+    assert not left, left
