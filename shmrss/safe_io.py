@@ -103,6 +103,32 @@ def check_dir_output(path: str | Path, what: str) -> Path:
     return p
 
 
+def make_dir(path: str | Path) -> Path:
+    """A directory a command makes inside its output directory (``report``'s ``wis``), checked like its files:
+    a symlink planted at the path is replaced by a real directory, never followed; anything else that is not
+    a directory is refused (OutputError)."""
+    p = Path(path)
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise OutputError(f"cannot use {path}: {e.strerror}") from None
+    try:
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            os.unlink(p)
+            st = None
+        if st is None:
+            os.mkdir(p)
+        elif not stat.S_ISDIR(st.st_mode):
+            raise OutputError(f"{path} exists and is not a directory")
+    except FileExistsError:
+        raise OutputError(f"{path} appeared while it was being made; refused") from None
+    except OSError as e:
+        raise OutputError(f"cannot make {path}: {e.strerror or e}") from None
+    return p
+
+
 class InputFileError(ValueError):
     """An input that is not a readable regular file; one line."""
 

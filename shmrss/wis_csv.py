@@ -179,7 +179,9 @@ def _title(k: dict, groups: list[Group]) -> str:
 
 def write_series(groups: list[Group], directory: Path) -> list[Path]:
     """One NAME.csv and NAME.title per series into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
+    from shmrss.safe_io import make_dir
+
+    make_dir(directory)  # a planted symlink is replaced, never written through
     made = []
     for stem, k, gs in _named(groups):
         path = directory / f"{stem}.csv"

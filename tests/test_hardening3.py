@@ -195,3 +195,36 @@ def test_design_driver_script_that_never_closes_leaves_no_segment():
     for n in left:  # do not leave them for the session's leak check either
         os.unlink(f"/dev/shm/{n}")
     assert not left, left
+
+
+# ================================================================= 11. report through a planted directory link
+@pytest.fixture(scope="module")
+def real_results(tmp_path_factory) -> Path:
+    """One real (short) ``shmrss run --json`` file."""
+    out = tmp_path_factory.mktemp("real") / "run.json"
+    p = _shmrss(["run", *QUICK, "--json", str(out)])
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+def test_report_never_writes_through_a_planted_wis_link(real_results, tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "wis").symlink_to(target)
+    p = _shmrss(["report", str(real_results), "--out", str(out)])
+    assert p.returncode == 0, p.stderr
+    assert list(target.iterdir()) == []
+    assert (out / "wis").is_dir() and not (out / "wis").is_symlink()
+    assert any((out / "wis").glob("*.csv"))
+
+
+def test_report_refuses_a_wis_that_is_a_file_and_keeps_the_rest(real_results, tmp_path):
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "wis").write_text("mine\n")
+    p = _shmrss(["report", str(real_results), "--out", str(out)])
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert "is not a directory" in p.stderr
+    assert (out / "wis").read_text() == "mine\n" and (out / "report.md").is_file()
