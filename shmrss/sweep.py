@@ -20,7 +20,7 @@ from loguru import logger
 
 from shmrss.errors import EXIT_FAILED, EXIT_OK
 from shmrss.options import add_shared_run_options, positive_float
-from shmrss.results_file import FINISHED, Appender, InputError, canonical, finished_keys, read_records
+from shmrss.results_file import FINISHED, Appender, InputError, canonical, finished_keys, sweep_records
 
 
 def add_parser(sub, parse_run) -> None:
@@ -111,7 +111,7 @@ def main(args, err) -> int:
 
 
 def _sweep(args, out: Path, points, notes, appender, err) -> int:
-    records, file_notes = read_records(out) if out.exists() and out.stat().st_size else ([], [])
+    records, file_notes = sweep_records(out) if out.exists() and out.stat().st_size else ([], [])
     done = finished_keys(records)
     todo = [p for p in points if p.id not in done]
     skipped = len(points) - len(todo)

@@ -228,3 +228,213 @@ def test_report_refuses_a_wis_that_is_a_file_and_keeps_the_rest(real_results, tm
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
     assert "is not a directory" in p.stderr
     assert (out / "wis").read_text() == "mine\n" and (out / "report.md").is_file()
+
+
+# ================================================================= 10. the compile cache on a full file system
+@needs_tmpfs
+@pytest.mark.parametrize("size,fill_blocks", [("256k", 60), ("512k", 80)],
+                         ids=["the copy cannot be written", "numba cannot save its machine code"])
+def test_full_compile_cache_falls_back_to_the_private_temporary_one(tmp_path, size, fill_blocks):
+    """The fallback is $TMPDIR/shmrss-cache-<uid> of the default TMPDIR: cold once per machine, warm after."""
+    mnt = tmp_path / "small"
+    cmd = " ".join([f"SHMRSS_CACHE_DIR={mnt}/cache", sys.executable, "-m", "shmrss", "run", *QUICK])
+    p = on_small_tmpfs(f"dd if=/dev/zero of={mnt}/fill bs=4k count={fill_blocks} 2>/dev/null; {cmd}", mnt, size=size,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr
+    assert f"compile cache {mnt}/cache: No space left on device; compiling into " in p.stderr, p.stderr
+
+
+# ================================================================= 2. sweep --out onto a file no sweep wrote
+def _sweep_argv(out: Path) -> list[str]:
+    return ["sweep", "--design", "atomic", "--cpus", "1", "--duration", "0.2", "--no-calibrate", "--no-reader",
+            "--out", str(out)]
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("RUN", "is a JSON document"),
+    ('{\n  "name": "pkg",\n  "version": "1.0.0"\n}\n', "is a JSON document"),
+    ('{"name": "pkg", "version": "1.0.0"}\n', "that no shmrss sweep wrote"),
+    ("[1, 2, 3]\n", "not a shmrss results document"),
+    ("some notes\nmore notes\n", "is not JSON"),
+    ("RESULT_LINE", "that no shmrss sweep wrote"),
+], ids=["run --json document", "package.json", "an object on one line", "a list", "text", "a plain result line"])
+def test_sweep_refuses_to_append_to_a_file_no_sweep_wrote(real_results, tmp_path, content, needle):
+    out = tmp_path / "out.json"
+    if content == "RUN":
+        content = real_results.read_text()
+    elif content == "RESULT_LINE":
+        content = json.dumps(json.loads(real_results.read_text())["results"][0]) + "\n"
+    out.write_text(content)
+    p = _shmrss(_sweep_argv(out))
+    assert needle in _one_line_error(p)
+    assert out.read_text() == content  # untouched
+
+
+def test_sweep_still_resumes_its_own_file(tmp_path):
+    out = tmp_path / "sw.jsonl"
+    assert _shmrss(_sweep_argv(out)).returncode == 0
+    before = out.read_text()
+    p = _shmrss(_sweep_argv(out))
+    assert p.returncode == 0, p.stderr
+    assert "nothing to run" in p.stderr and out.read_text() == before
+
+
+# ================================================================= 5, 6, 12. results files: malformed, huge, strict
+def _result(real_results: Path) -> dict:
+    return json.loads(real_results.read_text())["results"][0]
+
+
+def _crafted(r: dict) -> dict:
+    """The issue's 22 crafted results, by name: each must be skipped with a note naming the field."""
+    import copy
+
+    def edit(path: str, value):
+        x = copy.deepcopy(r)
+        *head, last = path.split(".")
+        node = x
+        for h in head:
+            node = node[h]
+        node[last] = value
+        return x
+
+    samples = "throughput.events_per_s_samples"
+    return {
+        "NaN sample": edit(samples, [1.0, float("nan")]), "Infinity sample": edit(samples, [float("inf")]),
+        "string sample": edit(samples, ["1"]), "null sample": edit(samples, [None]), "dict sample": edit(samples, [{}]),
+        "1e308 samples": edit(samples, [1e308, 1e308]), "4000-digit integer": edit("throughput.events_per_s", 10**3999),
+        "params null": edit("params", None), "params a list": edit("params", []),
+        "read_interval_s a dict": edit("params.read_interval_s", {}), "read_interval_s a string":
+            edit("params.read_interval_s", "x" * 100), "host a string": edit("host", "h"),
+        "cpus a nested list": edit("params.cpus", [[2]]), "cpus a string": edit("params.cpus", "2"),
+        "invariants a list": edit("invariants", []), "warnings with a dict": edit("warnings", [{}]),
+        "topology a string": edit("host.topology", "t"), "events_per_s a string": edit("throughput.events_per_s", "9"),
+        "ns_per_event NaN": edit("throughput.ns_per_event", float("nan")), "label a list": edit("params.label", []),
+        "hostname a number": edit("host.hostname", 7), "invariant a string": edit("invariants.precise_equals_truth", "y"),
+    }
+
+
+def _as_line(obj) -> str:
+    return json.dumps(obj, allow_nan=True)  # NaN and Infinity written as JSON's readers see them in the wild
+
+
+def test_crafted_results_are_skipped_with_a_note_naming_file_line_and_field(real_results, tmp_path):
+    from shmrss.results_file import read_records
+
+    good = _result(real_results)
+    crafted = _crafted(good)
+    assert len(crafted) == 22
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(_as_line(r) + "\n" for r in [good, *crafted.values()]))
+    records, notes = read_records(path)
+    assert records == [good]
+    # the first five are named one by one, the rest counted
+    assert notes[0].startswith(f"{path}:2 throughput.events_per_s_samples") and "skipped" in notes[0]
+    assert notes[-1] == f"{path}: skipped 22 bad lines of 23"
+    for name, r in crafted.items():  # and each alone: one note, naming its field
+        one = tmp_path / "one.jsonl"
+        one.write_text(_as_line(r) + "\n" + _as_line(good) + "\n")
+        recs, ns = read_records(one)
+        assert recs == [good] and ns[0].startswith(f"{one}:1 ") and ns[1:] == [f"{one}: skipped 1 bad line of 2"], \
+            (name, ns)
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_crafted_results_alone_are_one_line_and_exit_2(real_results, tmp_path, command):
+    for name, r in list(_crafted(_result(real_results)).items())[::3]:
+        path = tmp_path / "bad.jsonl"
+        path.write_text(_as_line(r) + "\n")
+        argv = ["report", str(path), "--out", str(tmp_path / "rep")] if command == "report" else \
+            ["compare", str(path), str(real_results)]
+        p = _shmrss(argv)
+        _one_line_error(p)  # "holds no finished ..." after the note naming the field
+        assert f"{path}:1 " in p.stderr or command == "compare", (name, p.stderr)
+
+
+def test_a_file_of_empty_objects_is_refused_quickly_in_little_memory(tmp_path):
+    path = tmp_path / "empty-objects.jsonl"
+    path.write_bytes(b"{}\n" * (4 << 20))  # 12 MiB of {} lines
+    code = textwrap.dedent(f"""
+        import time
+        from shmrss.results_file import InputError, read_records
+        t = time.perf_counter()
+        try:
+            read_records({str(path)!r})
+        except InputError as e:
+            print("refused:", e)
+        hwm = next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmHWM:"))
+        print(time.perf_counter() - t, hwm)  # VmHWM: ru_maxrss would keep pytest's, from before exec
+        """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    said, numbers = p.stdout.splitlines()
+    seconds, max_rss_kib = map(float, numbers.split())
+    assert "none of its first 1000 lines is a shmrss result" in said
+    assert seconds < 2 and max_rss_kib < 200 * 1024, numbers
+
+
+def test_a_results_file_is_read_as_a_stream(real_results, tmp_path):
+    """Memory follows what is kept, not the file: 2,000 skipped lines of 20 kB cost no more than a few."""
+    good, bad = _result(real_results), _crafted(_result(real_results))["cpus a string"]
+    path = tmp_path / "big.jsonl"
+    with path.open("w") as f:
+        f.write(_as_line(good) + "\n")
+        line = _as_line(bad) + "\n"
+        for _ in range(2000):
+            f.write(line)
+    import tracemalloc
+
+    from shmrss.results_file import read_records
+
+    tracemalloc.start()
+    records, notes = read_records(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(records) == 1 and notes[-1].endswith("skipped 2000 bad lines of 2001")
+    assert peak < 20 * len(line) + 8 * path.stat().st_size // 2000 * 50, peak  # a few lines' worth, not the file
+
+
+@pytest.mark.parametrize("version,needle", [
+    (99, "written by a newer shmrss (results schema_version 99; this one reads up to 1)"),
+    ("banana", 'schema_version "banana" is not a results schema version'),
+    (True, "schema_version true is not"), (0, "schema_version 0 is not"),
+])
+def test_schema_version_newer_or_nonsense_is_refused(real_results, tmp_path, version, needle):
+    doc = json.loads(real_results.read_text())
+    doc["schema_version"] = version
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(doc, indent=1))
+    p = _shmrss(["report", str(path), "--out", str(tmp_path / "rep")])
+    assert needle in _one_line_error(p)
+
+
+def test_duplicate_keys_are_refused(real_results, tmp_path):
+    from shmrss.results_file import read_records
+
+    line = _as_line(_result(real_results))
+    dup = '{"design": "percpu", ' + line[1:]  # "design" twice: json.loads would keep the last silently
+    path = tmp_path / "dup.jsonl"
+    path.write_text(dup + "\n" + line + "\n")
+    records, notes = read_records(path)
+    assert len(records) == 1 and notes[0] == f'{path}:1 has the key "design" twice; skipped'
+    doc = tmp_path / "dup.json"
+    doc.write_text('{\n"schema_version": 1, "schema_version": 1, "results": []}\n')
+    p = _shmrss(["report", str(doc), "--out", str(tmp_path / "rep")])
+    assert 'has the key "schema_version" twice' in _one_line_error(p)
+
+
+def test_a_truncated_run_document_is_refused_with_its_reason(real_results, tmp_path):
+    path = tmp_path / "cut.json"
+    path.write_bytes(real_results.read_bytes()[:4096])  # what --json - left on a full disk
+    p = _shmrss(["report", str(path), "--out", str(tmp_path / "rep")])
+    assert "(one JSON document) is cut short (an interrupted write)" in _one_line_error(p)
+
+
+def test_real_results_still_read(real_results, tmp_path):
+    from shmrss.results_file import read_records
+
+    records, notes = read_records(real_results)
+    assert len(records) == 1 and notes == []
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text(_as_line(records[0]) + "\n")
+    assert read_records(lines) == (records, [])
