@@ -96,6 +96,10 @@ def main(args, err) -> int:
     except TopologyError as e:
         raise InputError(str(e)) from None
     out = _check_out(args.out)
+    from shmrss.sweep_child import remove_stale_tmpdirs
+
+    for path in remove_stale_tmpdirs():
+        logger.info("removed {}, left by a sweep that was killed", path)
     points, notes = plan_points(args, topo)
     if getattr(args, "shard", None) is not None:
         whole = len(points)

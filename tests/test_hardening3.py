@@ -438,3 +438,64 @@ def test_real_results_still_read(real_results, tmp_path):
     lines = tmp_path / "lines.jsonl"
     lines.write_text(_as_line(records[0]) + "\n")
     assert read_records(lines) == (records, [])
+
+
+# ================================================================= 7. a killed or hung-up sweep leaves no orphan
+def _sweep_with_a_running_point(tmp_path: Path):
+    """A sweep whose one point runs 30 s, its TMPDIR in tmp_path: (the sweep, its `shmrss run` child)."""
+    import psutil
+
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir(exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    sweep = subprocess.Popen([*SHMRSS, "sweep", "--design", "atomic", "--cpus", "1", "--duration", "30",
+                              "--no-calibrate", "--no-reader", "--out", str(tmp_path / "sw.jsonl")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        kids = psutil.Process(sweep.pid).children()
+        if kids and any(tmpdir.glob("shmrss-sweep-*")):
+            time.sleep(2.0)  # past its start-up: measuring
+            return sweep, kids[0], env, tmpdir
+        time.sleep(0.1)
+    sweep.kill()
+    raise AssertionError("the sweep started no point in 60 s")
+
+
+def _gone(proc, timeout: float = 30) -> bool:
+    import psutil
+
+    try:
+        proc.wait(timeout=timeout)
+    except psutil.TimeoutExpired:
+        proc.kill()
+        return False
+    return True
+
+
+def test_kill_9_of_a_sweep_takes_its_running_point_with_it(tmp_path):
+    sweep, child, env, tmpdir = _sweep_with_a_running_point(tmp_path)
+    sweep.kill()
+    sweep.wait()
+    assert _gone(child), "the point's shmrss run outlived its sweep"
+    assert list(tmpdir.glob("shmrss-sweep-*"))  # a kill -9 cannot remove it: the next sweep does
+    p = subprocess.run([*SHMRSS, "sweep", "--design", "atomic", "--cpus", "1", "--duration", "30", "--dry-run",
+                        "--out", str(tmp_path / "sw.jsonl")], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "left by a sweep that was killed" in p.stderr and not list(tmpdir.glob("shmrss-sweep-*"))
+
+
+@pytest.mark.parametrize("sig", ["SIGHUP", "SIGQUIT"])
+def test_hup_and_quit_of_a_sweep_are_handled_like_term(tmp_path, sig):
+    import signal
+
+    sweep, child, env, tmpdir = _sweep_with_a_running_point(tmp_path)
+    sweep.send_signal(getattr(signal, sig))
+    _, err = sweep.communicate(timeout=60)
+    assert sweep.returncode == 128 + getattr(signal, sig), err
+    assert _gone(child, 5) and not list(tmpdir.glob("shmrss-sweep-*"))
+    assert "interrupted" in err.decode() and "Traceback" not in err.decode()
+    line = json.loads((tmp_path / "sw.jsonl").read_text().splitlines()[-1])
+    assert line["sweep"]["status"] == "partial"  # what the point measured is kept

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from shmrss import compare, report, report_data, wis_csv
+from shmrss import compare, report, report_data, report_figures, wis_csv
 from shmrss.results_file import InputError
 
 QUICK = ["--duration", "0.2", "--no-calibrate", "--cpus", "1"]
@@ -91,10 +91,21 @@ def _text(obj, rng: random.Random) -> str:
     return text
 
 
+def _varied(r: dict, rng: random.Random) -> dict:
+    """Another point of the same kind (CPUs, possible CPUs, repeat), so tables and figures have series."""
+    r = copy.deepcopy(r)
+    cpus = rng.choice((1, 2, 4))
+    possible = rng.choice((cpus, cpus, 64))
+    r["params"].update(cpus=cpus, possible_cpus=possible)
+    if "sweep" in r:
+        r["sweep"]["key"].update(cpus=cpus, possible_cpus=possible, repeat=rng.randrange(3))
+    return r
+
+
 def _file(seeds: dict, rng: random.Random, path: Path) -> None:
     lines = []
-    for _ in range(rng.choice((1, 1, 2, 4))):
-        base = seeds[rng.choice(("run", "life", "line"))]
+    for _ in range(rng.choice((1, 2, 4, 8))):
+        base = _varied(seeds[rng.choice(("run", "life", "line"))], rng)
         obj = _mutate(base, rng) if rng.random() < 0.9 else copy.deepcopy(base)
         lines.append(_text(obj, rng))
     if rng.random() < 0.2:  # a run --json document instead of JSON lines
@@ -113,14 +124,24 @@ def _loads(text: str) -> bool:
         return False
 
 
-def _through_report(path: Path) -> str:
+def _through_report(path: Path, draw: bool = False) -> str:
     data = report_data.load([str(path)])
     if not any(g.results for g in data.groups):
         return "refused"
     report.render(data, [str(path)], [], [], path.parent, None)
     for _stem, _k, gs in wis_csv._named(data.groups):
         wis_csv.rows(gs)
+    if draw:
+        report_figures.draw_all(data.groups, path.parent)
     return "read"
+
+
+def _no_png(fig, out: Path, name: str) -> Path:
+    """save_png without the PNG (most of a figure's time): the figure's data is still all drawn."""
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return out / name
 
 
 def _through_compare(path: Path, base: Path) -> str:
@@ -135,7 +156,8 @@ def _one_line(e: InputError) -> None:
     assert "\n" not in str(e) and str(e), repr(e)
 
 
-def test_mutated_results_are_read_or_refused_with_one_line(seeds, tmp_path):
+def test_mutated_results_are_read_or_refused_with_one_line(seeds, tmp_path, monkeypatch):
+    monkeypatch.setattr(report_figures, "save_png", _no_png)
     rng = random.Random(19)
     base = tmp_path / "base.json"
     base.write_text(json.dumps({"schema_version": 1, "results": [seeds["run"]]}))
@@ -145,7 +167,7 @@ def test_mutated_results_are_read_or_refused_with_one_line(seeds, tmp_path):
     t0 = time.perf_counter()
     for i in range(FILES):
         _file(seeds, rng, path)
-        for through in (_through_report, lambda p: _through_compare(p, base)):
+        for through in (lambda p: _through_report(p, draw=i % 15 == 0), lambda p: _through_compare(p, base)):
             try:
                 outcome[through(path)] += 1
             except InputError as e:
