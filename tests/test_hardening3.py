@@ -499,3 +499,33 @@ def test_hup_and_quit_of_a_sweep_are_handled_like_term(tmp_path, sig):
     assert "interrupted" in err.decode() and "Traceback" not in err.decode()
     line = json.loads((tmp_path / "sw.jsonl").read_text().splitlines()[-1])
     assert line["sweep"]["status"] == "partial"  # what the point measured is kept
+
+
+# ================================================================= 8. --fault-pages checked against the duration
+def _spec_refusal(*argv: str) -> str | None:
+    from shmrss.cli import build_parser
+    from shmrss.errors import UsageError
+    from shmrss.runspec import RunSpec
+
+    try:
+        RunSpec.from_args(build_parser().parse_args(["run", "--cpus", "1", "--design", "atomic", "--no-calibrate",
+                                                     *argv]), None)
+    except UsageError as e:
+        return str(e)
+    return None
+
+
+@pytest.mark.parametrize("pages,duration", [("2048", "0.3"), ("262144", "0.3"), ("4096", "86400"), ("2048", "5")])
+def test_large_faults_in_a_short_run_are_accepted(pages, duration):
+    assert _spec_refusal("--fault-pages", pages, "--duration", duration) is None
+
+
+def test_overflow_is_checked_against_the_requested_duration():
+    why = _spec_refusal("--fault-pages", "262144", "--duration", "5000")
+    assert why and "in a run of up to 10,000 s (the --duration" in why and "shorter --duration" in why
+
+
+def test_the_bound_follows_the_duration_with_room_to_start_and_stop():
+    from shmrss.workload import LONGEST_RUN_S, run_bound_s
+
+    assert run_bound_s(0.3) == 60.3 and run_bound_s(5000) == 10000 and run_bound_s(10 * 86400) == LONGEST_RUN_S
