@@ -529,3 +529,44 @@ def test_the_bound_follows_the_duration_with_room_to_start_and_stop():
     from shmrss.workload import LONGEST_RUN_S, run_bound_s
 
     assert run_bound_s(0.3) == 60.3 and run_bound_s(5000) == 10000 and run_bound_s(10 * 86400) == LONGEST_RUN_S
+
+
+# ================================================================= 9. shards across hosts of different sizes
+def _topo(ncores: int):
+    from shmrss.topology import Topology
+
+    cpus = tuple(range(ncores))
+    return Topology(online=cpus, usable=cpus, cores=tuple((c,) for c in cpus), llc_groups=(cpus,),
+                    numa_nodes=(cpus,), node_ids=(0,), possible=ncores, cache_line=64, quota_cpus=None,
+                    smt_active=False, model="test")
+
+
+def test_a_shard_without_cpus_is_refused(tmp_path):
+    p = _shmrss(["sweep", "--design", "atomic", "--shard", "0/2", "--dry-run", "--out", str(tmp_path / "s.jsonl")])
+    assert "--shard needs --cpus" in _one_line_error(p)
+
+
+def test_the_plan_of_explicit_cpus_is_the_same_on_every_host():
+    from shmrss.cli import build_parser
+    from shmrss.sweep import plan_digest, shard_of
+    from shmrss.sweep_plan import plan_points
+
+    argv = ["sweep", "--design", "atomic,percpu", "--cpus", "1,2", "--oversubscribe", "--out", "x.jsonl"]
+    plans = [plan_points(build_parser().parse_args(argv), _topo(n))[0] for n in (1, 2, 8)]
+    assert len({plan_digest(p) for p in plans}) == 1
+    def shard(points):  # what the host fills in (oversubscribed, the cache line) aside
+        return [{f: v for f, v in q.key.items() if f not in ("oversubscribed", "line")} for q in shard_of(points, (1, 2))]
+
+    assert all(shard(p) == shard(plans[0]) for p in plans) and len(shard(plans[0])) == len(plans[0]) // 2
+
+
+def test_report_says_when_a_shard_is_missing(tmp_path):
+    out = tmp_path / "shard0.jsonl"
+    p = _shmrss(["sweep", "--design", "atomic,percpu", "--cpus", "1", "--duration", "0.2", "--no-calibrate",
+                 "--no-reader", "--repeat", "1", "--shard", "0/2", "--out", str(out)])
+    assert p.returncode == 0, p.stderr
+    meta = json.loads(out.read_text())["sweep"]
+    assert meta["plan_points"] == 2 and len(meta["plan"]) == 12
+    p = _shmrss(["report", str(out), "--out", str(tmp_path / "rep")])
+    assert p.returncode == 0, p.stderr
+    assert f"sweep plan {meta['plan']}: the files hold 1 of its 2 points (a shard missing" in p.stderr
