@@ -96,6 +96,13 @@ def read(path: str | Path) -> Read:
         first = _first_line(f)
         if first.strip() == b"{" or first.lstrip().startswith(b"["):
             return _read_document(path, first, f)
+        if first.lstrip().startswith(b"{") and len(first) <= MAX_LINE_BYTES and _decode(first)[1]:
+            # a first line that is no whole object: a document laid out by hand, or a line cut by a crash
+            where = f.tell()
+            doc, why = _decode(first + f.read(MAX_DOCUMENT_BYTES))
+            if not why:
+                return _document_records(path, doc)
+            f.seek(where)
         return _read_lines(path, first, f)
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror or e}") from None
@@ -127,14 +134,18 @@ def _first_line(f) -> bytes:
 
 def _read_document(path, first: bytes, f) -> Read:
     """A file that is one JSON document: read whole (up to MAX_DOCUMENT_BYTES), strictly decoded."""
-    from shmrss.results_valid import problem
-
     data = first + f.read(MAX_DOCUMENT_BYTES + 1 - len(first))
     if len(data) > MAX_DOCUMENT_BYTES:
         raise InputError(f"{path} is a JSON document of more than {MAX_DOCUMENT_BYTES >> 20} MiB: not read")
     doc, why = _decode(data)
     if why:
         raise InputError(f"{path} (one JSON document) {why}: not read")
+    return _document_records(path, doc)
+
+
+def _document_records(path, doc) -> Read:
+    from shmrss.results_valid import problem
+
     results = _results_of(path, doc)
     records, notes = [], []
     for i, r in enumerate(results):

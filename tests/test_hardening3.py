@@ -570,3 +570,16 @@ def test_report_says_when_a_shard_is_missing(tmp_path):
     p = _shmrss(["report", str(out), "--out", str(tmp_path / "rep")])
     assert p.returncode == 0, p.stderr
     assert f"sweep plan {meta['plan']}: the files hold 1 of its 2 points (a shard missing" in p.stderr
+
+
+def test_a_document_laid_out_by_hand_and_a_first_line_cut_by_a_crash(real_results, tmp_path):
+    from shmrss.results_file import read_records
+
+    r = _result(real_results)
+    doc = tmp_path / "hand.json"
+    doc.write_text('{"schema_version": 1,\n "results": ' + json.dumps([r, r]) + "}\n")
+    assert read_records(doc) == ([r, r], [])
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text(_as_line(r)[:300] + "\n" + _as_line(r) + "\n")
+    records, notes = read_records(cut)
+    assert records == [r] and notes[0] == f"{cut}:1 is cut short (an interrupted write); skipped"
