@@ -137,9 +137,9 @@ def run_point(argv: tuple[str, ...], fwd: Forwarder, timeout_s: float, verbose: 
 def _dies_with(parent: int):
     """The child's first act: SIGTERM when the sweep dies (``kill -9``, a crash), so that it stops, removes its
     segment and exits as on any SIGTERM, instead of measuring on as an orphan."""
-    def setup() -> None:
-        from shmrss.procs import die_with_parent
+    from shmrss.procs import die_with_parent  # imported here: the child runs only this between fork and exec
 
+    def setup() -> None:
         die_with_parent(signal.SIGTERM, parent)
 
     return setup
