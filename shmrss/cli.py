@@ -12,7 +12,7 @@ import sys
 from loguru import logger
 from rich.console import Console
 
-from shmrss.console import stdout_console
+from shmrss.console import printable, stdout_console
 from shmrss.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from shmrss.options import add_shared_run_options, int_at_least as _int_at_least, int_list as _int_list
 from shmrss.options import positive_float as _positive_float
@@ -191,10 +191,10 @@ def cmd_cleanup(args, err: Console) -> int:
     from shmrss.segment import cleanup_stale
 
     removed, skipped = cleanup_stale()
-    for n in removed:
-        logger.info("removed /{}", n)
+    for n in removed:  # a name in /dev/shm is anyone's data: escaped, never written raw to the terminal
+        logger.info("removed /{}", printable(n))
     for n, why in skipped.items():
-        logger.info("skipped /{}: {}", n, why)
+        logger.info("skipped /{}: {}", printable(n), printable(why))
     if not removed and not skipped:
         logger.info("no shmrss segments")
     return EXIT_OK

@@ -7,6 +7,7 @@ docs/segment-security.md.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -21,7 +22,8 @@ def cache_dir() -> Path:
     ``$SHMRSS_CACHE_DIR``, else ``$XDG_CACHE_HOME/shmrss`` (``~/.cache/shmrss``), used only when it and its
     ``__pycache__`` are owned by this user and writable by no one else (checked with lstat, no symlink
     followed); otherwise a warning and ``$TMPDIR/shmrss-cache-<uid>[-N]``, the first such directory that is
-    private, so later runs reuse it. See docs/segment-security.md."""
+    private, so later runs reuse it. The same fallback, for the rest of the process, once a write into the
+    directory failed for want of space (``fall_back``). See docs/segment-security.md."""
     base = os.environ.get("SHMRSS_CACHE_DIR")
     if base:
         d = Path(base)
@@ -31,6 +33,8 @@ def cache_dir() -> Path:
         except RuntimeError:  # no HOME and no passwd entry
             home_cache = Path("/nonexistent")
         d = Path(os.environ.get("XDG_CACHE_HOME") or home_cache) / "shmrss"
+    if d in _full:
+        return _fallback_dir()
     why = _make_private(d)
     if why is None:
         return d
@@ -41,6 +45,26 @@ def cache_dir() -> Path:
 
 
 _warned: set[Path] = set()
+_full: set[Path] = set()  # cache directories a write failed in for want of space, this process
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def no_space(e: BaseException) -> bool:
+    """True for the OSError of a full file system or an exhausted quota."""
+    return isinstance(e, OSError) and e.errno in NO_SPACE
+
+
+def fall_back(failed: Path, e: OSError) -> Path:
+    """After a write into the compile cache ``failed`` ran out of space: warn (once, naming the path) and use the
+    private temporary cache from now on, as for an unusable directory. Raises OSError with one line naming
+    both when the temporary cache is that same directory (or is as full)."""
+    fb = _fallback_dir()
+    if failed == fb or failed in _full and fb in _full:
+        raise OSError(e.errno, f"no space for the compile cache in {failed} ({e.strerror})") from None
+    if failed not in _full:
+        _full.add(failed)
+        logger.warning("compile cache {}: {}; compiling into {} instead", failed, e.strerror or e, fb)
+    return fb
 _fallback: Path | None = None
 _FALLBACK_TRIES = 8
 

@@ -23,7 +23,7 @@ from rich.live import Live
 
 from shmrss import designs, layout as L, monitor_reads as MR
 from shmrss.atomics import calibrate_tsc
-from shmrss.console import stdout_console
+from shmrss.console import printable, stdout_console
 from shmrss.monitor_host import HostSampler
 from shmrss.monitor_sample import RUN_STATE, SegmentSampler, ended
 from shmrss.procs import pid_alive
@@ -190,7 +190,7 @@ def list_runs(console: Console | None = None) -> int:
         return 0
     block = Block(f"shmrss segments in {SHM_DIR}",
                   ["name", "owner pid", "alive", "design", "state", "CPUs", "mms", "age", "note"],
-                  [_describe(n) for n in names], left=1)
+                  [[printable(cell) for cell in _describe(n)] for n in names], left=1)
     frame = Frame([], [block])
     if console.is_terminal and not console.is_dumb_terminal:
         console.print(render_rich(frame))

@@ -257,13 +257,14 @@ def render_plain(frame: Frame) -> str:
 
 
 def render_rich(frame: Frame):
-    parts = [Text(frame.head[0], style="bold")] + [Text(h) for h in frame.head[1:]]
+    # a frame may have no head (the listing); cells are Text, never markup: names come from /dev/shm
+    parts = [Text(h, style="bold" if i == 0 else "") for i, h in enumerate(frame.head)]
     for b in frame.blocks:
         t = Table(title=b.title, title_justify="left", caption="\n".join(b.foot) or None, caption_justify="left")
         for i, c in enumerate(b.columns):
             t.add_column(c, justify="left" if i < b.left else "right", no_wrap=True)
         for row in b.rows:
-            t.add_row(*row, style="bold" if row and row[0] == "all" else None)
+            t.add_row(*map(Text, row), style="bold" if row and row[0] == "all" else None)
         parts.append(t)
     parts += [Text(f"note: {n}", style="dim") for n in frame.notes]
     parts += [Text(f"WARNING: {w}", style="bold red") for w in frame.warnings]

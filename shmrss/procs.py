@@ -13,13 +13,17 @@ import signal
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this child when the parent dies, so no child spins or compiles on forever."""
+def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> None:
+    """Ask the kernel to send ``sig`` (SIGKILL) to this child when the parent dies, so no child spins or
+    compiles on forever. With ``parent`` (the parent's pid before the fork), a parent that died before the
+    request was made is caught too: the child sends itself ``sig``."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
     except OSError:
         pass  # no prctl: the parent's exit paths still kill its children
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), sig)
 
 
 def pid_alive(pid: int) -> bool:

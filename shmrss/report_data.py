@@ -78,6 +78,32 @@ def _derived_key(r: dict) -> dict:
             "fault_body": p.get("fault_body")}
 
 
+def _count_plan(plans: dict, meta: dict | None) -> None:
+    if meta and isinstance(meta.get("plan"), str) and isinstance(meta.get("plan_points"), int):
+        plans.setdefault(meta["plan"], (meta["plan_points"], set()))[1].add(canonical(meta.get("key") or {}))
+
+
+def _plans_incomplete(plans: dict) -> list[str]:
+    """A note per sweep plan whose points the files do not all hold (a shard not gathered, or not run)."""
+    return [f"sweep plan {digest}: the files hold {len(seen)} of its {total} points (a shard missing, or not "
+            f"finished)" for digest, (total, seen) in plans.items() if len(seen) < total]
+
+
+_ESSENTIAL = ("workload", "design", "cpus", "possible_cpus")  # what tables and figures sort and draw by
+
+
+def _completed(key: dict, r: dict, kind: str | None) -> dict:
+    """A sweep key with the fields the tables and figures need taken from the result when the key lacks them
+    (a sweep writes them all; a hand-made or damaged line may not)."""
+    if kind is None:
+        return key
+    derived = _derived_key(r)
+    for f in _ESSENTIAL + (("lifecycle",) if kind == KIND_LIFECYCLE else ()):
+        if key.get(f) is None:
+            key[f] = derived.get(f)
+    return key
+
+
 def derived_key(r: dict) -> dict:
     """The point a result measured, from its parameters (its host and label are not part of it)."""
     return _derived_key(r)
@@ -99,6 +125,7 @@ def load(paths: list[str]) -> Loaded:
     unfinished: dict[str, tuple[str, list]] = {}  # full key -> (group id, [(status, error)]) of other attempts
     duplicates = 0
     plain_repeat: dict[str, int] = {}
+    plans: dict[str, tuple[int, set[str]]] = {}  # a sweep plan's digest -> (its points, the keys seen)
     for path in paths:
         records, more = read_records(path)
         notes += more
@@ -113,8 +140,9 @@ def load(paths: list[str]) -> Loaded:
                 continue
             counts[status] += 1
             meta = r.get("sweep") if isinstance(r.get("sweep"), dict) else None
+            _count_plan(plans, meta)
             if meta is not None and isinstance(meta.get("key"), dict):
-                full = dict(meta["key"])
+                full = _completed(dict(meta["key"]), r, kind)
             elif kind is not None:
                 full = _derived_key(r)
                 gid = canonical(full)
@@ -140,6 +168,7 @@ def load(paths: list[str]) -> Loaded:
         if empty:
             notes.append(f"{path}: skipped {empty} line{'s' if empty > 1 else ''} marked finished without a "
                          f"result")
+    notes += _plans_incomplete(plans)
     for gid, r in finished.values():
         groups[gid].results.append(r)
     # attempts that a later run of the same point made good are history, not unfinished points

@@ -19,7 +19,11 @@ import fcntl
 import json
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
+
+from shmrss.results_valid import SCHEMA_VERSION  # re-exported: what run --json writes
+from shmrss.safe_io import MAX_LINE_BYTES
 
 FINISHED = ("ok", "invariant_failed")
 STATUSES = ("ok", "invariant_failed", "partial", "failed")
@@ -46,90 +50,211 @@ def status_of(record: dict) -> str:
     return "failed"
 
 
-MAX_FILE_BYTES = 1 << 30  # a results file read whole; a point's line is tens of kB
+MAX_FILE_BYTES = 1 << 30  # a results file, read as a stream; a point's line is tens of kB
+MAX_DOCUMENT_BYTES = 64 << 20  # a whole ``run --json`` document, parsed at once
+LEADING_JUNK = 1000  # lines without one result or point before the first: not a results file
 _BOM = b"\xef\xbb\xbf"
 _SHOWN = 5  # bad lines named one by one; the rest only counted
 
 
+@dataclass
+class Read:
+    """What ``read`` found in one results file."""
+    records: list[dict]  # results and sweep points that fit the schema, in file order
+    notes: list[str]  # one line each: what was skipped and why
+    document: bool = False  # a ``run --json`` document (or another JSON value), not JSON lines
+    foreign: int = 0  # JSON-lines objects without a ``sweep`` member (not written by ``shmrss sweep``)
+
+
 def read_records(path: str | Path) -> tuple[list[dict], list[str]]:
-    """Every object of a results file and notes about what was skipped.
+    """Every result and sweep point of a results file and notes (one line each) about what was skipped.
 
     A JSON-lines file, or a ``shmrss run --json`` file (``{"schema_version": 1, "results": [...]}``, or
-    from older versions one result object or a list of them). Only a regular file is read
-    (a FIFO or /dev/zero is refused at once), up to MAX_FILE_BYTES; a leading BOM is accepted; a line that
-    is not a JSON object (cut short by a crash, too deep, too long, a number too big, a NUL-filled tail) is
-    skipped and counted. A file whose first line is not JSON at all is not a results file: InputError.
-    """
-    from shmrss.safe_io import InputFileError, read_regular
+    from older versions one result object or a list of them). Only a regular file is read (a FIFO or
+    /dev/zero is refused at once), up to MAX_FILE_BYTES, line by line, so memory follows what is kept; a
+    leading BOM is accepted. Each object is decoded strictly and checked against the shipped schema
+    (``results_valid``): a line that is not one (cut short by a crash, too long, NaN, a key twice, a field of
+    the wrong type) is skipped with a note naming the file, the line and the field. InputError (one line):
+    a file whose first line is not JSON, whose first LEADING_JUNK lines hold no result, a document that
+    cannot be read whole, or one of a newer schema_version."""
+    got = read(path)
+    return got.records, got.notes
+
+
+def read(path: str | Path) -> Read:
+    """``read_records`` with what ``sweep`` needs to know besides: whether the file is a document, and how
+    many of its lines are objects that no sweep wrote."""
+    from shmrss.safe_io import InputFileError, open_regular
 
     try:
-        data = read_regular(path, MAX_FILE_BYTES)
+        f = open_regular(path, MAX_FILE_BYTES)
     except InputFileError as e:
         raise InputError(str(e)) from None
-    if data.startswith(_BOM):
-        data = data[len(_BOM):]
-    whole = _whole_document(data)
-    if whole is not None:
-        return whole, []
-    records, notes, bad, nul = [], [], 0, False
-    for i, raw in enumerate(data.split(b"\n")):
-        if not raw.strip():
+    try:
+        if f.read(len(_BOM)) != _BOM:
+            f.seek(0)
+        first = _first_line(f)
+        if first.strip() == b"{" or first.lstrip().startswith(b"["):
+            return _read_document(path, first, f)
+        if first.lstrip().startswith(b"{") and len(first) <= MAX_LINE_BYTES and _decode(first)[1]:
+            # a first line that is no whole object: a document laid out by hand, or a line cut by a crash
+            where = f.tell()
+            doc, why = _decode(first + f.read(MAX_DOCUMENT_BYTES))
+            if not why:
+                return _document_records(path, doc)
+            f.seek(where)
+        return _read_lines(path, first, f)
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+    finally:
+        f.close()
+
+
+def sweep_records(path: str | Path) -> tuple[list[dict], list[str]]:
+    """``read_records`` of an existing ``sweep --out`` file, refusing (InputError) a file that a sweep did not
+    write, which appending would make unreadable: a ``shmrss run --json`` document or any other JSON value,
+    lines that are objects without a ``sweep`` member, text (its first line is not JSON)."""
+    got = read(path)
+    if got.document:
+        raise InputError(f"--out {path} is a JSON document (a `shmrss run --json` file?), not a sweep's JSON lines: "
+                         f"appending would make it unreadable; give another --out")
+    if got.foreign:
+        raise InputError(f"--out {path} holds {got.foreign} line{'s' if got.foreign > 1 else ''} that no shmrss "
+                         f"sweep wrote: appending would mix them with its points; give another --out")
+    return got.records, got.notes
+
+
+def _first_line(f) -> bytes:
+    """The first line that is not blank (the file is left just after it); b"" for an empty file."""
+    while True:
+        raw = f.readline(MAX_LINE_BYTES + 1)
+        if not raw or raw.strip(b" \t\r\n"):
+            return raw
+
+
+def _read_document(path, first: bytes, f) -> Read:
+    """A file that is one JSON document: read whole (up to MAX_DOCUMENT_BYTES), strictly decoded."""
+    data = first + f.read(MAX_DOCUMENT_BYTES + 1 - len(first))
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise InputError(f"{path} is a JSON document of more than {MAX_DOCUMENT_BYTES >> 20} MiB: not read")
+    doc, why = _decode(data)
+    if why:
+        raise InputError(f"{path} (one JSON document) {why}: not read")
+    return _document_records(path, doc)
+
+
+def _document_records(path, doc) -> Read:
+    from shmrss.results_valid import problem
+
+    results = _results_of(path, doc)
+    records, notes = [], []
+    for i, r in enumerate(results):
+        if (why := problem(r)) is None:
+            records.append(r)
+        elif len(notes) < _SHOWN:
+            notes.append(f"{path}: result {i + 1} {why}; skipped")
+    if len(results) - len(records) > len(notes):
+        notes.append(f"{path}: skipped {len(results) - len(records)} of {len(results)} results")
+    return Read(records, notes, document=True)
+
+
+def _results_of(path, doc) -> list:
+    """The results of a decoded document; InputError for a newer or nonsense schema_version, or no results."""
+    from shmrss.results_valid import version_problem
+
+    if isinstance(doc, dict) and "schema_version" in doc:
+        if (why := version_problem(doc["schema_version"])) is not None:
+            raise InputError(f"{path}: {why}")
+    results = results_of_document(doc)
+    if results is None:
+        raise InputError(f"{path} is JSON but not a shmrss results document")
+    return results
+
+
+def _read_lines(path, first: bytes, f) -> Read:
+    """A JSON-lines file, one object a line, streamed."""
+    from shmrss.results_valid import problem
+
+    got = Read([], [])
+    bad, nul, n = 0, False, 0
+    for n, raw in enumerate(_lines(first, f), start=1):
+        if raw is None:
+            why = f"is longer than {MAX_LINE_BYTES >> 20} MiB"
+        elif not raw.strip():
             continue
-        if not raw.strip(b"\0 \t\r"):
+        elif not raw.strip(b"\0 \t\r\n"):
             nul = True  # a crash left the file's tail as zeros
             continue
-        obj, why = _parse_line(raw)
-        if obj is None:
-            if not records and not bad and not raw.lstrip()[:1] in (b"{", b"["):
-                raise InputError(f"{path}:{i + 1} is not JSON: not a shmrss results file")
-            bad += 1
-            if bad <= _SHOWN:
-                notes.append(f"{path}:{i + 1} {why}; skipped")
-            continue
-        records.append(obj)
+        else:
+            obj, why = _decode(raw)
+            if why and not got.records and not bad and raw.lstrip()[:1] not in (b"{", b"["):
+                raise InputError(f"{path}:{n} is not JSON: not a shmrss results file")
+            if not why and isinstance(obj, dict) and "schema_version" in obj:  # a document on one line
+                got.document = True
+                _keep_valid(path, n, _results_of(path, obj), got)
+                continue
+            if not why:
+                got.foreign += isinstance(obj, dict) and "sweep" not in obj
+                why = problem(obj)
+                if why is None:
+                    got.records.append(obj)
+                    continue
+        bad += 1
+        if bad <= _SHOWN:
+            got.notes.append(f"{path}:{n} {why}; skipped")
+        if bad >= LEADING_JUNK and not got.records:
+            raise InputError(f"{path}: none of its first {bad} lines is a shmrss result or sweep point: not a "
+                             f"shmrss results file")
     if bad:
-        notes.append(f"{path}: skipped {bad} bad line{'s' if bad > 1 else ''} of {len(records) + bad}")
+        got.notes.append(f"{path}: skipped {bad} bad line{'s' if bad > 1 else ''} of {len(got.records) + bad}")
     if nul:
-        notes.append(f"{path}: a NUL-filled tail (left by a crash) was ignored")
-    return records, notes
+        got.notes.append(f"{path}: a NUL-filled tail (left by a crash) was ignored")
+    return got
 
 
-def _whole_document(data: bytes) -> list[dict] | None:
-    """The records of a file that is one JSON document (``shmrss run --json``), else None."""
-    stripped = data.strip()
-    if not (stripped.startswith(b"[") or (stripped.startswith(b"{") and b"\n{" not in stripped)):
-        return None
+def _keep_valid(path, n: int, results: list, got: Read) -> None:
+    from shmrss.results_valid import problem
+
+    for i, r in enumerate(results):
+        if (why := problem(r)) is None:
+            got.records.append(r)
+        else:
+            got.notes.append(f"{path}:{n} result {i + 1} {why}; skipped")
+
+
+def _lines(first: bytes, f):
+    """``first``, then each line of ``f``; None for a line longer than MAX_LINE_BYTES (skipped unread)."""
+    raw = first
+    while raw:
+        if len(raw) > MAX_LINE_BYTES:
+            while raw and not raw.endswith(b"\n"):  # the rest of the long line, in bounded pieces
+                raw = f.readline(MAX_LINE_BYTES)
+            yield None
+        else:
+            yield raw
+        raw = f.readline(MAX_LINE_BYTES + 1)
+
+
+def _decode(raw: bytes) -> tuple[object, str]:
+    """(the value, "") or (None, why it is not one), strictly (results_valid.decode)."""
+    from shmrss.results_valid import Refused, decode
+
     try:
-        whole = json.loads(stripped)
-    except (ValueError, RecursionError):
-        return None
-    return results_of_document(whole)
-
-
-def _parse_line(raw: bytes) -> tuple[dict | None, str]:
-    """(the object, "") or (None, why the line is not one)."""
-    from shmrss.safe_io import MAX_LINE_BYTES
-
-    if len(raw) > MAX_LINE_BYTES:
-        return None, f"is longer than {MAX_LINE_BYTES >> 20} MiB"
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        return None, "is not UTF-8"
+        return decode(raw.decode("utf-8")), ""
+    except UnicodeDecodeError as e:
+        return None, f"is not UTF-8 (byte {e.start + 1})"
+    except Refused as e:
+        return None, str(e)
     except json.JSONDecodeError:
-        if raw.lstrip().startswith(b"{"):
+        if raw.lstrip()[:1] in (b"{", b"["):
             return None, "is cut short (an interrupted write)"
         return None, "is not JSON"
     except RecursionError:
         return None, "is nested too deep"
     except ValueError:  # an integer of more than 4300 digits (sys.get_int_max_str_digits)
         return None, "holds a number too long to read"
-    if not isinstance(obj, dict):
-        return None, "is not a JSON object"
-    return obj, ""
 
 
-SCHEMA_VERSION = 1
 
 
 def results_document(results: list[dict]) -> dict:

@@ -59,12 +59,13 @@ def write(spec, session, json_file: JsonFile, err: Console) -> int:
     if not session.results:
         return code
     results = session.results
-    if spec.json == "-":  # stdout holds the JSON alone; the tables go to stderr
-        from shmrss.results_file import results_document
-
-        sys.stdout.write(json.dumps(results_document(results), indent=1, default=json_default) + "\n")
+    stdout_error = _write_stdout_json(results) if spec.json == "-" else None  # stdout holds the JSON alone
     _print_tables(spec, results)
     _say_result_warnings(results, session.shown)
+    if stdout_error is not None:
+        code = max(code, EXIT_FAILED)
+        logger.error("the result could not be written to stdout: {}; what reached it is cut short, the table "
+                     "above is all that is left of the result", stdout_error)
     if json_file.error is not None:
         code = max(code, EXIT_FAILED)
         logger.error("the result could not be written to {}: {}; the table above is all that is left of it",
@@ -74,6 +75,40 @@ def write(spec, session, json_file: JsonFile, err: Console) -> int:
     if spec.plot:
         code = max(code, draw_plots(results, spec.plot))
     return code
+
+
+def _write_stdout_json(results: list[dict]) -> str | None:
+    """``--json -``: the document written to stdout's descriptor with os.write until every byte is taken, and
+    synced when stdout is a file, so a full disk is an error here. Python's buffered stdout takes a short
+    write followed by ENOSPC as success and drops the tail (a 4 KiB file, exit 0). Returns why it could not
+    be written, or None."""
+    import os
+    import stat
+
+    from shmrss.results_file import results_document
+
+    text = json.dumps(results_document(results), indent=1, default=json_default) + "\n"
+    fd = _stdout_fd()
+    try:
+        if fd is None:  # a stdout that is no file (captured): its own write is all there is
+            sys.stdout.write(text)
+            return None
+        sys.stdout.flush()
+        view = memoryview(text.encode())
+        while view:
+            view = view[os.write(fd, view):]
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fsync(fd)  # a file system that reports a full disk only at write-back
+    except (OSError, ValueError) as e:  # ValueError: stdout closed
+        return getattr(e, "strerror", None) or str(e)
+    return None
+
+
+def _stdout_fd() -> int | None:
+    try:
+        return sys.stdout.fileno()
+    except (OSError, ValueError):  # a stdout that is no file (captured)
+        return None
 
 
 def _print_tables(spec, results: list[dict]) -> None:

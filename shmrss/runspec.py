@@ -153,7 +153,7 @@ def _checked(cls, args, topo) -> RunSpec:
             raise UsageError(f"--possible-cpus {pc} is below --cpus {ncpu}")
     fault_pages = tuple(args.fault_pages or (1,))
     spec = _workload_spec(args, fork_exit, ncpu, fault_pages)
-    wl, notes = _compiled(spec, ncpu, fork_exit)
+    wl, notes = _compiled(spec, ncpu, fork_exit, args.duration)
     reclaimer = (args.reclaimer or bool(spec.get("reclaimer"))) and not fork_exit
     running = ncpu + int(reclaimer)
     _check_axes(args, fork_exit, possibles, running)
@@ -214,12 +214,13 @@ def _workload_spec(args, fork_exit: bool, ncpu: int, fault_pages: tuple[int, ...
     return workloads.build(args.workload, ncpu, tasks=args.tasks, mode=args.mode, fault_pages=fault_pages)
 
 
-def _compiled(spec: dict, ncpu: int, fork_exit: bool):
-    """The compiled workload and its notes (tasks that never run, mms nobody touches)."""
+def _compiled(spec: dict, ncpu: int, fork_exit: bool, duration_s: float):
+    """The compiled workload and its notes (tasks that never run, mms nobody touches); its counters are checked
+    for overflow in a run of the requested duration (run_bound_s), not the longest allowed one."""
     from shmrss.wlfile import idle_notes
-    from shmrss.workload import compile_workload
+    from shmrss.workload import compile_workload, run_bound_s
 
-    wl = compile_workload(spec, ncpu)
+    wl = compile_workload(spec, ncpu, run_bound_s(duration_s))
     return wl, ([] if fork_exit else idle_notes(wl))
 
 

@@ -103,6 +103,32 @@ def check_dir_output(path: str | Path, what: str) -> Path:
     return p
 
 
+def make_dir(path: str | Path) -> Path:
+    """A directory a command makes inside its output directory (``report``'s ``wis``), checked like its files:
+    a symlink planted at the path is replaced by a real directory, never followed; anything else that is not
+    a directory is refused (OutputError)."""
+    p = Path(path)
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise OutputError(f"cannot use {path}: {e.strerror}") from None
+    try:
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            os.unlink(p)
+            st = None
+        if st is None:
+            os.mkdir(p)
+        elif not stat.S_ISDIR(st.st_mode):
+            raise OutputError(f"{path} exists and is not a directory")
+    except FileExistsError:
+        raise OutputError(f"{path} appeared while it was being made; refused") from None
+    except OSError as e:
+        raise OutputError(f"cannot make {path}: {e.strerror or e}") from None
+    return p
+
+
 class InputFileError(ValueError):
     """An input that is not a readable regular file; one line."""
 
@@ -119,10 +145,8 @@ READ_WORDS = {
 }
 
 
-def read_regular(path: str | Path, max_bytes: int, words: dict[str, str] = READ_WORDS) -> bytes:
-    """The bytes of a regular file, refusing FIFOs, devices and directories without blocking on them.
-
-    Raises InputFileError with one line, ``words[case]`` filled in (the cases of READ_WORDS)."""
+def _open_checked(path: str | Path, max_bytes: int, words: dict[str, str]) -> int:
+    """A descriptor of the regular file ``path`` of at most ``max_bytes``; InputFileError otherwise."""
 
     def refuse(case: str, **fields) -> InputFileError:
         return InputFileError(words[case].format(path=path, max_mib=max_bytes >> 20, **fields))
@@ -141,6 +165,28 @@ def read_regular(path: str | Path, max_bytes: int, words: dict[str, str] = READ_
             raise refuse("special")
         if st.st_size > max_bytes:
             raise refuse("too_big", mib=st.st_size >> 20, size_mib=st.st_size / 2**20)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_regular(path: str | Path, max_bytes: int, words: dict[str, str] = READ_WORDS):
+    """A binary file object of the regular file ``path`` (at most ``max_bytes`` when opened), to read as a
+    stream; the checks and words of ``read_regular``."""
+    return os.fdopen(_open_checked(path, max_bytes, words), "rb")
+
+
+def read_regular(path: str | Path, max_bytes: int, words: dict[str, str] = READ_WORDS) -> bytes:
+    """The bytes of a regular file, refusing FIFOs, devices and directories without blocking on them.
+
+    Raises InputFileError with one line, ``words[case]`` filled in (the cases of READ_WORDS)."""
+
+    def refuse(case: str, **fields) -> InputFileError:
+        return InputFileError(words[case].format(path=path, max_mib=max_bytes >> 20, **fields))
+
+    fd = _open_checked(path, max_bytes, words)
+    try:
         chunks, left = [], max_bytes + 1
         while left > 0:
             b = os.read(fd, min(left, 1 << 20))

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from shmrss.compile_cache import cache_dir
+from shmrss.compile_cache import cache_dir, fall_back, no_space
 
 MARK = "# DESIGN-IMPORT"
 _TEMPLATE_DESIGN = '"atomic"'  # the design a template's marked line names, as written
@@ -114,7 +114,11 @@ def _write_copy(template: Path, design: str, dest: Path) -> Path:
     if not template.is_dir():
         if not dest.exists() or dest.read_text() != texts[template.name]:
             tmp = dest.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(texts[template.name])
+            try:
+                tmp.write_text(texts[template.name])
+            except OSError:  # a full disk: leave nothing half-written behind
+                tmp.unlink(missing_ok=True)
+                raise
             try:  # created whole or not at all; an identical copy another process made is kept (its mtime
                 os.link(tmp, dest)  # is in numba's cache index)
             except FileExistsError:
@@ -127,8 +131,12 @@ def _write_copy(template: Path, design: str, dest: Path) -> Path:
     tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(mode=0o700)
-    for n, t in texts.items():
-        (tmp / n).write_text(t)
+    try:
+        for n, t in texts.items():
+            (tmp / n).write_text(t)
+    except OSError:  # a full disk: leave nothing half-written behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if dest.exists():  # damaged (a file missing or changed): moved aside, then replaced
         aside = dest.with_name(f"{dest.name}.{os.getpid()}.old")
         dest.rename(aside)
@@ -152,10 +160,12 @@ def specialised(template: Path, design: str, prefix: str, subdir: str = "") -> M
     if key in _loaded:
         return _loaded[key]
     name = copy_name(template, design, prefix)
-    where = cache_dir() / subdir if subdir else cache_dir()
-    where.mkdir(mode=0o700, exist_ok=True)
-    dest = where / (name if template.is_dir() else f"{name}.py")
-    path = _write_copy(template, design, dest)
+    try:
+        dest, path = _place(template, design, name, cache_dir(), subdir)
+    except OSError as e:
+        if not no_space(e):
+            raise
+        dest, path = _place(template, design, name, fall_back(cache_dir(), e), subdir)
     spec = importlib.util.spec_from_file_location(
         name, path, submodule_search_locations=[str(dest)] if template.is_dir() else None)
     mod = importlib.util.module_from_spec(spec)
@@ -167,6 +177,23 @@ def specialised(template: Path, design: str, prefix: str, subdir: str = "") -> M
         raise
     _loaded[key] = mod
     return mod
+
+
+def _place(template: Path, design: str, name: str, root: Path, subdir: str) -> tuple[Path, Path]:
+    """Write the copy under ``root``: (its file or package directory, the file to import)."""
+    where = root / subdir if subdir else root
+    where.mkdir(mode=0o700, exist_ok=True)
+    dest = where / (name if template.is_dir() else f"{name}.py")
+    return dest, _write_copy(template, design, dest)
+
+
+def forget(template: Path, design: str) -> None:
+    """Drop this process's loaded copy, so the next ``specialised`` writes and imports it again (in the
+    fallback cache, after numba could not save its machine code for want of space)."""
+    mod = _loaded.pop((str(template), design), None)
+    if mod is not None:  # and its submodules, which the new copy's package would otherwise reuse
+        for name in [n for n in sys.modules if n == mod.__name__ or n.startswith(mod.__name__ + ".")]:
+            del sys.modules[name]
 
 
 def entry(signature: str, **options):

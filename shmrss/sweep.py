@@ -20,7 +20,7 @@ from loguru import logger
 
 from shmrss.errors import EXIT_FAILED, EXIT_OK
 from shmrss.options import add_shared_run_options, positive_float
-from shmrss.results_file import FINISHED, Appender, InputError, canonical, finished_keys, read_records
+from shmrss.results_file import FINISHED, Appender, InputError, canonical, finished_keys, sweep_records
 
 
 def add_parser(sub, parse_run) -> None:
@@ -66,6 +66,19 @@ def shard_of(points: list, shard: tuple[int, int] | None) -> list:
     return [p for p in points if ordinal[canonical({f: v for f, v in p.key.items() if f != "repeat"})] % n == k]
 
 
+def plan_digest(points: list) -> str:
+    """A short digest of the whole plan (every point's key, before sharding), written in each line so that
+    ``report`` can tell when the files of a plan's shards do not hold all its points. The fields a host
+    fills in (whether it had to oversubscribe, its cache line) are left out: every host's shard names one plan."""
+    import hashlib
+
+    ids = sorted(canonical({f: v for f, v in p.key.items() if f not in _HOST_FIELDS}) for p in points)
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
+
+
+_HOST_FIELDS = ("oversubscribed", "line")
+
+
 def _check_out(path: str) -> Path:
     p = Path(path)
     parent = p.resolve().parent
@@ -96,7 +109,15 @@ def main(args, err) -> int:
     except TopologyError as e:
         raise InputError(str(e)) from None
     out = _check_out(args.out)
+    from shmrss.sweep_child import remove_stale_tmpdirs
+
+    for path in remove_stale_tmpdirs():
+        logger.info("removed {}, left by a sweep that was killed", path)
+    if getattr(args, "shard", None) is not None and not args.cpus:
+        raise InputError("--shard needs --cpus: the default CPU counts follow each host's cores, so shards planned "
+                         "on hosts with different core counts would miss points; give every shard the same --cpus")
     points, notes = plan_points(args, topo)
+    args.plan = {"plan": plan_digest(points), "plan_points": len(points)}
     if getattr(args, "shard", None) is not None:
         whole = len(points)
         points = shard_of(points, args.shard)
@@ -111,7 +132,7 @@ def main(args, err) -> int:
 
 
 def _sweep(args, out: Path, points, notes, appender, err) -> int:
-    records, file_notes = read_records(out) if out.exists() and out.stat().st_size else ([], [])
+    records, file_notes = sweep_records(out) if out.exists() and out.stat().st_size else ([], [])
     done = finished_keys(records)
     todo = [p for p in points if p.id not in done]
     skipped = len(points) - len(todo)
@@ -128,10 +149,10 @@ def _sweep(args, out: Path, points, notes, appender, err) -> int:
         logger.info("nothing to run: every point is in {} (run `shmrss report {}`)", out, out)
         return EXIT_OK
     timeout = args.timeout or args.duration + 180.0
-    return _run(todo, len(points), skipped, appender, timeout, args.verbose, err, out)
+    return _run(todo, len(points), skipped, appender, timeout, args.verbose, err, out, getattr(args, "plan", None))
 
 
-def _run(todo, total, skipped, appender, timeout, verbose, err, out) -> int:
+def _run(todo, total, skipped, appender, timeout, verbose, err, out, plan: dict | None = None) -> int:
     from shmrss.sweep_child import Forwarder, run_point
 
     counts = {s: 0 for s in ("ok", "invariant_failed", "partial", "failed")}
@@ -157,7 +178,7 @@ def _run(todo, total, skipped, appender, timeout, verbose, err, out) -> int:
                 logger.warning("{}: interrupted before it measured anything; not recorded", point.label)
                 break
             meta = {"key": point.key, "status": o.status, "exit_code": o.exit_code, "wall_s": round(o.wall_s, 3),
-                    "argv": list(point.argv), "error": o.error}
+                    "argv": list(point.argv), "error": o.error, **(plan or {})}
             try:
                 appender.append({"sweep": meta, **(o.result or {})})
             except OSError as e:

@@ -1,5 +1,7 @@
 """One sweep point: ``shmrss run ... --json TMP`` as a child Python in a process group of its own, with
-the sweep's SIGINT/SIGTERM forwarded to it, a time limit, and the outcome classified for the results file.
+the sweep's SIGINT/SIGTERM/SIGHUP/SIGQUIT forwarded to it, a time limit, and the outcome classified for the
+results file. The child is sent SIGTERM by the kernel if the sweep dies (PR_SET_PDEATHSIG), and the next sweep
+removes the temporary directory a killed one left.
 
 The child has its own process group so that a terminal's Ctrl-C reaches only
 the sweep, which forwards it once: the child then stops measuring and writes a
@@ -32,8 +34,13 @@ class Outcome:
     error: str | None
 
 
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)  # what shmrss run ends cleanly on
+TMP_PREFIX = "shmrss-sweep-"
+
+
 class Forwarder:
-    """Catches SIGINT/SIGTERM in the sweep and forwards them to the running child's process group."""
+    """Catches SIGINT, SIGTERM, SIGHUP and SIGQUIT in the sweep and forwards them to the running child's
+    process group (a hang-up reaches only the terminal's foreground group, not the child's own)."""
 
     def __init__(self):
         self.signum: int | None = None
@@ -42,7 +49,7 @@ class Forwarder:
         self._old = {}
 
     def __enter__(self):
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in FORWARDED:
             self._old[s] = signal.signal(s, self._handle)
         return self
 
@@ -68,7 +75,7 @@ class Forwarder:
 
 def run_point(argv: tuple[str, ...], fwd: Forwarder, timeout_s: float, verbose: bool) -> Outcome:
     """Run one ``shmrss run`` and say what came of it."""
-    with tempfile.TemporaryDirectory(prefix="shmrss-sweep-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
         out = Path(tmp) / "result.json"
         log = Path(tmp) / "stderr.txt"
         # ``-m shmrss`` (shmrss/__main__.py), not ``-m`` on the CLI module, which would load the CLI twice
@@ -77,7 +84,7 @@ def run_point(argv: tuple[str, ...], fwd: Forwarder, timeout_s: float, verbose: 
         timed_out = False
         with open(log, "wb") as errf:
             child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
-                                     process_group=0)
+                                     process_group=0, preexec_fn=_dies_with(os.getpid()))
             fwd.child = child
             try:
                 if fwd.signum is not None:  # the signal came between two points
@@ -125,6 +132,43 @@ def run_point(argv: tuple[str, ...], fwd: Forwarder, timeout_s: float, verbose: 
     if bad:
         return Outcome("invariant_failed", code, wall, result, "invariant failed: " + ", ".join(bad))
     return Outcome("ok", code, wall, result, None)
+
+
+def _dies_with(parent: int):
+    """The child's first act: SIGTERM when the sweep dies (``kill -9``, a crash), so that it stops, removes its
+    segment and exits as on any SIGTERM, instead of measuring on as an orphan."""
+    from shmrss.procs import die_with_parent  # imported here: the child runs only this between fork and exec
+
+    def setup() -> None:
+        die_with_parent(signal.SIGTERM, parent)
+
+    return setup
+
+
+def remove_stale_tmpdirs() -> list[str]:
+    """Remove the temporary directories of sweeps that died without removing them (``kill -9``): the
+    ``shmrss-sweep-<pid>-*`` of this user whose pid is gone. Returns their paths."""
+    import shutil
+    import stat
+
+    from shmrss.procs import pid_alive
+
+    tmp, removed = Path(tempfile.gettempdir()), []
+    try:
+        names = [n for n in os.listdir(tmp) if n.startswith(TMP_PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        pid = name[len(TMP_PREFIX):].split("-", 1)[0]
+        path = tmp / name
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if pid.isdigit() and not pid_alive(int(pid)) and stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+    return removed
 
 
 def _signal(child: subprocess.Popen, sig: int) -> None:

@@ -204,13 +204,13 @@ def _variant_design(variant: str) -> str:
 def _tape_settings(args, wl: _Workload, c: int, tasks, mode: str) -> tuple[str | None, bool, bool]:
     """(the mode the workload runs in, reclaimer, OOM selection) of one workload at c CPUs; its spec is
     compiled here, so a workload that does not fit c CPUs fails the plan."""
-    from shmrss.workload import WorkloadError, compile_workload
+    from shmrss.workload import WorkloadError, compile_workload, run_bound_s
 
     if wl.fork_exit:
         return "processes", False, False
     try:
         spec = wl.spec_for(c, tasks, mode)
-        compile_workload(spec, c)
+        compile_workload(spec, c, run_bound_s(args.duration))
     except WorkloadError as e:
         raise InputError(f"{wl.name} on {c} CPUs: {e}") from None
     return (spec.get("mode") or mode, args.reclaimer or bool(spec.get("reclaimer")),

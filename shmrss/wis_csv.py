@@ -63,7 +63,7 @@ def _series(groups: list[Group]) -> dict[str, tuple[dict, list[Group]]]:
         if not g.results:
             continue
         k = {f: v for f, v in g.key.items() if f not in ("cpus", "mode")}
-        k["possible_cpus"] = "=cpus" if g.key.get("possible_cpus") == g.key.get("cpus") else g.key["possible_cpus"]
+        k["possible_cpus"] = "=cpus" if g.key.get("possible_cpus") == g.key.get("cpus") else g.key.get("possible_cpus")
         if g.key.get("mode") not in ("processes", "threads", None):
             k["mode"] = g.key["mode"]  # a workload's own mode (mixed) is part of what the series is
         out.setdefault(canonical(k), (k, []))[1].append(g)
@@ -179,7 +179,9 @@ def _title(k: dict, groups: list[Group]) -> str:
 
 def write_series(groups: list[Group], directory: Path) -> list[Path]:
     """One NAME.csv and NAME.title per series into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
+    from shmrss.safe_io import make_dir
+
+    make_dir(directory)  # a planted symlink is replaced, never written through
     made = []
     for stem, k, gs in _named(groups):
         path = directory / f"{stem}.csv"

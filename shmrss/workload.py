@@ -120,8 +120,15 @@ def _parse_step(step, where: str) -> tuple[int, int, int, int]:
                                                       0, MAX_MMS)
 
 
-def compile_workload(spec: dict, ncpu: int) -> CompiledWorkload:
-    """Validate ``spec`` and lay it out for ``ncpu`` emulated CPUs."""
+def run_bound_s(duration_s: float) -> float:
+    """The longest a run asked for ``duration_s`` seconds can update its counters: its duration, doubled or with
+    a minute added for start-up and stopping, whichever is more (never beyond LONGEST_RUN_S)."""
+    return min(float(LONGEST_RUN_S), max(2.0 * duration_s, duration_s + 60.0))
+
+
+def compile_workload(spec: dict, ncpu: int, run_s: float = LONGEST_RUN_S) -> CompiledWorkload:
+    """Validate ``spec`` and lay it out for ``ncpu`` emulated CPUs; its counters must not overflow in a run of
+    ``run_s`` seconds (``run_bound_s`` of the requested duration; the longest allowed run by default)."""
     _need(ncpu >= 1, "a workload needs at least one CPU")
     _need(isinstance(spec, dict), "a workload is a JSON object")
     name = spec.get("name", "custom")
@@ -166,7 +173,7 @@ def compile_workload(spec: dict, ncpu: int) -> CompiledWorkload:
         runqueues[cpu].append(t)
     wl = CompiledWorkload(name, nmm, np.array(steps, dtype=np.int64).reshape(-1, L.STEP_WORDS), table, runqueues,
                           spec)
-    check_totals(wl, ncpu, {v: k for k, v in where.items()})
+    check_totals(wl, ncpu, {v: k for k, v in where.items()}, run_s)
     return wl
 
 
@@ -194,12 +201,13 @@ def tape_totals(tape: np.ndarray, nmm: int) -> tuple[dict, int, int]:
     return {k: (lo, hi, net) for k, (net, lo, hi) in keys.items()}, events, churn
 
 
-def check_totals(wl: CompiledWorkload, ncpu: int, names: dict | None = None) -> None:
+def check_totals(wl: CompiledWorkload, ncpu: int, names: dict | None = None, run_s: float = LONGEST_RUN_S) -> None:
     """Refuse a workload whose counters can go below zero (no kernel counter does: each task's share of
     every counter it moves must stay >= 0 through each pass and not shrink from pass to pass) or overflow
-    64 bits in the longest allowed run (LONGEST_RUN_S, every CPU at MAX_EVENTS_PER_S)."""
+    64 bits in a run of ``run_s`` seconds (every CPU at MAX_EVENTS_PER_S)."""
     names = names or {}
-    events_per_cpu = MAX_EVENTS_PER_S * LONGEST_RUN_S
+    events_per_cpu = MAX_EVENTS_PER_S * run_s
+    run = _run_words(run_s)
     growth = 0.0  # highest net growth per event of any tape
     headroom = 0  # what the tasks add beyond their whole passes: one pass's net and its highest point each
     users: dict[tuple[int, int], int] = {}
@@ -216,12 +224,17 @@ def check_totals(wl: CompiledWorkload, ncpu: int, names: dict | None = None) -> 
                   f"a counter never goes negative in a kernel; unmap only what was faulted before")
         if events:
             _need(churn / events * events_per_cpu <= VAR_LIMIT,
-                  f"tape {tname!r} moves the counters by {churn / events:,.0f} per event on average: in the "
-                  f"longest allowed run ({LONGEST_RUN_S // 86400} days) 64-bit counters could overflow; use "
-                  f"smaller steps")
+                  f"tape {tname!r} moves the counters by {churn / events:,.0f} per event on average: in "
+                  f"{run} 64-bit counters could overflow; use smaller steps or a shorter --duration")
             growth = max(growth, sum(net for _, _, net in totals.values()) / events)
         headroom += ntasks * sum(hi + net for _, hi, net in totals.values())
     _need(growth * events_per_cpu * ncpu + headroom <= TOTAL_LIMIT,
-          f"the tapes grow the counters by up to {growth:,.0f} per event: in the longest allowed run "
-          f"({LONGEST_RUN_S // 86400} days, {ncpu} CPUs) 64-bit counters could overflow; use smaller steps")
+          f"the tapes grow the counters by up to {growth:,.0f} per event: in {run} on {ncpu} CPUs 64-bit "
+          f"counters could overflow; use smaller steps or a shorter --duration")
+
+
+def _run_words(run_s: float) -> str:
+    if run_s >= LONGEST_RUN_S:
+        return f"the longest allowed run ({LONGEST_RUN_S // 86400} days)"
+    return f"a run of up to {run_s:,.0f} s (the --duration, with room to start and stop)"
 

@@ -3,17 +3,22 @@
 ``driver(name)`` is design_driver_template.py specialised to that design by
 ``shmrss.specialise`` (as the engine is); numba caches the compiled
 ``run_ops`` on disk, under a name hashed from every source it inlines.
+
+Every segment the driver is given (``prepare``, ``run``) is unlinked when the process exits, if this process
+made it and nobody did so before: a script that uses the driver and forgets to close leaves no segment.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 from pathlib import Path
 
 import numpy as np
 
 from shmrss import designs, layout as L
 from shmrss.designs._common import UNMAP
-from shmrss.segment import Geometry
+from shmrss.segment import Geometry, owner_pid as segment_owner
 from shmrss.specialise import specialised
 
 NM = L.NMEMBERS
@@ -21,6 +26,25 @@ ADD, SWITCH, CLONE, EXIT, OFFLINE, INIT, DESTROY, COMPARE, SETTASK, NOP = range(
 OPW = 7  # columns of an op row
 
 _TEMPLATE = Path(__file__).resolve().parent / "design_driver_template.py"
+
+
+_SEEN: dict[str, object] = {}  # segment name -> the segment, unlinked at exit
+
+
+def _track(seg) -> None:
+    name = getattr(seg, "name", None)
+    if name and name not in _SEEN and segment_owner(name) == os.getpid():
+        _SEEN[name] = seg
+
+
+def _unlink_at_exit() -> None:
+    for name, seg in list(_SEEN.items()):
+        if segment_owner(name) == os.getpid():  # a fork of the script does not remove its parent's
+            seg.unlink()
+    _SEEN.clear()
+
+
+atexit.register(_unlink_at_exit)
 
 
 def driver(name: str):
@@ -48,6 +72,7 @@ def geometry(name: str, ncpu: int, possible: int | None = None, nmm: int = 1, nt
 def prepare(name: str, seg, task_mms=(), nodes=None, init: bool = True) -> None:
     """Write the tasks' mms, the design's global words (pernode's node map), then, like the
     engine's init_mms: mm_init every mm and thread_created once per task (on no CPU)."""
+    _track(seg)
     w = seg.words
     tb, ts = seg.h(L.H_TASK), seg.h(L.H_TASK_STRIDE)
     for t, mm in enumerate(task_mms):
@@ -103,6 +128,7 @@ def op_settask(task, mm, cpu=0):
 
 def run(name: str, seg, ops, record: bool = True):
     """Execute op rows on the segment; returns (out[nops, nmm*4, 4] or None, res[nops])."""
+    _track(seg)
     ops = np.asarray(list(ops), dtype=np.int64).reshape(-1, OPW)
     ops = np.ascontiguousarray(ops)
     nmm = seg.h(L.H_NMM)

@@ -20,7 +20,7 @@ def _result(eps_samples, design="percpu", host="a", kernel="6.1", pack=False, la
         "host": {"hostname": host, "kernel": kernel, "cpu_model": "X", "topology": {"usable": [0, 1]}},
         "throughput": {"events_per_s": mean, "ns_per_event": 2e9 / mean, "events_per_s_samples": eps_samples},
         "reads": {"approx_latency_ns": {"median": 10.0}, "precise_latency_ns": {"median": 20.0}},
-        "invariants": {"all": True},
+        "invariants": {"all": True}, "warnings": [],
     }
 
 

@@ -35,7 +35,7 @@ def run_result(design, mode, cpus, rep, eps, possible=None, workload="page_fault
     return {
         "sweep": {"key": key, "status": "invariant_failed" if bad else "ok", "exit_code": int(bad), "wall_s": 2.0},
         "design": design, "workload": workload, "partial": False,
-        "params": {"mode": mode, "cpus": cpus, "possible_cpus": possible, "mms": mms or cpus},
+        "params": {"mode": mode, "cpus": cpus, "possible_cpus": possible, "mms": mms or cpus, "duration_s": 1.0},
         "host": HOST,
         "throughput": {"events_per_s": eps, "ns_per_event": cpus * 1e9 / eps},
         "accuracy": {"approx_max_abs_error": bound - rep, "approx_bound": bound},
@@ -53,7 +53,8 @@ def life_result(variant, design, possible, rep, rate):
            "possible_cpus": possible, "pages": 256, "clones": 0, "duration_s": 1.0, "repeat": rep}
     return {"sweep": {"key": key, "status": "ok", "exit_code": 0, "wall_s": 2.0}, "design": design,
             "workload": "fork_exit", "partial": False,
-            "params": {"lifecycle": variant, "cpus": 2, "possible_cpus": possible, "pages": 256, "clones": 0},
+            "params": {"lifecycle": variant, "cpus": 2, "possible_cpus": possible, "pages": 256, "clones": 0,
+                       "duration_s": 1.0},
             "host": HOST,
             "lifecycle": {"mm_per_s": rate, "init_ns_per_mm": 10.0 * possible, "teardown_ns_per_mm": 9.0 * possible,
                           "mutex_wait_ns_per_mm": 40.0, "reused_fraction": 0.0},

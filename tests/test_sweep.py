@@ -292,10 +292,10 @@ def test_the_example_workflow_runs_the_documented_shard_and_gather_commands():
     shard = shard_step["run"]
     gather = next(r for r in runs if r.startswith("shmrss report"))
     doc = (REPO / "docs" / "sweep-report.md").read_text()
-    assert "shmrss sweep --design all --shard" in doc and gather in doc
+    assert "shmrss sweep --design all --cpus 1,2,4,8 --shard" in doc and gather in doc
     assert flow["jobs"]["shard"]["strategy"]["matrix"]["shard"] == [0, 1, 2, 3]
     args = build_parser().parse_args(["sweep", "--design", "all", "--shard", "1/4", "--out", "r.jsonl"])
-    assert args.shard == (1, 4) and '--shard "$SHARD/$SHARDS"' in shard
+    assert args.shard == (1, 4) and '--cpus "$CPUS" --shard "$SHARD/$SHARDS"' in shard
     # the inputs reach the script through env:, never pasted into its text
-    assert "${{" not in shard and shard_step["env"] == {"DESIGNS": "${{ inputs.designs }}",
+    assert "${{" not in shard and shard_step["env"] == {"DESIGNS": "${{ inputs.designs }}", "CPUS": "${{ inputs.cpus }}",
                                                          "SHARD": "${{ matrix.shard }}"}

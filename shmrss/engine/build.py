@@ -23,10 +23,10 @@ from types import ModuleType
 
 from loguru import logger
 
-from shmrss.compile_cache import cache_dir
+from shmrss.compile_cache import cache_dir, fall_back, no_space
 from shmrss.procs import die_with_parent
 from shmrss.runsignals import ignore_in_child
-from shmrss.specialise import compile_entries, copy_name, sources, specialised
+from shmrss.specialise import compile_entries, copy_name, forget, sources, specialised
 
 TEMPLATE = Path(__file__).resolve().parent / "loops"
 PREFIX = "shmrss_engine"
@@ -40,6 +40,22 @@ def engine_for(design: str, groups: tuple[str, ...] = ("run",)) -> ModuleType:
 
     designs.get(design)
     t0 = time.perf_counter()
+    try:
+        mod = _compile_groups(design, groups)
+    except OSError as e:  # numba could not save machine code, or a stamp: the disk is full
+        if not no_space(e):
+            raise
+        fall_back(cache_dir(), e)
+        forget(TEMPLATE, design)
+        _compiled.pop(design, None)
+        mod = _compile_groups(design, groups)
+    took = time.perf_counter() - t0
+    if took > 1.0:
+        logger.info("compiled the {} engine in {:.1f} s (cached for later runs)", design, took)
+    return mod
+
+
+def _compile_groups(design: str, groups: tuple[str, ...]):
     mod = specialised(TEMPLATE, design, PREFIX)
     done = _compiled.setdefault(design, set())
     for group in groups:
@@ -47,9 +63,6 @@ def engine_for(design: str, groups: tuple[str, ...] = ("run",)) -> ModuleType:
             compile_entries(mod, mod.ENTRY_GROUPS[group])
             done.add(group)
             _stamp(design, group).touch()
-    took = time.perf_counter() - t0
-    if took > 1.0:
-        logger.info("compiled the {} engine in {:.1f} s (cached for later runs)", design, took)
     return mod
 
 
