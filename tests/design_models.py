@@ -149,7 +149,7 @@ class Split(Model):
             if ev > self.THRESH:
                 self._sync(task, self.task_mm[task])
                 self.slow[cpu] += 1
-            if self.task_mm[task] == mm:
+            if abs(d) < 512 and self.task_mm[task] == mm:  # a PMD fault (512 pages) is add_mm_counter
                 self.cache[task][k] += d
                 return
         elif fault & UNMAP and task >= 0 and self.task_mm[task] == mm:  # add_mm_rss_vec syncs first
