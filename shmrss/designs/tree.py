@@ -316,6 +316,23 @@ def read_precise(seg, mm, k):
 
 
 @njit(inline="always")
+def read_mm_counter(seg, mm, k):
+    """get_mm_counter in HPCC v15 2/3 (include/linux/mm.h), hence every ``update_hiwater_rss``::
+
+        static inline unsigned long get_mm_counter(struct mm_struct *mm, int member)
+        {
+        -	return percpu_counter_sum_positive(&mm->rss_stat[member]);
+        +	return percpu_counter_tree_precise_sum_positive(&mm->rss_stat[member]);
+        }
+
+    (v5 used the approximate sum; "Changes since v7: Use precise sum positive API"): the precise
+    walk of every possible CPU, clamped at 0.
+    """
+    s = read_precise(seg, mm, k)
+    return s if s > 0 else 0
+
+
+@njit(inline="always")
 def compare_value(seg, mm, k, v):
     """Sign of (counter - v), as percpu_counter_tree_precise_compare_value (which returns v - counter)."""
     a = read_approx(seg, mm, k)
