@@ -56,6 +56,8 @@ counts reads beyond the stated bound but within that slack apart from
 violations (``reads.approx_transient``).
 
 Precise = sum of the level-0 counters of all possible CPUs (+ a bias, 0 here).
+``get_mm_counter`` (``read_mm_counter``, the read every ``update_hiwater_rss`` makes) is that
+walk clamped at 0 in v15 (``percpu_counter_tree_precise_sum_positive``), not the root.
 ``compare_value`` is ``percpu_counter_tree_precise_compare_value``::
 
     res = compare_delta(v - count, counter->approx_accuracy_range.under,
