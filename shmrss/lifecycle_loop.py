@@ -19,13 +19,21 @@ chosen variant (docs/designs.md, fork/exit):
                  their per-CPU memory (and their counters registered): reuse
                  needs no zeroing (a freed mm sums to zero), no mutex and no
                  global list lock; both only when the cache is empty or full
-    lazy         ``single``: a single-threaded mm makes no per-CPU allocation
-                 and takes neither the allocator mutex nor the list lock (its
-                 mm object comes from the slab: a lock-free claim of its slot);
-                 the second thread allocates the counters, mm_cid and futex_ref
-                 (deviation: the RFC defers only the counters; mm_cid stays
-                 at fork in the kernel, deferred here as issue 10 asks, so
-                 lazy is an upper bound on the RFC's gain)
+    lazy         ``single``, Krisman's RFC ("Optimize rss_stat initialization/
+                 teardown for single-threaded tasks"): a single-threaded mm
+                 makes no per-CPU allocation for its rss counters and does not
+                 register them (no list lock; its mm object comes from the
+                 slab: a lock-free claim of its slot); the second thread
+                 allocates and registers the counters (and futex_ref, at the
+                 first clone, as upstream). mm_cid is not deferred by the RFC:
+                 fork still makes its per-CPU allocation under the mutex and
+                 its two possible-CPU loops, as Mateusz Guzik says on the
+                 thread: "there are 2 loops of the sort already happening even
+                 with the patchset at hand: mm_alloc_cid() results in one loop
+                 in the percpu allocator to zero out the area, then
+                 mm_init_cid() performs the following: for_each_possible_cpu(i)
+                 {...}". (Until issue 23 lazy deferred mm_cid too, which the
+                 RFC does not do.)
     inline       ``tree``: the items live in the mm (zeroed with it), one
                  per-CPU allocation for the level-0 counters; HPCC's
                  percpu_counter_tree has no hotplug list, so no list lock
@@ -180,8 +188,8 @@ def _free_slot(seg, which, s):
 @njit(inline="always")
 def _separate_cid(variant):
     """Variants whose mm_cid is its own per-CPU allocation made at fork (merged and ctor-cache share the
-    counters'; lazy makes it at the second thread)."""
-    return variant == UPSTREAM or variant == FUSED or variant == INLINE
+    counters'; lazy's RFC keeps mm_alloc_cid at fork)."""
+    return variant == UPSTREAM or variant == FUSED or variant == INLINE or variant == LAZY
 
 
 @njit(inline="always")
@@ -249,13 +257,12 @@ def _init_futex_ref(seg, cpu, s):
 
 @njit(inline="always")
 def _lazy_second_thread(seg, cpu, s):
-    """lazy's switch at the second thread: the per-CPU allocations the single mm saved, now made (the
-    counters' slices are zeroed by the design's switch), and the counters registered."""
+    """lazy's switch at the second thread: the counters' per-CPU allocation the single mm saved, now made
+    (their slices are zeroed by the design's switch) and registered; futex_ref at the first clone, as
+    upstream. mm_cid was made at fork."""
     wait = _lock(seg)
     _alloc_slot(seg, 0, s)  # the mm object's slot already reserves it: this is the mutex's cost
     _unlock(seg)
-    wait += _separate(seg, CID, s, False)
-    _zero_and_init_cid(seg, s)
     wait += _separate(seg, FUTEX, s, False)
     _init_futex_ref(seg, cpu, s)
     _counters_list_locked(seg)
@@ -347,8 +354,8 @@ def _free(seg, variant, s, clones):
         if clones > 0:
             wait += _lock(seg)  # the counters' free
             _unlock(seg)
-            wait += _separate(seg, CID, s, True)
             wait += _separate(seg, FUTEX, s, True)
+        wait += _separate(seg, CID, s, True)  # mm_destroy_cid: made at fork, freed at every exit
         _release_slot(seg, s)
         return wait
     wait += _lock(seg)
@@ -406,9 +413,10 @@ def lifecycle_main(words, cpu):
             s = seg[cache + 1 + seg[cache]]
             from_cache = True
         elif variant == LAZY:
-            s = _claim_slot(seg)  # no per-CPU allocation for a single-threaded mm: no mutex
+            s = _claim_slot(seg)  # no per-CPU counters for a single-threaded mm: the mm object from the slab
             if s < 0:
                 break
+            t_wait += _separate(seg, CID, s, False)  # mm_alloc_cid stays at fork in the RFC
         else:
             t_wait += _lock(seg)
             s = _alloc_any(seg, 0)
@@ -429,7 +437,8 @@ def lifecycle_main(words, cpu):
                     store(seg, _futex_word(seg, c, s, True), 0)
                 store(seg, _futex_word(seg, cpu, s, True), 1)
             elif variant == LAZY:
-                mm_init(seg, s)  # mm words only: no per-CPU memory yet
+                mm_init(seg, s)  # mm words only: no per-CPU counters yet
+                _zero_and_init_cid(seg, s)  # mm_cid's allocation zeroing and mm_init_cid: possible CPUs
             elif variant == INLINE:
                 mm_init(seg, s)  # items zeroed with the mm, level 0 zeroed by its allocation
                 _zero_and_init_cid(seg, s)
