@@ -771,18 +771,22 @@ def _head(run: Runner, size_name: str, took: float, when: str, rev: str, replaye
     ]
 
 
-# What moved since the previous page (2026-11-30, before the restructuring of issue 12); kept by hand: a
-# verdict whose label or basis changed says why.
+# What moved since the previous page (2026-11-30); kept by hand: a verdict whose label or basis changed says why.
 CHANGES = [
-    "**Since the previous page.** The code was restructured (issue 12: one specialiser, the engine split by "
-    "concern, the design interface in one place); the compiled per-event loop is the same "
-    "(`scripts/bench_engine.py`, both trees interleaved: every design within 0.99x to 1.01x), so every number "
-    "below moved within its noise. One verdict changed its label, on noise:",
+    "**Since the previous page** (issue 23, the second fidelity audit):",
     "",
-    "* Claim 5, threads mode: cannot tell this time (noise ±49%, above the rule's 25%), agree on the previous "
-    "page (±22%); tree/percpu moved from 0.81 to 0.94, inside that noise. Two more runs of this experiment "
-    "alone gave agree (0.94, ±3%) and cannot tell (0.98, ±52%): on this VM the two vCPUs sometimes run at once "
-    "and sometimes in turn, which the verdict already names. Processes mode agrees as before (0.78, ±3%).",
+    "* Claims 4 and 7, `lazy`: it now follows Krisman's RFC, which keeps mm_cid's per-CPU allocation (under "
+    "the allocator mutex) and its two walks over the possible CPUs at fork (Mateusz Guzik on the thread: "
+    "\"mm_alloc_cid() results in one loop in the percpu allocator to zero out the area, then mm_init_cid() "
+    "performs ... for_each_possible_cpu\"); before, it deferred mm_cid too, an upper bound no patch reaches. "
+    "Its gain at large P shrinks accordingly (the 153x at P = 4,096 of the previous page rested on it).",
+    "* Claim 7: the allocator's frees take `pcpu_lock` (an irq-off spinlock), not `pcpu_alloc_mutex` "
+    "(mm/percpu.c `free_percpu`); the mutex column now counts allocations only.",
+    "* tree's `get_mm_counter` is HPCC v15's precise walk (`percpu_counter_tree_precise_sum_positive`), so "
+    "each unmap's `update_hiwater_rss` walks the possible CPUs; page_fault1 unmaps once per 32,768 faults, "
+    "so claims 5 and 6 move within their noise (the walk against P: docs/walks.md).",
+    "* split counts a multi-page fault as 6.1 does (fault-around per page into the task cache, a PMD on the "
+    "atomic); every claim here runs one-page faults, so claim 1 is unchanged in kind.",
 ]
 
 
