@@ -122,8 +122,8 @@ def check_state(name, seg, cfg, model):
         for mm in range(nmm):
             mask = {c for c in range(possible) if int(w[D.mm_addr(seg, mm, line + c // 64)]) >> (c % 64) & 1}
             assert mask == model.mask[mm], f"cpumask of mm {mm}"
-        for cpu in range(ncpu):
-            assert D.stat(seg, cpu, L.S_HITS) == model.hits[cpu]
+        for cpu in range(ncpu):  # hits are not tallied on the fast path (publish_hits derives them)
+            assert D.stat(seg, cpu, L.S_HITS) == 0
             assert D.stat(seg, cpu, L.S_MISSES) == model.misses[cpu]
     if name == "pernode":  # rss_stat[k] = {global, numa_counters[32]}, back to back
         for mm in range(nmm):
@@ -314,9 +314,10 @@ def test_pcpcache_hits_misses_and_flush(new_segment):
         model = start("pcpcache", seg, cfg)
         out = check_sequence("pcpcache", seg, cfg, ops, model)
         assert out[-1, L.ANON].tolist() == [13, 13, 0, 0] and out[-1, NM + L.ANON, 0] == 3
-        # faults 3 + 2 hit, the exec-like fault on mm 1 misses; the remote update and the reclaimer are neither
-        assert D.stat(seg, 0, L.S_HITS) == 5 and D.stat(seg, 0, L.S_MISSES) == 1
-        assert D.stat(seg, 1, L.S_HITS) == 0 and D.stat(seg, 1, L.S_MISSES) == 0
+        # faults 3 + 2 hit, the exec-like fault on mm 1 misses; the remote update and the reclaimer are neither;
+        # the fast path tallies misses only (hits = fault events - misses, written when the engine publishes)
+        assert model.hits[0] == 5 and D.stat(seg, 0, L.S_MISSES) == 1
+        assert D.stat(seg, 0, L.S_HITS) == 0 and D.stat(seg, 1, L.S_MISSES) == 0
         assert model.mask == [set(), {0}]  # CPU 0 left mm 0, CPU 1 came and went
         assert model.flushed[0][L.ANON] == 3 and model.slack(L.ANON) == 3
 
