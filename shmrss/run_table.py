@@ -11,6 +11,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from shmrss import stats
+from shmrss.result import err_bound_text
 
 
 def _dig(r: dict, *path):
@@ -56,7 +57,7 @@ NUMBERS = (
 # (row name, text of a column's results): taken from the first repeat unless the function sees them all
 TEXTS = (
     ("M ev/s (1 s) min/med/max", lambda rs: _spread(rs[0])),
-    ("approx err max/bound", lambda rs: _pair(rs[0]["accuracy"], "approx_max_abs_error", "approx_bound")),
+    ("approx err max/bound", lambda rs: err_bound_text(rs[0]["accuracy"])),
     ("min approx / truth", lambda rs: _fmt(_dig(rs[0], "accuracy", "approx_min_ratio_to_truth"), ".3f")),
     ("precise = truth", lambda rs: "yes" if all(_dig(r, "accuracy", "precise_equals_truth") for r in rs) else "NO"),
     ("approx read ns med/p99", lambda rs: _pair(rs[0]["reads"]["approx_latency_ns"], "median", "p99")),

@@ -84,6 +84,8 @@ NAME = "tree"
 ID = 7
 SUMMARY = "hierarchical per-CPU counter tree (HPCC): carries up levels of items, root = approximation"
 BOUND = "truth - B*M <= root <= truth + (B-1)*M, M = levels * 2^k (calculate_accuracy_topology); settled counter"
+# why an approximate read may pass BOUND while updates are in flight (result.approx_excess)
+TRANSIENT_CAUSE = "a carry in flight (the range holds for a settled counter)"
 
 LOG2_BATCH = 5  # B = 32, as for RSS
 # arity orders of levels 1..L by k = ceil(log2(nr_cpu_ids))
