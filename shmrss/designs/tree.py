@@ -34,7 +34,8 @@ accuracy_multiplier`` (6 or 8 possible CPUs, B = 32: under 768, over 744).
 The header states the range as ``(precise_sum - approx_accuracy_range.under)
 <= approx_sum <= (precise_sum + approx_accuracy_range.over)``.
 
-That range holds for a *settled* counter. While a carry is in flight (level 0
+That range holds for a *settled* counter ("settled" is our word, not the header's: the header
+states the range with no condition, and a carry in flight breaks it, as below). While a carry is in flight (level 0
 already changed, an item above not yet) the root misses it: a negative carry
 puts the root above the truth by up to that carry. The largest carry one
 update moves is a multiple of the batch of the level it leaves; the file's
