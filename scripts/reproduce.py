@@ -739,8 +739,9 @@ def in_flight(size: Size, run: Runner) -> Claim:
               "number of NUMA nodes\" ((B - 1) per node counter). [designs-pcpcache.md](designs-pcpcache.md): "
               "the RFC's read skips a cache flushed while it is read, \"rare and little bit of accuracy loss\"; "
               "its stated error is 0.")
-    c.header = ["design", "run", "CPUs per node / switches/s", "stated bound", "max error", "beyond the bound",
-                "raced moves / transient reads", "violations", "invariants"]
+    c.header = ["design", "run", "CPUs per node / switches/s", "stated bound", "max error read",
+                "read beyond the bound", "raced moves (largest node counter left) / transient reads", "violations",
+                "invariants"]
     pern = []
     for n, nodes in ((2, 1), (4, 1), (4, 2)):
         args = ["--workload", "mixed", "--design", "pernode", "--cpus", str(n), "--duration", str(size.duration)]
@@ -751,10 +752,11 @@ def in_flight(size: Size, run: Runner) -> Claim:
         (r,) = run.run(c, args)
         acc, rd, th = r["accuracy"], r["reads"], r["throughput"]
         excess = rd["approx_transient"]["max_beyond_bound"]
-        pern.append((n // nodes, excess, th["raced_moves"]["count"]))
+        raced = th["raced_moves"]
+        pern.append((n // nodes, excess, raced["count"], raced["max_left"]))
         c.rows.append(["pernode", f"mixed, {n} CPUs, {nodes} node{'s' if nodes > 1 else ''}", str(n // nodes),
                        f"{acc['approx_bound']:,}", f"{acc['approx_max_abs_error']:,}", f"{excess:,}",
-                       f"{th['raced_moves']['count']:,} / {rd['approx_transient']['count']:,}",
+                       f"{raced['count']:,} ({raced['max_left']:,}) / {rd['approx_transient']['count']:,}",
                        str(rd["approx_violations"]), _holds(r)])
     pcp = []
     for sl in (SLOW_SLICE, 50, 20):
@@ -767,15 +769,18 @@ def in_flight(size: Size, run: Runner) -> Claim:
                        f"{acc['approx_bound']:,}", f"{acc['approx_max_abs_error']:,}", f"{excess:,}",
                        f"- / {rd['approx_transient']['count']:,} of {rd['approx_count']:,}",
                        str(rd["approx_violations"]), _holds(r)])
-    broke = [(per, ex, moves) for per, ex, moves in pern if ex > 0]
+    # a raced move leaves its node counter a batch (32) or more from 0: until the node's next update the
+    # approximate read is off by that much, past the (B - 1) the RFC states for the counter
+    broke = [(per, ex, moves, left) for per, ex, moves, left in pern if moves > 0]
     c.verdicts.append(Verdict(
         "Dorminy's per-node bound holds under concurrent updates on one node.", DISAGREE if broke else CANNOT,
-        ("It does not: the approximate read passed (B - 1) per node counter by " +
-         ", ".join(f"{ex:,} pages with {per} CPUs per node ({moves:,} raced moves)" for per, ex, moves in broke) +
-         ". Two CPUs of a node that both see the counter past the batch move the same value twice (a double "
-         "move): a property of the RFC's code, not of the emulator, measured apart from violations as the "
-         "design's transient slack.") if broke else
-        "No read left the bound in these runs: the races did not line up (no double move was seen)."))
+        ("It does not: two CPUs of a node that both see the counter past the batch move the same value twice "
+         "(a double move), which leaves the node counter a batch or more from 0 and the global off by as much: " +
+         ", ".join(f"{per} CPUs per node: {moves:,} raced moves, the largest leaving {left:,} (the bound allows "
+                   f"31 per counter at B = 32), reads beyond the bound by up to {ex:,}" for per, ex, moves, left in broke) +
+         ". A property of the RFC's code, not of the emulator; the reader, which samples every 10 ms, catches "
+         "only the excesses that last until it reads (counted apart from violations as the design's transient "
+         "slack).") if broke else "No move raced in these runs."))
     off = [(sw, ex, n, tot) for sw, ex, n, tot in pcp if n]
     c.verdicts.append(Verdict(
         "pcpcache's read is exact (stated error 0) whatever the mm switch rate.", DISAGREE if off else AGREE,
@@ -854,6 +859,10 @@ CHANGES = [
     "under concurrent updates on one node (racing moves move a value twice), and pcpcache's read, stated exact, "
     "misses or double-counts a flush in its walk; each excess is measured against the CPUs per node or the "
     "switch rate. A run's result states such an excess beside the bound (`accuracy.approx_excess`).",
+    "",
+    "One verdict changed its label without a change of the code it measures: claim 5, threads mode, agrees "
+    "(tree/percpu 0.80, noise ±23%) where the previous page could not tell (noise ±49%); on this VM the two "
+    "vCPUs sometimes run at once and sometimes in turn, which moves the noise.",
 ]
 
 
