@@ -56,7 +56,14 @@ approximate read (0 for the precise one, which sums level 0). The reader
 counts reads beyond the stated bound but within that slack apart from
 violations (``reads.approx_transient``).
 
-Precise = sum of the level-0 counters of all possible CPUs (+ a bias, 0 here).
+Precise = sum of the level-0 counters of all possible CPUs (+ the counter's bias, 0 here: one
+``int bias;`` per ``struct percpu_counter_tree``, so one per rss counter, not one per mm).
+Deviation, left as it was: v15's level-0 allocation is ``counter_size = ALIGN(sizeof(*counters),
+__alignof__(*counters)); level0 = __alloc_percpu_gfp(nr_counters * counter_size, ...)``, so each CPU's
+slice holds a whole ``struct percpu_counter_tree`` per counter (56 bytes on x86_64, 224 for the four
+rss counters), of which the fast path uses the first int; here the slice is one word per counter,
+so the allocation zeroing fork pays (``mm_init``, the ``inline`` lifecycle) walks 32 bytes per CPU,
+not 224.
 ``get_mm_counter`` (``read_mm_counter``, the read every ``update_hiwater_rss`` makes) is that
 walk clamped at 0 in v15 (``percpu_counter_tree_precise_sum_positive``), not the root.
 ``compare_value`` is ``percpu_counter_tree_precise_compare_value``::
@@ -97,7 +104,7 @@ ORDERS = {
     19: (4, 4, 4, 4, 3), 20: (4, 4, 4, 4, 4),
 }
 MAX_LEVELS = 5
-_BIAS = 0  # mm word 0: the bias; items follow on their own lines
+_BIAS = 0  # mm words 0..3: each counter's bias (``int bias;`` of struct percpu_counter_tree); items on their own lines
 
 
 def orders_for(possible: int, override: tuple[int, ...] | None = None) -> tuple[int, ...]:
@@ -296,7 +303,7 @@ def switch_mm(seg, cpu, old_mm, new_mm):
 def read_approx(seg, mm, k):
     if dparam(seg, 1) == 0:  # one possible CPU: no levels, the counter is its own root
         return read_precise(seg, mm, k)
-    return load(seg, _root(seg, mm, k)) + load(seg, mm_word(seg, mm, _BIAS))
+    return load(seg, _root(seg, mm, k)) + load(seg, mm_word(seg, mm, _BIAS + k))
 
 
 @njit(inline="always")
@@ -314,7 +321,7 @@ def read_precise(seg, mm, k):
         for_each_possible_cpu(cpu)
             sum += *per_cpu_ptr(counter->level0, cpu);
     """
-    s = load(seg, mm_word(seg, mm, _BIAS))
+    s = load(seg, mm_word(seg, mm, _BIAS + k))
     for cpu in range(seg[L.H_POSSIBLE]):
         s += load(seg, pcpu_word(seg, cpu, mm, k))
     return s
