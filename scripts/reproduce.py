@@ -375,8 +375,9 @@ def pcpcache(size: Size, run: Runner) -> Claim:
 
 def single(size: Size, run: Runner) -> Claim:
     c = Claim("single", "single's fork/exit saving and the cost of its switch",
-              "[designs.md](designs.md) (single): while an mm has one thread it has no per-CPU memory, so fork/exit pay "
-              "nothing per CPU; motivated by Jan Kara's 10% system-time regression on gitsource after the "
+              "[designs.md](designs.md) (single): while an mm has one thread it has no per-CPU rss memory, so fork/exit "
+              "skip the rss counters' per-CPU work (mm_cid's per-CPU allocation and its init loop over the possible "
+              "CPUs remain, as Guzik noted on the thread); motivated by Jan Kara's 10% system-time regression on gitsource after the "
               "per-CPU conversion. Critics: it only helps single-threaded processes; multi-threaded "
               "short-lived ones (lld, Rust tools) still pay, and the switch itself costs.")
     ps = ",".join(map(str, size.single_ps))
