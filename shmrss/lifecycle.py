@@ -136,10 +136,12 @@ class LifecycleRun(Run):
                               ("mutex_wait", L.S_LC_MUTEX_WAIT)):
                 per[f"{key}_ns"] = int(w[b + slot]) / tsc_per_ns
             per_cpu.append(per)
-        from shmrss.lifecycle_loop import A_MUTEX_LINE, A_PCL_LINE
+        from shmrss.lifecycle_loop import A_MUTEX_LINE, A_PCL_LINE, A_PCPU_LOCK_LINE
 
         g, lw = int(w[L.H_GLOBAL]), int(w[L.H_LINE])
         locks = {"mutex_acquisitions": int(w[g + A_MUTEX_LINE * lw + 1]),
+                 "pcpu_lock_acquisitions": int(w[g + A_PCPU_LOCK_LINE * lw + 1]),
+                 "pcpu_lock_wait_ns": int(w[g + A_PCPU_LOCK_LINE * lw + 2]) / tsc_per_ns,
                  "list_lock_acquisitions": int(w[g + A_PCL_LINE * lw + 1]),
                  "list_lock_wait_ns": int(w[g + A_PCL_LINE * lw + 2]) / tsc_per_ns}
         return {"per_cpu": per_cpu, "samples": self.samples, "tsc_per_ns": tsc_per_ns, "startup_s": startup_s,
@@ -174,7 +176,7 @@ def build(params: RunParams, variant: str, pages: int, clones: int, raw: dict, c
     phases = {}
     for key in ("alloc", "init", "run", "teardown", "free", "mutex_wait"):
         phases[f"{key}_ns_per_mm"] = sum(c[f"{key}_ns"] for c in per_cpu) / total if total else None
-    # global tallies (the per-CPU allocator's mutex, percpu_counters_lock), per mm lifecycle
+    # global tallies (the per-CPU allocator's mutex and pcpu_lock, percpu_counters_lock), per mm lifecycle
     for key, v in raw.get("locks", {}).items():
         phases[f"{key}_per_mm"] = v / total if total else None
     rates = interval_rates(raw["samples"])
@@ -233,8 +235,8 @@ def _lifecycle_ns(phases: dict) -> float | None:
 def table(results: list[dict]) -> Table:
     t = Table(title="shmrss fork/exit", title_justify="left")
     for col in ("variant", "design", "P", "CPUs", "mm/s", "mm/s/CPU", "alloc ns", "init ns", "run ns",
-                "teardown ns", "free ns", "mutex wait ns", "mutex/mm", "list lock/mm", "reused", "remedies",
-                "invariants"):
+                "teardown ns", "free ns", "mutex wait ns", "mutex/mm", "pcpu_lock/mm", "list lock/mm", "reused",
+                "remedies", "invariants"):
         t.add_column(col, justify="left" if col in ("variant", "design", "remedies", "invariants") else "right")
     for r in results:
         lc, pa = r["lifecycle"], r["params"]
@@ -252,6 +254,7 @@ def table(results: list[dict]) -> Table:
         t.add_row(name, r["design"], str(pa["possible_cpus"]), str(pa["cpus"]), f"{lc['mm_per_s']:,.0f}",
                   f"{lc['mm_per_s'] / max(1, pa['cpus']):,.0f}", ns("alloc"), ns("init"), ns("run"),
                   ns("teardown"), ns("free"), ns("mutex_wait"), per("mutex_acquisitions"),
-                  per("list_lock_acquisitions"), f"{lc['reused_fraction']:.2f}", remedies.cell(lc),
+                  per("pcpu_lock_acquisitions"), per("list_lock_acquisitions"), f"{lc['reused_fraction']:.2f}",
+                  remedies.cell(lc),
                   "all hold" if not bad else "FAILED: " + ", ".join(bad))
     return t

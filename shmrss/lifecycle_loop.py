@@ -2,9 +2,11 @@
 
 Every emulated CPU loops: create an mm, run a short tape (faults, optional
 clones), exit, destroy. Creation and destruction go through an emulated
-per-CPU allocator in the segment (a global mutex contended across the CPU
-processes, a bitmap of slots, one slice per possible CPU) in the way of the
-chosen variant (docs/designs.md, fork/exit):
+per-CPU allocator in the segment (its two global locks contended across the
+CPU processes: ``pcpu_alloc_mutex``, taken by allocations only, and
+``pcpu_lock``, an irq-off spinlock taken inside the mutex by allocations and
+alone by frees; a bitmap of slots, one slice per possible CPU) in the way of
+the chosen variant (docs/designs.md, fork/exit):
 
     upstream     two allocations at fork (rss counters, mm_cid), each zeroing
                  P slices, a second loop over P initialising mm_cid; futex_ref,
@@ -19,13 +21,21 @@ chosen variant (docs/designs.md, fork/exit):
                  their per-CPU memory (and their counters registered): reuse
                  needs no zeroing (a freed mm sums to zero), no mutex and no
                  global list lock; both only when the cache is empty or full
-    lazy         ``single``: a single-threaded mm makes no per-CPU allocation
-                 and takes neither the allocator mutex nor the list lock (its
-                 mm object comes from the slab: a lock-free claim of its slot);
-                 the second thread allocates the counters, mm_cid and futex_ref
-                 (deviation: the RFC defers only the counters; mm_cid stays
-                 at fork in the kernel, deferred here as issue 10 asks, so
-                 lazy is an upper bound on the RFC's gain)
+    lazy         ``single``, Krisman's RFC ("Optimize rss_stat initialization/
+                 teardown for single-threaded tasks"): a single-threaded mm
+                 makes no per-CPU allocation for its rss counters and does not
+                 register them (no list lock; its mm object comes from the
+                 slab: a lock-free claim of its slot); the second thread
+                 allocates and registers the counters (and futex_ref, at the
+                 first clone, as upstream). mm_cid is not deferred by the RFC:
+                 fork still makes its per-CPU allocation under the mutex and
+                 its two possible-CPU loops, as Mateusz Guzik says on the
+                 thread: "there are 2 loops of the sort already happening even
+                 with the patchset at hand: mm_alloc_cid() results in one loop
+                 in the percpu allocator to zero out the area, then
+                 mm_init_cid() performs the following: for_each_possible_cpu(i)
+                 {...}". (Until issue 23 lazy deferred mm_cid too, which the
+                 RFC does not do.)
     inline       ``tree``: the items live in the mm (zeroed with it), one
                  per-CPU allocation for the level-0 counters; HPCC's
                  percpu_counter_tree has no hotplug list, so no list lock
@@ -88,11 +98,13 @@ CID_UNSET = -1
 P_VARIANT, P_SLOTS, P_PAGES, P_CLONES, P_DEPTH, P_CACHE, P_CACHE_STRIDE, P_BITMAP_WORDS, P_LEAK = range(9)
 PARAM_WORDS = 16
 # then a line with the allocator's mutex (word 0; word 1 counts its acquisitions), a line with the
-# percpu_counters_lock spinlock (word 0; word 1 its acquisitions, word 2 the ticks spent waiting for it);
+# percpu_counters_lock spinlock (word 0; word 1 its acquisitions, word 2 the ticks spent waiting for it),
+# a line with the allocator's pcpu_lock spinlock (the same three words);
 # then the bitmaps (rss counters and the mm object, mm_cid, futex_ref), each on its own lines
 A_MUTEX_LINE = 2
 A_PCL_LINE = 3
-A_BITMAP_LINE = 4
+A_PCPU_LOCK_LINE = 4
+A_BITMAP_LINE = 5
 NBITMAPS = 3
 CID, FUTEX = 1, 2  # bitmaps of the separate allocations
 
@@ -153,6 +165,58 @@ def _unlock(seg):
 
 
 @njit(inline="always")
+def _pcpu_lock(seg):
+    """Take pcpu_lock, the allocator's irq-off spinlock, counting the acquisition and the ticks waited."""
+    lk = _lc(seg) + A_PCPU_LOCK_LINE * seg[L.H_LINE]
+    t0 = rdtsc()
+    spin_lock(seg, lk, 1)
+    seg[lk + 1] += 1
+    seg[lk + 2] += rdtsc() - t0
+
+
+@njit(inline="always")
+def _pcpu_unlock(seg):
+    spin_unlock(seg, _lc(seg) + A_PCPU_LOCK_LINE * seg[L.H_LINE])
+
+
+@njit(inline="always")
+def _alloc_locked(seg, which, s):
+    """One per-CPU allocation, with the allocator's two locks as mm/percpu.c's pcpu_alloc takes them::
+
+        mutex_lock_killable(&pcpu_alloc_mutex)      /* chunk create/destroy, [de]pop, map ext */
+        spin_lock_irqsave(&pcpu_lock, flags);
+        ... off = pcpu_alloc_area(chunk, bits, bit_align, off); ...
+        spin_unlock_irqrestore(&pcpu_lock, flags);
+        ...
+        mutex_unlock(&pcpu_alloc_mutex);
+
+    s < 0: the first free slot of bitmap ``which`` (-1 if full), else slot s (a same-index allocation).
+    Returns (slot, ticks spent waiting for the mutex)."""
+    wait = _lock(seg)
+    _pcpu_lock(seg)
+    if s < 0:
+        s = _alloc_any(seg, which)
+    else:
+        _alloc_slot(seg, which, s)
+    _pcpu_unlock(seg)
+    _unlock(seg)
+    return s, wait
+
+
+@njit(inline="always")
+def _free_locked(seg, which, s):
+    """free_percpu (mm/percpu.c) takes pcpu_lock only, never the mutex::
+
+        spin_lock_irqsave(&pcpu_lock, flags);
+        ... size = pcpu_free_area(chunk, off); ...
+        spin_unlock_irqrestore(&pcpu_lock, flags);
+    """
+    _pcpu_lock(seg)
+    _free_slot(seg, which, s)
+    _pcpu_unlock(seg)
+
+
+@njit(inline="always")
 def _alloc_any(seg, which):
     """Under the mutex: the first free slot of a bitmap, marked used; -1 if full."""
     b = _bitmap(seg, which)
@@ -190,8 +254,8 @@ def _free_slot(seg, which, s):
 @njit(inline="always")
 def _separate_cid(variant):
     """Variants whose mm_cid is its own per-CPU allocation made at fork (merged and ctor-cache share the
-    counters'; lazy makes it at the second thread)."""
-    return variant == UPSTREAM or variant == FUSED or variant == INLINE
+    counters'; lazy's RFC keeps mm_alloc_cid at fork)."""
+    return variant == UPSTREAM or variant == FUSED or variant == INLINE or variant == LAZY
 
 
 @njit(inline="always")
@@ -237,15 +301,12 @@ def _release_slot(seg, s):
 
 @njit(inline="always")
 def _separate(seg, which, s, free):
-    """A separate per-CPU allocation (mm_cid, futex_ref) made or freed under the allocator mutex; returns
-    the ticks spent waiting for the mutex."""
-    wait = _lock(seg)
+    """A separate per-CPU allocation (mm_cid, futex_ref) made (mutex, then pcpu_lock) or freed (pcpu_lock
+    only); returns the ticks spent waiting for the mutex."""
     if free:
-        _free_slot(seg, which, s)
-    else:
-        _alloc_slot(seg, which, s)
-    _unlock(seg)
-    return wait
+        _free_locked(seg, which, s)
+        return 0
+    return _alloc_locked(seg, which, s)[1]
 
 
 @njit(inline="always")
@@ -265,13 +326,10 @@ def _init_futex_ref(seg, cpu, s):
 
 @njit(inline="always")
 def _lazy_second_thread(seg, cpu, s):
-    """lazy's switch at the second thread: the per-CPU allocations the single mm saved, now made (the
-    counters' slices are zeroed by the design's switch), and the counters registered."""
-    wait = _lock(seg)
-    _alloc_slot(seg, 0, s)  # the mm object's slot already reserves it: this is the mutex's cost
-    _unlock(seg)
-    wait += _separate(seg, CID, s, False)
-    _zero_and_init_cid(seg, s)
+    """lazy's switch at the second thread: the counters' per-CPU allocation the single mm saved, now made
+    (their slices are zeroed by the design's switch) and registered; futex_ref at the first clone, as
+    upstream. mm_cid was made at fork."""
+    wait = _alloc_locked(seg, 0, s)[1]  # the mm object's slot already reserves it: this is the locks' cost
     wait += _separate(seg, FUTEX, s, False)
     _init_futex_ref(seg, cpu, s)
     _counters_list_locked(seg)
@@ -358,21 +416,20 @@ def _add(seg, variant, cpu, task, s, k, d, fault):
 
 @njit(inline="always")
 def _free(seg, variant, s, clones):
-    """The frees of an mm's per-CPU memory (percpu_counter_destroy_many first); returns mutex wait ticks."""
+    """The frees of an mm's per-CPU memory (percpu_counter_destroy_many first), each under pcpu_lock only;
+    returns mutex wait ticks (none: free_percpu does not take the mutex)."""
     if _registers_at_fork(variant) or (variant == LAZY and clones > 0):
         _counters_list_locked(seg)  # percpu_counter_destroy_many: list_del under percpu_counters_lock
     wait = 0
     if variant == LAZY:
         if clones > 0:
-            wait += _lock(seg)  # the counters' free
-            _unlock(seg)
-            wait += _separate(seg, CID, s, True)
+            _pcpu_lock(seg)  # the counters' free (the mm object's slot is the slab's, released below)
+            _pcpu_unlock(seg)
             wait += _separate(seg, FUTEX, s, True)
+        wait += _separate(seg, CID, s, True)  # mm_destroy_cid: made at fork, freed at every exit
         _release_slot(seg, s)
         return wait
-    wait += _lock(seg)
-    _free_slot(seg, 0, s)
-    _unlock(seg)
+    _free_locked(seg, 0, s)
     if _separate_cid(variant):
         wait += _separate(seg, CID, s, True)
     if clones > 0 and not _futex_merged(variant):
@@ -443,13 +500,13 @@ def lifecycle_main(words, cpu):
             s = seg[cache + 1 + seg[cache]]
             from_cache = True
         elif variant == LAZY:
-            s = _claim_slot(seg)  # no per-CPU allocation for a single-threaded mm: no mutex
+            s = _claim_slot(seg)  # no per-CPU counters for a single-threaded mm: the mm object from the slab
             if s < 0:
                 break
+            t_wait += _separate(seg, CID, s, False)  # mm_alloc_cid stays at fork in the RFC
         else:
-            t_wait += _lock(seg)
-            s = _alloc_any(seg, 0)
-            _unlock(seg)
+            s, w = _alloc_locked(seg, 0, -1)
+            t_wait += w
             if s < 0:
                 break  # every slot in use: cannot happen with one mm per CPU plus caches
             if _separate_cid(variant):
@@ -467,7 +524,8 @@ def lifecycle_main(words, cpu):
             elif variant == FIRST_USE:
                 R.first_use_init(seg, s)  # mm words and the CPU bitmap only: the slices wait for first use
             elif variant == LAZY:
-                mm_init(seg, s)  # mm words only: no per-CPU memory yet
+                mm_init(seg, s)  # mm words only: no per-CPU counters yet
+                _zero_and_init_cid(seg, s)  # mm_cid's allocation zeroing and mm_init_cid: possible CPUs
             elif variant == INLINE:
                 mm_init(seg, s)  # items zeroed with the mm, level 0 zeroed by its allocation
                 _zero_and_init_cid(seg, s)

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shmrss import speedup, stats
+from shmrss.result import err_bound_text
 
 BETTER = "shmrss results (better: higher M events/s, lower ns/event; approx err within its bound, precise = truth)"
 
@@ -64,8 +65,11 @@ def _per_second(rs: list[dict]) -> str:
 
 
 def _error(rs: list[dict]) -> str:
-    err, bound = _nums(rs, "accuracy", "approx_max_abs_error"), _nums(rs, "accuracy", "approx_bound")
-    return "-" if not err or not bound else f"{max(err):,.0f}/{max(bound):,.0f}"
+    """The worst repeat's error beside its stated bound, and, when it passed the bound, by how much and why
+    (``result.err_bound_text``)."""
+    worst = max((r for r in rs if _num(_dig(r, "accuracy", "approx_max_abs_error")) is not None),
+                key=lambda r: r["accuracy"]["approx_max_abs_error"], default=None)
+    return "-" if worst is None else err_bound_text(worst["accuracy"])
 
 
 def _latency(kind: str):

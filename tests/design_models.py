@@ -149,7 +149,7 @@ class Split(Model):
             if ev > self.THRESH:
                 self._sync(task, self.task_mm[task])
                 self.slow[cpu] += 1
-            if self.task_mm[task] == mm:
+            if abs(d) < 512 and self.task_mm[task] == mm:  # a PMD fault (512 pages) is add_mm_counter
                 self.cache[task][k] += d
                 return
         elif fault & UNMAP and task >= 0 and self.task_mm[task] == mm:  # add_mm_rss_vec syncs first
@@ -238,7 +238,8 @@ class Pcpcache(Model):
     goes to the mm's atomic (miss). Every other update (unmap, remote, reclaimer) goes to the atomic
     and is neither. switch_mm flushes the counts into the cached mm, caches the new one, bumps
     sync_count, clears the CPU's bit in the old mm's cpumask and sets it in the new one's.
-    Read (both kinds, bound 0) = atomic + counts of cpumask CPUs caching this mm. ``flushed[cpu][k]``:
+    A switch to the mm already cached does nothing. Read = atomic + counts of cpumask CPUs caching this
+    mm; the approximate read (get_mm_counter, bound 0) clamps a negative sum to 0. ``flushed[cpu][k]``:
     the largest |count| one flush moved (the transient slack is their sum over the CPUs)."""
 
     name = "pcpcache"
@@ -264,6 +265,8 @@ class Pcpcache(Model):
 
     def switch(self, cpu, old, new):
         c = self.cached[cpu]
+        if c == new:  # switch_pcp_rss_cache_no_irq: if (cpu_mm == next_mm) return;
+            return
         if c >= 0:
             for k in range(NM):
                 self.atomic[c][k] += self.delta[cpu][k]
@@ -287,7 +290,7 @@ class Pcpcache(Model):
         return self.atomic[mm][k] + sum(self.delta[c][k] for c in self.mask[mm] if self.cached[c] == mm)
 
     def approx(self, mm, k):
-        return self.precise(mm, k)
+        return max(self.precise(mm, k), 0)  # get_mm_counter: if (ret < 0) ret = 0;
 
     def slack(self, k):
         return sum(self.flushed[c][k] for c in range(self.possible))

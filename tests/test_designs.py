@@ -108,10 +108,15 @@ def test_random_ops_precise_exact_and_approx_within_bound(design, sc, new_segmen
             # faults add +1 to caches, so the clamped atomic never exceeds the truth
             assert np.all(inside | (truth < 0))
             assert np.all(approx >= 0) and np.all(approx <= np.maximum(truth, 0))
+        elif design == "pcpcache":  # get_mm_counter: if (ret < 0) ret = 0;
+            assert np.all(inside | (truth < 0))
         else:
             assert np.all(inside)
-        if design in ("atomic", "pcpcache"):
+        if design == "atomic":
             assert np.array_equal(approx, truth)  # exact, bound 0
+            assert not under.any() and not over.any()
+        elif design == "pcpcache":
+            assert np.array_equal(approx, np.maximum(truth, 0))  # exact but clamped, bound 0
             assert not under.any() and not over.any()
         elif design in ("percpu", "pernode", "tree"):
             u, o = expected_bound(design, cfg)
@@ -405,7 +410,7 @@ def test_engine_quiescent_check_and_teardown(design, sc, new_segment):
         now = D.read_all(design, seg)
         assert np.array_equal(check[:, 2:], now[:, 1:])  # the same approximate read and bound
         inside = (check[:, 2] >= truth - check[:, 3]) & (check[:, 2] <= truth + check[:, 4])
-        assert np.all(inside | ((truth < 0) if design == "split" else False))
+        assert np.all(inside | ((truth < 0) if design in ("split", "pcpcache") else False))
         bad = eng.teardown(w, 0)
         assert bad.tolist() == [0] * cfg["nmm"]
         assert not D.read_all(design, seg)[:, 0].any()
@@ -440,7 +445,7 @@ def test_engine_exit_all_folds_tasks_and_leaves_cpus(design, sc, new_segment):
         vals = D.read_all(design, seg)
         assert np.array_equal(vals[:, 0], truth)
         if design in ("split", "pcpcache", "atomic"):
-            assert np.array_equal(vals[:, 1], np.maximum(truth, 0) if design == "split" else truth)
+            assert np.array_equal(vals[:, 1], np.maximum(truth, 0) if design in ("split", "pcpcache") else truth)
         if design == "split":
             assert not vals[:, 2].any()  # every thread exited: bound 0
             for t in range(cfg["ntask"]):

@@ -112,25 +112,30 @@ def test_every_variant_holds_its_invariants(run_cli, tmp_path, possible):
     assert by["upstream"]["reused_fraction"] == 0
 
 
-# per mm lifecycle, one CPU: (allocator mutex, percpu_counters_lock) acquisitions without / with one clone
-LOCKS = {"upstream": ((4, 2), (6, 2)), "merged": ((2, 2), (2, 2)), "fused-check": ((4, 2), (6, 2)),
-         "lazy": ((0, 0), (6, 2)), "inline": ((4, 0), (6, 0)), "first-use": ((2, 2), (2, 2))}
+# per mm lifecycle, one CPU: (pcpu_alloc_mutex, pcpu_lock, percpu_counters_lock) acquisitions without / with one
+# clone. An allocation takes the mutex and, inside it, pcpu_lock; a free (free_percpu) takes pcpu_lock only.
+LOCKS = {"upstream": ((2, 4, 2), (3, 6, 2)), "merged": ((1, 2, 2), (1, 2, 2)), "fused-check": ((2, 4, 2), (3, 6, 2)),
+         "lazy": ((1, 2, 0), (3, 6, 2)), "inline": ((2, 4, 0), (3, 6, 0)),
+         "first-use": ((1, 2, 2), (1, 2, 2))}
 
 
 @pytest.mark.parametrize("clones", [0, 1])
 def test_global_locks_taken_per_fork_and_exit(run_cli, tmp_path, clones):
     """__percpu_counter_init_many and percpu_counter_destroy_many take percpu_counters_lock once each per mm
-    (HPCC's tree: never); lazy takes neither lock for a single-threaded mm; merged makes one allocation for
-    the counters, mm_cid and futex_ref; ctor-cache takes them only on a cache miss. Before: no list lock was
-    emulated, lazy took the mutex 4 times per mm and merged left futex_ref out."""
+    (HPCC's tree: never); lazy (Krisman's RFC) takes no list lock for a single-threaded mm, and the
+    allocator's locks only for mm_cid, which the RFC keeps at fork (issue 23: it took neither); merged makes
+    one allocation for the counters, mm_cid and futex_ref; ctor-cache takes them only on a cache miss. The
+    frees take pcpu_lock, not the mutex (issue 23: the mutex was counted for both, 4 per mm upstream).
+    Before: no list lock was emulated, lazy took the mutex 4 times per mm and merged left futex_ref out."""
     code, res = run_cli(["run", "--workload", "fork_exit", "--lifecycle", "all", "--cpus", "1", "--clones",
                          str(clones), "--possible-cpus", "4", "--duration", "0.3"], tmp_path)
     assert code == 0
     for r in res:
         v, lc = r["params"]["lifecycle"], r["lifecycle"]
-        got = (lc["mutex_acquisitions_per_mm"], lc["list_lock_acquisitions_per_mm"])
+        got = (lc["mutex_acquisitions_per_mm"], lc["pcpu_lock_acquisitions_per_mm"],
+               lc["list_lock_acquisitions_per_mm"])
         if v in ("ctor-cache", "coarse"):
-            assert got[0] < 0.05 and got[1] < 0.05, got  # only the first mms miss the cache
+            assert max(got) < 0.05, got  # only the first mms miss the cache
         else:
             assert got == LOCKS[v][clones], (v, got)
 

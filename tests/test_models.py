@@ -73,9 +73,10 @@ def check_sequence(name, seg, cfg, ops, model, options=None):
     bad = _first_bad((under != bound_m[:, :, 0].astype(np.int64)) | (over != bound_m[:, :, 1].astype(np.int64)))
     assert bad is None, f"bound {under[bad], over[bad]} != model {tuple(bound_m[bad])} after op {ops[bad[0]]}"
     assert res.tolist() == res_m.tolist()
-    # within the stated bound; split's clamp at 0 only holds it for a counter that is not negative
+    # within the stated bound; split's and pcpcache's clamp at 0 (get_mm_counter's ``if (ret < 0) ret = 0;``)
+    # only holds it for a counter that is not negative
     inside = (approx >= truth - under) & (approx <= truth + over)
-    if name == "split":
+    if name in ("split", "pcpcache"):
         inside |= truth < 0
     bad = _first_bad(~inside)
     assert bad is None, (f"approx {approx[bad]} outside truth {truth[bad]} -{under[bad]}/+{over[bad]} "
@@ -123,8 +124,8 @@ def check_state(name, seg, cfg, model):
         for mm in range(nmm):
             mask = {c for c in range(possible) if int(w[D.mm_addr(seg, mm, line + c // 64)]) >> (c % 64) & 1}
             assert mask == model.mask[mm], f"cpumask of mm {mm}"
-        for cpu in range(ncpu):
-            assert D.stat(seg, cpu, L.S_HITS) == model.hits[cpu]
+        for cpu in range(ncpu):  # hits are not tallied on the fast path (publish_hits derives them)
+            assert D.stat(seg, cpu, L.S_HITS) == 0
             assert D.stat(seg, cpu, L.S_MISSES) == model.misses[cpu]
     if name == "pernode":  # rss_stat[k] = {global, numa_counters[32]}, back to back
         for mm in range(nmm):
@@ -316,9 +317,10 @@ def test_pcpcache_hits_misses_and_flush(new_segment):
         model = start("pcpcache", seg, cfg)
         out = check_sequence("pcpcache", seg, cfg, ops, model)
         assert out[-1, L.ANON].tolist() == [13, 13, 0, 0] and out[-1, NM + L.ANON, 0] == 3
-        # faults 3 + 2 hit, the exec-like fault on mm 1 misses; the remote update and the reclaimer are neither
-        assert D.stat(seg, 0, L.S_HITS) == 5 and D.stat(seg, 0, L.S_MISSES) == 1
-        assert D.stat(seg, 1, L.S_HITS) == 0 and D.stat(seg, 1, L.S_MISSES) == 0
+        # faults 3 + 2 hit, the exec-like fault on mm 1 misses; the remote update and the reclaimer are neither;
+        # the fast path tallies misses only (hits = fault events - misses, written when the engine publishes)
+        assert model.hits[0] == 5 and D.stat(seg, 0, L.S_MISSES) == 1
+        assert D.stat(seg, 0, L.S_HITS) == 0 and D.stat(seg, 1, L.S_MISSES) == 0
         assert model.mask == [set(), {0}]  # CPU 0 left mm 0, CPU 1 came and went
         assert model.flushed[0][L.ANON] == 3 and model.slack(L.ANON) == 3
 

@@ -120,3 +120,46 @@ def test_exec_workload_misses_only_on_the_argument_copy(run_cli, tmp_path):
     assert 0.8 * per_round_hits / X.ARG_PAGES < ratio < 1.25 * per_round_hits / X.ARG_PAGES
     assert all(v for v in r["invariants"].values()), r["invariants"]
     assert r["reads"]["precise_violations"] == 0 and r["reads"]["approx_violations"] == 0
+
+
+# ---- issue 23 item 5: the RFC's text (4/7, 6/7) where it settles what was "our reading"
+
+def test_a_switch_with_in_use_set_or_to_the_cached_mm_does_nothing(new_segment):
+    """switch_pcp_rss_cache_no_irq: ``if (cpu_mm == next_mm) return;`` then ``if (this_cpu_read(
+    cpu_rss_cache.in_use)) return;``. Before, both flushed the cache and bumped sync_count."""
+    with new_segment(D.geometry("pcpcache", 2, nmm=2, ntask=1)) as seg:
+        D.prepare("pcpcache", seg, [0])
+        w = seg.words
+        D.run("pcpcache", seg, [D.op_switch(0, -1, 0), D.op_add(0, 0, 0, A, 3, 1)], record=False)
+        mm_line, count_line, _ = _lines(seg, 0)
+        sync = int(w[mm_line + P._SYNC])
+        D.run("pcpcache", seg, [D.op_switch(0, 0, 0)], record=False)
+        assert int(w[mm_line + P._SYNC]) == sync and int(w[count_line + P._COUNT + A]) == 3
+        w[count_line + P._IN_USE] = 1  # an interrupt switching the mm inside the fast path
+        D.run("pcpcache", seg, [D.op_switch(0, 0, 1)], record=False)
+        assert int(w[mm_line + P._MM]) == 1 and int(w[count_line + P._COUNT + A]) == 3
+        assert int(w[D.mm_addr(seg, 0, A)]) == 0  # nothing flushed
+        w[count_line + P._IN_USE] = 0
+        D.run("pcpcache", seg, [D.op_switch(0, 0, 1)], record=False)
+        assert int(w[mm_line + P._MM]) == 2 and int(w[D.mm_addr(seg, 0, A)]) == 3
+
+
+def test_get_mm_counter_clamps_and_rechecks_the_cached_mm(flushed_seg):
+    """``if (ret < 0) ret = 0;`` (the precise read, check_discard's sum, keeps the sign); a CPU whose
+    cached mm changed while its delta was read is skipped, as the RFC re-reads ``mm`` after ``count``."""
+    seg, w = flushed_seg, flushed_seg.words
+    w[D.mm_addr(seg, 0, A)] = -4
+    assert P.read_approx(w, 0, A) == 0 and P.read_precise(w, 0, A) == -4
+
+
+def test_the_fast_path_tallies_misses_only_and_hits_are_derived(run_cli, tmp_path, new_segment):
+    """The RFC's fast path does no tally: a hit adds nothing to the CPU's stat line (before: one more
+    read-modify-write per fault); the run's hits are its fault events minus its misses."""
+    with new_segment(D.geometry("pcpcache", 1, nmm=1, ntask=1)) as seg:
+        D.prepare("pcpcache", seg, [0])
+        D.run("pcpcache", seg, [D.op_switch(0, -1, 0)] + [D.op_add(0, 0, 0, A, 1, 1)] * 5, record=False)
+        assert D.stat(seg, 0, L.S_HITS) == 0 and D.stat(seg, 0, L.S_MISSES) == 0
+    code, r = run_cli(["run", "--design", "pcpcache", "--workload", "page_fault1", "--cpus", "1",
+                       "--duration", "0.3"], tmp_path)
+    th = r["throughput"]
+    assert code == 0 and th["hits"] > 0 and th["hits"] + th["misses"] == th["fault_pages"]

@@ -23,7 +23,7 @@ def test_reproduce_tiny_writes_every_claim(tmp_path):
     assert "Host: " in text and "Measured " in text
     sections = re.split(r"^## \d+\. ", text, flags=re.M)[1:]
     titles = [s.splitlines()[0] for s in sections]
-    assert len(sections) == 8, titles
+    assert len(sections) == 9, titles
     for title, body in zip(titles, sections):
         verdicts = re.findall(r"^\*\*Verdict: ([^.*]+)\.\*\*", body, flags=re.M)
         assert verdicts, f"no verdict in {title!r}"
@@ -33,7 +33,7 @@ def test_reproduce_tiny_writes_every_claim(tmp_path):
         for rel in re.findall(r"!\[[^]]*\]\(([^)]+)\)", body):
             assert (out.parent / rel).is_file(), rel
     # the progress went to stderr, the page to the file only
-    assert p.stdout == "" and "[8/8]" in p.stderr
+    assert p.stdout == "" and "[9/9]" in p.stderr
 
 
 @pytest.mark.stress

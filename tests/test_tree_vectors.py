@@ -67,7 +67,7 @@ class Counter2:
     def set(self, k: int, v: int) -> None:
         """percpu_counter_tree_set: ``bias = v - precise_sum_unbiased`` (the mm's bias word)."""
         unbiased = sum(int(self.seg.words[D.pcpu_addr(self.seg, c, 0, k)]) for c in range(self.possible))
-        self.seg.words[D.mm_addr(self.seg, 0, 0)] = v - unbiased  # tree keeps one bias word per mm
+        self.seg.words[D.mm_addr(self.seg, 0, k)] = v - unbiased  # one bias per counter (struct percpu_counter_tree)
         self.truth[0 if k == C0 else 1] = v
 
     def check(self, same: bool = True) -> None:
@@ -252,3 +252,14 @@ def test_librseq_random_cpu_hop(counters, possible):
             c.add(cpu, C0, [v])
             c.add(cpu, C1, [v])
             c.check()
+
+
+def test_each_counter_has_its_own_bias(new_segment):
+    """struct percpu_counter_tree carries ``int bias;``: one per rss counter. Before issue 23 the tree kept one
+    bias word per mm, read by all four counters."""
+    with new_segment(D.geometry("tree", 2, nmm=1)) as seg:
+        D.prepare("tree", seg, [])
+        seg.words[D.mm_addr(seg, 0, L.ANON)] = 5  # percpu_counter_tree_set(&rss_stat[MM_ANONPAGES], 5) on zeros
+        rows = D.read_all("tree", seg)
+        assert rows[L.ANON, :2].tolist() == [5, 5]
+        assert rows[L.FILE, :2].tolist() == [0, 0] and rows[L.SHMEM, :2].tolist() == [0, 0]

@@ -1,6 +1,8 @@
 """The design interface in one place: every function the compiled code calls, and the defaults.
 
-A design module provides NAME, ID, SUMMARY, BOUND, ``shape(ncpu, possible,
+A design module provides NAME, ID, SUMMARY, BOUND (optionally TRANSIENT_CAUSE: why its
+approximate read may pass BOUND while updates are in flight, which a result states beside an
+error above the bound), ``shape(ncpu, possible,
 nmm, line_words, nodes, options) -> DesignShape``, optionally ``setup(words,
 ncpu, nodes)`` to fill its global words and ``fits_header(h) -> bool`` to
 refuse a hostile segment header its reads would index outside of, and these
@@ -37,6 +39,11 @@ Optional, with the default each names (``DEFAULTS``)::
                                            only; a design whose read_precise stores (takes a lock)
                                            or may wait forever must provide its own
     compare_value(seg, mm, k, v) -> c      0 (HPCC's percpu_counter_tree_precise_compare_value: tree)
+    publish_hits(seg, cpu, faults)         nothing: a design that tallies only its misses (pcpcache) writes
+                                           its hits (fault events - misses) when the engine publishes
+    read_mm_counter(seg, mm, k) -> v       read_approx: ``get_mm_counter`` of the code the design follows,
+                                           the read ``update_hiwater_rss`` makes on unmap; a design whose
+                                           get_mm_counter is a walk (tree: HPCC v15) provides its own
 
 ``bind(design, names)`` is what a template's ``# DESIGN-IMPORT`` line calls
 (``shmrss.specialise``): the design's functions, or the defaults. A design is
@@ -87,6 +94,11 @@ def no_compare(seg, mm, k, v):
     return 0
 
 
+@njit(inline="always")
+def no_hits(seg, cpu, faults):
+    pass
+
+
 def _peek_by_read(read_precise):
     """The default ``peek_precise``: the design's own precise read, which is loads only."""
     @njit(inline="always")
@@ -96,11 +108,22 @@ def _peek_by_read(read_precise):
     return peek_precise
 
 
+def _mm_counter_by_approx(read_approx):
+    """The default ``read_mm_counter``: get_mm_counter is the design's approximate read."""
+    @njit(inline="always")
+    def read_mm_counter(seg, mm, k):
+        return read_approx(seg, mm, k)
+
+    return read_mm_counter
+
+
 DEFAULTS = {"thread_created": no_thread_event, "task_exit": no_exit_event, "cpu_offline": nothing_to_fold,
             "release_locks": no_locks, "consistent": nothing_redundant, "threads": no_thread_count,
-            "transient_slack": no_transient, "compare_value": no_compare}
-OPTIONAL = (*DEFAULTS, "peek_precise")
+            "transient_slack": no_transient, "compare_value": no_compare,
+            "publish_hits": no_hits}
+OPTIONAL = (*DEFAULTS, "peek_precise", "read_mm_counter")
 _peeks: dict[str, object] = {}
+_mm_counters: dict[str, object] = {}
 
 
 def check(module: ModuleType) -> ModuleType:
@@ -120,6 +143,10 @@ def function(module: ModuleType, name: str):
         if module.__name__ not in _peeks:
             _peeks[module.__name__] = _peek_by_read(module.read_precise)
         return _peeks[module.__name__]
+    if name == "read_mm_counter":
+        if module.__name__ not in _mm_counters:
+            _mm_counters[module.__name__] = _mm_counter_by_approx(module.read_approx)
+        return _mm_counters[module.__name__]
     if name in DEFAULTS:
         return DEFAULTS[name]
     raise DesignInterfaceError(f"{name} is not part of the design interface")

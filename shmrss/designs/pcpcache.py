@@ -1,13 +1,12 @@
 """Design 4, ``pcpcache``: a per-CPU cache of the running mm, flushed on mm switch (Kairui Song's RFC, 2022).
 
-The RFC text could not be found with the team's search tools (corpora pages and
-issues, Nov 2026): every step below follows issue 10 item 5 and
-the team's design notes (docs/designs.md, pcpcache), which quote it; the x86 lines are upstream
-``arch/x86/mm/tlb.c`` (v5.15-6.1). Where the RFC's own code decides and the
-quotes do not, the choice is named "(our reading)".
+Followed from the RFC's text, "[RFC PATCH 4/7] mm: introduce per-CPU RSS cache" (mm/memory.c), "[RFC
+PATCH 6/7] mm: introduce CONFIG_ARCH_PCP_RSS_USE_CPUMASK" and the x86 patch 7/7 (28 Jul 2022,
+<20220728204511.56348-1-ryncsn@gmail.com>); the x86 cpumask lines are upstream ``arch/x86/mm/tlb.c``
+(v5.15-6.1).
 
-Per possible CPU, three lines of the design's global region (the RFC's split:
-"the cached mm pointer on its own cache line, ``in_use, count[]`` on another"):
+Per possible CPU, three lines of the design's global region (``struct mm_rss_cache``, the mm
+pointer "on its own cache line", ``in_use, count[]`` on another):
 
 * line 0: ``mm`` (the cached mm + 1; 0 caches none) and ``sync_count``;
 * line 1: ``in_use`` and ``count[4]``;
@@ -15,18 +14,42 @@ Per possible CPU, three lines of the design's global region (the RFC's split:
   member (instrumentation for the reader's transient slack, written only by
   the flush, never on a fault).
 
-Fast path, only the ``*_mm_counter_fast`` callers (the engine's ``fault`` bit)::
+Fast path, only the ``*_mm_counter_fast`` callers (the engine's ``fault`` bit), 4/7's
+``add_mm_counter_fast``::
 
-    preempt_disable(); this_cpu_inc(in_use);
-    if (mm == this_cpu_read(mm)) this_cpu_add(count[m], val);   /* hit: plain add */
-    else atomic_long_add(val, &mm->rss_stat.count[m]);           /* miss: lock xadd */
-    this_cpu_dec(in_use); preempt_enable();
+    preempt_disable();
+    this_cpu_inc(cpu_rss_cache.in_use);
+    if (likely(mm == this_cpu_read(cpu_rss_cache.mm))) {
+            this_cpu_add(cpu_rss_cache.count[member], val);
+            this_cpu_dec(cpu_rss_cache.in_use);
+            preempt_enable_no_resched();
+    } else {
+            this_cpu_dec(cpu_rss_cache.in_use);
+            preempt_enable_no_resched();
+            add_mm_counter(mm, member, val);
+    }
+
+so a miss drops ``in_use`` before its ``lock xadd``. A fault of several pages is one call with
+``val`` = its pages (patch 5/7, "mm: use fast path for pmd setting as well", sends the PMD fault
+through this path too); deviation: fault-around below a PMD calls it once per page in the
+kernel, here once per fault. Hits are not tallied on the fast path (the RFC does no such
+work): a CPU tallies its misses, and its hits are its fault events minus its misses
+(``publish_hits``, at the engine's publish points, outside the per-event loop).
 
 Everything else (``add_mm_rss_vec`` at unmap, remote updates, the reclaimer)
 is ``add_mm_counter``: a ``lock xadd`` on the mm's atomic, neither hit nor miss.
 
-``switch_mm`` (x86 variant): flush each nonzero ``count[m]`` into the old mm's
-atomic, zero it, cache the new mm, bump ``sync_count``; then, as
+``switch_mm`` follows 4/7's ``switch_pcp_rss_cache_no_irq``::
+
+    cpu_mm = this_cpu_read(cpu_rss_cache.mm);
+    if (cpu_mm == next_mm) return;
+    if (this_cpu_read(cpu_rss_cache.in_use)) return;   /* an interrupt switching the mm */
+    ... add_mm_counter(cpu_mm, i, count) for each nonzero count ... zero the counts;
+    smp_wmb(); this_cpu_write(cpu_rss_cache.mm, next_mm); this_cpu_inc(cpu_rss_cache.sync_count);
+
+(with CONFIG_ARCH_PCP_RSS_USE_CPUMASK, 6/7, "Arch will take care of cache invalidation": no
+``cmpxchg`` marking of the mm; the flush zeroes each count right after adding it, where the RFC
+zeroes them all after the adds, the same values for a reader) and then, as
 ``switch_mm_irqs_off`` does (arch/x86/mm/tlb.c)::
 
     /* Stop remote flushes for the previous mm. */
@@ -37,31 +60,44 @@ atomic, zero it, cache the new mm, bump ``sync_count``; then, as
 so the reader walks only CPUs that hold the mm now (both bit operations are
 locked read-modify-writes, here a ``lock cmpxchg`` loop).
 
-Read (the RFC's ``get_mm_counter``, both the approximate and the precise read,
-stated bound 0): read the atomic first, then walk ``mm_cpumask(mm)``; per CPU
-read ``sync_count``, skip the CPU if its cached mm is not this mm, read
-``count[m]``, re-check ``sync_count`` and skip the CPU if it moved (our
-reading: its delta went to the atomic meanwhile). No waiting, no retry. The
-RFC accepts the cost: a flush landing during the walk means "rare and little
-bit of accuracy loss". A flush whose ``lock xadd`` lands after the atomic was
-read and whose zeroing (or bit clear) precedes the walk reaching that CPU is
-missed; one that landed before the atomic was read but is not yet zeroed is
-counted twice. Worst case, per CPU: the count is read once, so at most one
-delta is counted twice; of the flushes a CPU makes after the atomic was read,
-only the first carries pages faulted before the read began (the later ones
-move pages faulted during the read, which the reader's truth envelope already
-allows), so at most one delta is missed beyond the envelope, however long the
-walk is preempted. Both are at most the largest delta that CPU ever flushed
-(line 2, stored before the flush's ``lock xadd``), so ``transient_slack`` is
-the sum over the possible CPUs of that largest flushed delta; a read beyond it
-is a violation.
+Read (4/7's ``get_mm_counter`` with 6/7's ``for_each_cpu(cpu, mm_mask)``), the approximate
+read, stated bound 0::
 
-``in_use``: the reader does not look at it (no waiting). It marks a fast path
-in progress; the flush the parent runs for a dead or offline CPU (the
-emulator's remote flush, the case the guard exists for: a flush not run by the
-updating CPU between two of its updates) runs only after recovery finished the
-dead CPU's update and cleared it, and ``consistent`` checks that it is 0
-everywhere when quiescent (our reading of its flush-side use).
+    ret = atomic_long_read(&mm->rss_stat.count[member]);
+    for_each_cpu(cpu, mm_mask) {
+            if (READ_ONCE(per_cpu(cpu_rss_cache.mm, cpu)) != mm) continue;
+            sync_count = READ_ONCE(per_cpu(cpu_rss_cache.sync_count, cpu));
+            smp_rmb();
+            update = READ_ONCE(per_cpu(cpu_rss_cache.count[member], cpu));
+            smp_rmb();
+            if (READ_ONCE(per_cpu(cpu_rss_cache.sync_count, cpu)) == sync_count &&
+                READ_ONCE(per_cpu(cpu_rss_cache.mm, cpu)) == mm)
+                    ret += update;
+    }
+    if (ret < 0) ret = 0;
+
+The precise read is the same walk without the clamp (check_discard_rss_cache's sum is not
+clamped either; the emulator's precise read must see a negative truth). No waiting, no retry:
+"If the cache is flushed while being read, skip it. May lead to rare and little bit of accuracy
+loss, but flushed cache will surely be accounted in the next read." A flush whose ``lock xadd``
+lands after the atomic was read and whose zeroing (or bit clear) precedes the walk reaching
+that CPU is missed; one that landed before the atomic was read but is not yet zeroed is
+counted twice. Worst case, per CPU: the count is read once, so at most one delta is counted
+twice; of the flushes a CPU makes after the atomic was read, only the first carries pages
+faulted before the read began (the later ones move pages faulted during the read, which the
+reader's truth envelope already allows), so at most one delta is missed beyond the envelope,
+however long the walk is preempted. Both are at most the largest delta that CPU ever flushed
+(line 2, stored before the flush's ``lock xadd``), so ``transient_slack`` is the sum over the
+possible CPUs of that largest flushed delta; a read beyond it is a violation. Any update the
+read's window overlaps (a fault, an unmap, a remote update, the reclaimer's) can meet a flush,
+so a read can miss in every workload that switches mms, not only on faults.
+
+``in_use``: the reader does not look at it; a switch does (above). The flush the parent runs
+for a dead or offline CPU runs only after recovery finished the dead CPU's update and cleared
+it, and ``consistent`` checks that it is 0 everywhere when quiescent.
+
+Not modelled: check_discard_rss_cache (the teardown sum uses the precise read at quiescence),
+the non-cpumask variant's walk of every possible CPU.
 """
 
 from numba import njit
@@ -69,7 +105,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import cmpxchg, load, local_add, store, xadd
 from shmrss.designs._common import (
-    JOURNAL, jflag, doubt, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, settle, tally,
+    JOURNAL, jflag, doubt, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, settle, stat_word, tally,
     settle_shared,
 )
 from shmrss.segment import DesignShape
@@ -78,7 +114,9 @@ NAME = "pcpcache"
 ID = 4
 SUMMARY = "per-CPU cache of the running mm, flushed on mm switch; readers walk mm_cpumask"
 BOUND = ("0 when no flush overlaps a read; a flush during the walk can be missed or counted twice "
-         "(up to one flushed delta per CPU)")
+         "(up to one flushed delta per CPU); a negative sum reads 0")
+# why an approximate read may pass BOUND while updates are in flight (result.approx_excess)
+TRANSIENT_CAUSE = "a flush during the read's walk (the RFC's \"rare and little bit of accuracy loss\")"
 
 # line 0 of a CPU: cached mm + 1, sync_count; line 1: in_use, count[4]; line 2: largest flushed delta[4]
 _MM, _SYNC = 0, 1
@@ -114,7 +152,7 @@ def _mask(seg, mm, i):
 
 
 # kill points (the journal's steps): the fast path, the atomic path, the switch
-_ENTER, _HIT, _MISS, _LEAVE, _ATOMIC, _FLUSH, _ZERO, _CACHE, _SYNC_BUMP, _CLEAR, _SET = range(1, 12)
+_ENTER, _HIT, _MISS, _LEAVE, _ATOMIC, _FLUSH, _ZERO, _CACHE, _SYNC_BUMP, _CLEAR, _SET, _MISS_LEAVE = range(1, 13)
 
 
 @njit(inline="always")
@@ -127,13 +165,14 @@ def add(seg, cpu, task, mm, k, d, fault):
         if seg[_mm_line(seg, cpu) + _MM] == mm + 1:
             jstep_save(seg, cpu, jf, _HIT, L.J_A, seg[c + _COUNT + k])
             local_add(seg, c + _COUNT + k, d)  # this_cpu_add(count[m], val)
-            tally(seg, cpu, L.S_HITS, 1)
+            jstep(seg, cpu, jf, _LEAVE)
+            local_add(seg, c + _IN_USE, -1)  # this_cpu_dec(in_use)
         else:
+            jstep(seg, cpu, jf, _MISS_LEAVE)
+            local_add(seg, c + _IN_USE, -1)  # this_cpu_dec(in_use), before the atomic
             jstep(seg, cpu, jf, _MISS)
-            xadd(seg, mm_word(seg, mm, k), d)
+            xadd(seg, mm_word(seg, mm, k), d)  # add_mm_counter
             tally(seg, cpu, L.S_MISSES, 1)
-        jstep(seg, cpu, jf, _LEAVE)
-        local_add(seg, c + _IN_USE, -1)  # this_cpu_dec(in_use)
         return
     jstep(seg, cpu, jf, _ATOMIC)
     xadd(seg, mm_word(seg, mm, k), d)  # add_mm_counter: add_mm_rss_vec, remote updates, the reclaimer
@@ -154,8 +193,12 @@ def _mask_update(seg, mm, cpu, setting):
 
 @njit(inline="always")
 def switch_mm(seg, cpu, old_mm, new_mm):
-    jf = jflag(seg, cpu)
     m = _mm_line(seg, cpu)
+    if seg[m + _MM] == new_mm + 1:  # if (cpu_mm == next_mm) return;
+        return
+    if seg[_count_line(seg, cpu) + _IN_USE] != 0:  # if (this_cpu_read(cpu_rss_cache.in_use)) return;
+        return
+    jf = jflag(seg, cpu)
     jsave(seg, cpu, jf, L.J_A, seg[m + _SYNC])
     jsave(seg, cpu, jf, L.J_E, seg[m + _MM] - 1)
     _finish_switch(seg, cpu, seg[m + _MM] - 1, new_mm, seg[m + _SYNC], jf)
@@ -206,6 +249,9 @@ def recover(seg, cpu, op, step, mm, k, d):
         elif step == _HIT:
             old = jget(seg, cpu, L.J_A)
             return int(settle(seg, c + _COUNT + k, old, old + d) == 2)
+        elif step == _MISS_LEAVE:  # in_use dropped above; the atomic not yet issued
+            xadd(seg, mm_word(seg, mm, k), d)
+            tally(seg, cpu, L.S_MISSES, 1)
         elif step == _MISS or step == _ATOMIC:
             doubt(seg, cpu, L.DOUBT_PRECISE, mm, k, d)
         return 0
@@ -253,7 +299,8 @@ def _ctz(x):
 
 @njit(inline="always")
 def read_precise(seg, mm, k):
-    """get_mm_counter: the atomic first, then the cached deltas of the CPUs in mm_cpumask (no retry)."""
+    """get_mm_counter's walk without its clamp: the atomic first, then the cached deltas of the CPUs in
+    mm_cpumask, each kept only if the CPU's mm and sync_count are the same after the delta was read."""
     s = load(seg, mm_word(seg, mm, k))
     possible = seg[L.H_POSSIBLE]
     for i in range(-(-possible // 64)):
@@ -265,18 +312,26 @@ def read_precise(seg, mm, k):
             if cpu >= possible:  # for_each_cpu stops at nr_cpu_ids; a bit past it is a hostile segment's
                 break
             m = _mm_line(seg, cpu)
-            sync = load(seg, m + _SYNC)
             if load(seg, m + _MM) != mm + 1:
                 continue
+            sync = load(seg, m + _SYNC)
             v = load(seg, _count_line(seg, cpu) + _COUNT + k)
-            if load(seg, m + _SYNC) == sync:
+            if load(seg, m + _SYNC) == sync and load(seg, m + _MM) == mm + 1:
                 s += v
     return s
 
 
 @njit(inline="always")
 def read_approx(seg, mm, k):
-    return read_precise(seg, mm, k)
+    """get_mm_counter: the walk, then ``if (ret < 0) ret = 0;``."""
+    s = read_precise(seg, mm, k)
+    return s if s > 0 else 0
+
+
+@njit(inline="always")
+def publish_hits(seg, cpu, faults):
+    """The CPU's hits, from its fault events (each took the fast path) and its tallied misses."""
+    store(seg, stat_word(seg, cpu, L.S_HITS), faults - seg[stat_word(seg, cpu, L.S_MISSES)])
 
 
 @njit(inline="always")

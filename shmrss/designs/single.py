@@ -2,7 +2,7 @@
 
 While the mm has one thread: ``local[4]``, updated by that thread with plain
 adds, and ``remote[4]``, updated by anyone else under ``arg_lock``; the value
-is local + remote and no per-CPU memory is touched (mm_init zeroes nothing
+is local + remote and no per-CPU rss memory is touched (mm_init zeroes nothing
 per CPU). When a second thread is created, the creating thread switches the
 mm, once and for good, to ``percpu``: it zeroes the per-CPU slices (the lazy
 allocation), then under ``arg_lock`` seeds each percpu count with local +

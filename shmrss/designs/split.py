@@ -9,6 +9,20 @@ with the task when it migrates). Kernel 6.1, mm/memory.c, followed step by step:
   and the fold goes to the task's own mm;
 * then the fault's update: ``add_mm_counter_fast``: ``if (likely(task->mm == mm))
   task->rss_stat.count[member] += val; else add_mm_counter(mm, member, val);``;
+* a fault of several pages (``--fault-pages``) is still one event (one ``check_sync_rss_stat``
+  per ``handle_mm_fault``), and its update depends on its size, as in 6.1:
+
+  - below a PMD (fault-around, at most ``PTRS_PER_PTE`` pages: ``fault_around_bytes_set``'s
+    ``if (val / PAGE_SIZE > PTRS_PER_PTE) return -EINVAL;``): filemap_map_pages calls
+    ``do_set_pte(vmf, page, addr);`` once per page, and do_set_pte does
+    ``inc_mm_counter_fast(vma->vm_mm, mm_counter_file(page));`` (or ``MM_ANONPAGES`` for a
+    private write): one cache increment per page, ``#define inc_mm_counter_fast(mm, member)
+    add_mm_counter_fast(mm, member, 1)``. 6.1 has no anonymous mTHP, so a 16-page anonymous
+    fault is emulated as fault-around is (a deviation only in what a 16-page anon fault is);
+  - a PMD (``HPAGE_PMD_NR`` = 512 pages or more): do_huge_pmd_anonymous_page's
+    ``add_mm_counter(vma->vm_mm, MM_ANONPAGES, HPAGE_PMD_NR);`` and do_set_pmd's
+    ``add_mm_counter(vma->vm_mm, mm_counter_file(page), HPAGE_PMD_NR);``: the mm's atomic,
+    never the task cache (a size above 512 is treated as a PMD: 6.1 maps no larger anon page);
 * an unmap of the task's own mm folds the cache first (``add_mm_rss_vec``:
   ``if (current->mm == mm) sync_mm_rss(mm);`` then ``add_mm_counter`` per
   member), as madvise_free does for its swap entries (mm/madvise.c,
@@ -20,7 +34,10 @@ with the task when it migrates). Kernel 6.1, mm/memory.c, followed step by step:
 Approximate read: the mm's atomic, clamped at 0. Each thread can hold up to
 66 faults' worth (not 64: ``events++ > 64`` tests before incrementing, and the
 fold runs before the triggering fault adds to the emptied cache), so the bound
-is ``66 * threads`` either way: unbounded in the thread count (rss_steal).
+is ``66 * threads * S`` either way: unbounded in the thread count (rss_steal).
+S is the largest fault below a PMD in the run's tapes (``setup``; at least 1,
+the page of a plain fault): a PMD fault adds nothing to the cache, so a run of
+512-page faults keeps the 1-page bound, one of 16-page faults has 16 times it.
 
 Precise read (not in the kernel; ours, to check the invariants): the atomic
 plus every task's cache, each cache read inside a per-task sequence count so
@@ -32,7 +49,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, local_add, pause, store, xadd
 from shmrss.designs._common import (
-    JOURNAL, UNMAP, jflag, doubt, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, settle,
+    JOURNAL, UNMAP, jflag, doubt, dparam, jget, jsave, jstep, jstep_save, members_not_zero, mm_word, settle,
     settle_shared, tally, task_word,
 )
 from shmrss.segment import DesignShape
@@ -40,9 +57,11 @@ from shmrss.segment import DesignShape
 NAME = "split"
 ID = 2
 SUMMARY = "per-task cache folded every 64 faults and at exit (kernel <= 6.1)"
-BOUND = "|approx - truth| <= 66 * threads of the mm (unbounded in the thread count)"
+BOUND = ("|approx - truth| <= 66 * threads of the mm * S, S the largest fault below a PMD (512 pages) "
+         "(unbounded in the thread count)")
 
 THRESH = 64
+HPAGE_PMD_NR = 512  # pages of a PMD mapping (x86_64, 4 KiB pages): at or above, add_mm_counter
 # events++ > 64 is a post-increment test and the fold runs before the triggering fault's own
 # update: a cache reaches 66 pages (65 faults after a fold plus the fault that folded)
 PER_THREAD = THRESH + 2
@@ -51,10 +70,30 @@ MAX_RETRIES = 1000  # a precise read racing folds this often gives up (and the r
 _NTHREADS = L.NMEMBERS
 # task words: events, sequence count, count[4]
 _EVENTS, _SEQ, _CACHE = 0, 1, 2
+# design parameter: pages the largest fault below a PMD adds to a cache (S in the bound)
+_P_CACHED_PAGES = 0
 
 
 def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
-    return DesignShape(pcpu_words_per_mm=0, mm_words=L.NMEMBERS + 1, task_words=2 + L.NMEMBERS)
+    return DesignShape(pcpu_words_per_mm=0, mm_words=L.NMEMBERS + 1, task_words=2 + L.NMEMBERS, params=(1,))
+
+
+def cached_fault_pages(words) -> int:
+    """S: the most pages one fault of the run's tapes adds to a task cache (faults below a PMD; 0 in a tape
+    is one page); at least 1, a plain fault's page (fork_exit's own fault loop is not on the tape)."""
+    s = 1
+    tape = int(words[L.H_TAPE])
+    for i in range(int(words[L.H_TAPE_STEPS])):
+        if int(words[tape + i * L.STEP_WORDS]) == L.OP_FAULT:
+            pages = max(int(words[tape + i * L.STEP_WORDS + 3]), 1)
+            if pages < HPAGE_PMD_NR:
+                s = max(s, pages)
+    return s
+
+
+def setup(words, ncpu: int, nodes) -> None:
+    """The bound's S from the run's tapes."""
+    words[L.H_DPARAM + _P_CACHED_PAGES] = cached_fault_pages(words)
 
 
 @njit(inline="always")
@@ -92,6 +131,26 @@ def _task_mm(seg, task):
 
 
 @njit(inline="always")
+def _per_page(seg, w, d):
+    """filemap_map_pages' do_set_pte per page: one inc_mm_counter_fast (or dec) each."""
+    one = 1 if d > 0 else -1
+    for _ in range(abs(d)):
+        local_add(seg, w, one)
+
+
+@njit(inline="always")
+def _settle_pages(seg, w, old, d):
+    """Recovery of ``_per_page``: 0 done now, 1 had landed, 2 the word is outside old..old+d."""
+    v = seg[w]
+    if v == old + d:
+        return 1
+    if (old <= v <= old + d) or (old + d <= v <= old):
+        store(seg, w, old + d)
+        return 0
+    return 2
+
+
+@njit(inline="always")
 def add(seg, cpu, task, mm, k, d, fault):
     jf = fault & JOURNAL
     if fault & 1 and task >= 0:
@@ -102,10 +161,14 @@ def add(seg, cpu, task, mm, k, d, fault):
         if ev > THRESH:  # check_sync_rss_stat, before the fault's own update, into the task's own mm
             _sync(seg, cpu, task, _task_mm(seg, task), jf)
             tally(seg, cpu, L.S_SLOW, 1)
-        if _task_mm(seg, task) == mm:  # add_mm_counter_fast
+        if abs(d) < HPAGE_PMD_NR and _task_mm(seg, task) == mm:  # add_mm_counter_fast, once per page
             jstep_save(seg, cpu, jf, _CACHED, L.J_B, seg[tw + _CACHE + k])
-            local_add(seg, tw + _CACHE + k, d)
+            if d == 1:
+                local_add(seg, tw + _CACHE + k, 1)
+            else:
+                _per_page(seg, tw + _CACHE + k, d)
             return
+        # a PMD fault (add_mm_counter), or a fault on another mm: the atomic
     elif fault & UNMAP and _own(seg, task, mm):  # add_mm_rss_vec: current->mm == mm folds first
         _sync(seg, cpu, task, mm, jf)
     jstep(seg, cpu, jf, _SHARED)
@@ -154,7 +217,8 @@ def recover(seg, cpu, op, step, mm, k, d):
         return 0
     tw = task_word(seg, task, 0)
     fault = jget(seg, cpu, L.J_FAULT)
-    cached = fault & 1 and _task_mm(seg, task) == mm  # the update goes to the cache, else to the atomic
+    # the update goes to the cache (a fault below a PMD on the task's mm), else to the atomic
+    cached = fault & 1 and abs(d) < HPAGE_PMD_NR and _task_mm(seg, task) == mm
     bad = 0
     if step == _EVENT:
         ev = jget(seg, cpu, L.J_A)
@@ -164,8 +228,7 @@ def recover(seg, cpu, op, step, mm, k, d):
     elif step >= _SEQ_ODD and step <= _ZERO:  # a fold: a fault's (into the task's mm) or an unmap's
         _recover_fold(seg, cpu, tw, _task_mm(seg, task), step)
     elif step == _CACHED:
-        old = jget(seg, cpu, L.J_B)
-        return int(settle(seg, tw + _CACHE + k, old, old + d) == 2)
+        return int(_settle_pages(seg, tw + _CACHE + k, jget(seg, cpu, L.J_B), d) == 2)
     if cached:
         local_add(seg, tw + _CACHE + k, d)
     else:
@@ -187,14 +250,15 @@ def threads(seg, mm):
 
 @njit(inline="always")
 def consistent(seg):
-    """Quiescent: no task's sequence count is left odd, no cache holds more than a thread can."""
+    """Quiescent: no task's sequence count is left odd, no cache holds more than a thread can (66 * S)."""
     bad = 0
+    most = PER_THREAD * dparam(seg, _P_CACHED_PAGES)
     for t in range(seg[L.H_NTASK]):
         tw = task_word(seg, t, 0)
         if seg[tw + _SEQ] & 1:
             bad += 1
         for k in range(L.NMEMBERS):
-            if abs(seg[tw + _CACHE + k]) > PER_THREAD:
+            if abs(seg[tw + _CACHE + k]) > most:
                 bad += 1
     return bad
 
@@ -213,7 +277,7 @@ def read_approx(seg, mm, k):
 @njit(inline="always")
 def approx_bound(seg, mm, k):
     n = load(seg, mm_word(seg, mm, _NTHREADS))
-    e = PER_THREAD * (n if n > 0 else 0)
+    e = PER_THREAD * dparam(seg, _P_CACHED_PAGES) * (n if n > 0 else 0)
     return e, e
 
 

@@ -34,7 +34,8 @@ accuracy_multiplier`` (6 or 8 possible CPUs, B = 32: under 768, over 744).
 The header states the range as ``(precise_sum - approx_accuracy_range.under)
 <= approx_sum <= (precise_sum + approx_accuracy_range.over)``.
 
-That range holds for a *settled* counter. While a carry is in flight (level 0
+That range holds for a *settled* counter ("settled" is our word, not the header's: the header
+states the range with no condition, and a carry in flight breaks it, as below). While a carry is in flight (level 0
 already changed, an item above not yet) the root misses it: a negative carry
 puts the root above the truth by up to that carry. The largest carry one
 update moves is a multiple of the batch of the level it leaves; the file's
@@ -55,7 +56,16 @@ approximate read (0 for the precise one, which sums level 0). The reader
 counts reads beyond the stated bound but within that slack apart from
 violations (``reads.approx_transient``).
 
-Precise = sum of the level-0 counters of all possible CPUs (+ a bias, 0 here).
+Precise = sum of the level-0 counters of all possible CPUs (+ the counter's bias, 0 here: one
+``int bias;`` per ``struct percpu_counter_tree``, so one per rss counter, not one per mm).
+Deviation, left as it was: v15's level-0 allocation is ``counter_size = ALIGN(sizeof(*counters),
+__alignof__(*counters)); level0 = __alloc_percpu_gfp(nr_counters * counter_size, ...)``, so each CPU's
+slice holds a whole ``struct percpu_counter_tree`` per counter (56 bytes on x86_64, 224 for the four
+rss counters), of which the fast path uses the first int; here the slice is one word per counter,
+so the allocation zeroing fork pays (``mm_init``, the ``inline`` lifecycle) walks 32 bytes per CPU,
+not 224.
+``get_mm_counter`` (``read_mm_counter``, the read every ``update_hiwater_rss`` makes) is that
+walk clamped at 0 in v15 (``percpu_counter_tree_precise_sum_positive``), not the root.
 ``compare_value`` is ``percpu_counter_tree_precise_compare_value``::
 
     res = compare_delta(v - count, counter->approx_accuracy_range.under,
@@ -82,6 +92,8 @@ NAME = "tree"
 ID = 7
 SUMMARY = "hierarchical per-CPU counter tree (HPCC): carries up levels of items, root = approximation"
 BOUND = "truth - B*M <= root <= truth + (B-1)*M, M = levels * 2^k (calculate_accuracy_topology); settled counter"
+# why an approximate read may pass BOUND while updates are in flight (result.approx_excess)
+TRANSIENT_CAUSE = "a carry in flight (the range holds for a settled counter)"
 
 LOG2_BATCH = 5  # B = 32, as for RSS
 # arity orders of levels 1..L by k = ceil(log2(nr_cpu_ids))
@@ -92,7 +104,7 @@ ORDERS = {
     19: (4, 4, 4, 4, 3), 20: (4, 4, 4, 4, 4),
 }
 MAX_LEVELS = 5
-_BIAS = 0  # mm word 0: the bias; items follow on their own lines
+_BIAS = 0  # mm words 0..3: each counter's bias (``int bias;`` of struct percpu_counter_tree); items on their own lines
 
 
 def orders_for(possible: int, override: tuple[int, ...] | None = None) -> tuple[int, ...]:
@@ -291,7 +303,7 @@ def switch_mm(seg, cpu, old_mm, new_mm):
 def read_approx(seg, mm, k):
     if dparam(seg, 1) == 0:  # one possible CPU: no levels, the counter is its own root
         return read_precise(seg, mm, k)
-    return load(seg, _root(seg, mm, k)) + load(seg, mm_word(seg, mm, _BIAS))
+    return load(seg, _root(seg, mm, k)) + load(seg, mm_word(seg, mm, _BIAS + k))
 
 
 @njit(inline="always")
@@ -309,10 +321,27 @@ def read_precise(seg, mm, k):
         for_each_possible_cpu(cpu)
             sum += *per_cpu_ptr(counter->level0, cpu);
     """
-    s = load(seg, mm_word(seg, mm, _BIAS))
+    s = load(seg, mm_word(seg, mm, _BIAS + k))
     for cpu in range(seg[L.H_POSSIBLE]):
         s += load(seg, pcpu_word(seg, cpu, mm, k))
     return s
+
+
+@njit(inline="always")
+def read_mm_counter(seg, mm, k):
+    """get_mm_counter in HPCC v15 2/3 (include/linux/mm.h), hence every ``update_hiwater_rss``::
+
+        static inline unsigned long get_mm_counter(struct mm_struct *mm, int member)
+        {
+        -	return percpu_counter_sum_positive(&mm->rss_stat[member]);
+        +	return percpu_counter_tree_precise_sum_positive(&mm->rss_stat[member]);
+        }
+
+    (v5 used the approximate sum; "Changes since v7: Use precise sum positive API"): the precise
+    walk of every possible CPU, clamped at 0.
+    """
+    s = read_precise(seg, mm, k)
+    return s if s > 0 else 0
 
 
 @njit(inline="always")

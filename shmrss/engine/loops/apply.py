@@ -6,7 +6,7 @@ from shmrss import layout as L
 from shmrss.atomics import compiler_barrier, load, local_add, rdtsc, store
 from shmrss.designs._common import JOURNAL, UNMAP
 from shmrss.faultbody import count_ticks, fault_in, release
-from .design import add, read_approx
+from .design import add, read_mm_counter
 
 
 @njit(inline="always")
@@ -54,16 +54,16 @@ def _hiwater_call(seg, mm):
         if (data_race(mm->hiwater_rss) < _rss)
             (mm)->hiwater_rss = _rss;
 
-    get_mm_counter is each design's approximate read (``read_approx``): upstream
-    ``percpu_counter_read_positive``, HPCC ``percpu_counter_tree_approximate_sum_positive``
-    (the root, no walk), pcpcache's RFC ``get_mm_counter`` (a cpumask walk); clamped at 0
-    as the ``_positive`` reads and the unsigned sum are. Callers: munmap's unmap_region
+    get_mm_counter is each design's ``read_mm_counter``: its approximate read for most
+    (upstream 6.2 ``percpu_counter_read_positive``, pcpcache's RFC ``get_mm_counter``, a
+    cpumask walk), HPCC v15's ``percpu_counter_tree_precise_sum_positive`` for tree (a walk
+    of every possible CPU); clamped at 0 as the ``_positive`` reads and the unsigned sum are. Callers: munmap's unmap_region
     (mm/vma.c), zap_page_range_single (madvise DONTNEED), madvise_free_single_vma and
     try_to_unmap_one (reclaim); not exit_mmap ("update_hiwater_rss(mm) here? but nobody
     should be looking"), so ``teardown`` does not read.
     """
-    rss = max(read_approx(seg, mm, L.FILE), 0) + max(read_approx(seg, mm, L.ANON), 0) + \
-        max(read_approx(seg, mm, L.SHMEM), 0)
+    rss = max(read_mm_counter(seg, mm, L.FILE), 0) + max(read_mm_counter(seg, mm, L.ANON), 0) + \
+        max(read_mm_counter(seg, mm, L.SHMEM), 0)
     w = seg[L.H_HIWATER] + mm * seg[L.H_LINE]
     if load(seg, w) < rss:
         store(seg, w, rss)

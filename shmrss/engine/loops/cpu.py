@@ -4,7 +4,7 @@ from shmrss import layout as L
 from shmrss.atomics import load, pause, raw, rdtsc, store, xadd
 from shmrss.designs._common import UNMAP
 from shmrss.specialise import entry
-from .design import _exit_call, _switch_call, switch_mm, task_exit, thread_created
+from .design import _exit_call, _switch_call, publish_hits, switch_mm, task_exit, thread_created
 from .index import _stat, _task, _rq
 from .apply import _apply, _apply_call, _hiwater_call, _apply_paged, _unmap_paged
 from .sched import _step_remain, _rq_remove, _rq_append, _pick, _save_task, _park, _alive
@@ -41,6 +41,7 @@ def cpu_main(words, cpu):
 
     events = 0
     faulted = 0  # pages of the fault events
+    faults = 0  # fault events (pcpcache's hits are these minus its misses: publish_hits)
     steps = 0  # events plus scheduler steps: paces the stop check even on a tape of yields
     switches = 0
     migrations = 0
@@ -129,6 +130,7 @@ def cpu_main(words, cpu):
                 for _ in range(n):
                     var = _apply(seg, st, truth, var, cpu, t, mm, k, pages, 1, False)
             events += n
+            faults += n
             faulted += n * pages
         else:
             n = 1
@@ -209,6 +211,7 @@ def cpu_main(words, cpu):
             check_at += every
             store(seg, st + L.S_EVENTS, events)
             store(seg, st + L.S_PAGES, faulted)
+            publish_hits(seg, cpu, faults)
             store(seg, st + L.S_SWITCHES, switches)
             store(seg, st + L.S_OPS, steps - events)
             store(seg, st + L.S_MIGRATIONS, migrations)
@@ -228,6 +231,7 @@ def cpu_main(words, cpu):
     store(seg, st + L.S_CUR_TASK, t)
     store(seg, st + L.S_EVENTS, events)
     store(seg, st + L.S_PAGES, faulted)
+    publish_hits(seg, cpu, faults)
     store(seg, st + L.S_SWITCHES, switches)
     store(seg, st + L.S_OPS, steps - events)
     store(seg, st + L.S_MIGRATIONS, migrations)
