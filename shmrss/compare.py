@@ -54,7 +54,8 @@ def change_text(row: Row) -> str:
     """The change with its interval: "-48.3% [-52.1, -44.5]", or in units from a base of 0."""
     ci, pct = row.ci_pct, row.change_pct
     if pct is not None:
-        half = (ci[1] - ci[0]) / 2 if ci else None
+        # digits: the interval's, else the resolution's (a change below the TSC step is +0%)
+        half = (ci[1] - ci[0]) / 2 if ci else row.resolution / abs(row.base.mean) * 100 or None
         text = rounding.pct(pct, half)
         if ci:
             text += f" [{rounding.pct(ci[0], half)[:-1]}, {rounding.pct(ci[1], half)[:-1]}]"
@@ -125,9 +126,10 @@ def as_records(rows: list[Row]) -> list[dict]:
 
 def legend(rows: list[Row]) -> str:
     judged = sum(1 for r in rows if r.judged)
+    tested = (f"{judged} row{'s' if judged != 1 else ''} judged, each its own test: about 1 in 20 unchanged rows "
+              "is marked by chance" if judged else f"no row judged: run --repeat {stats.MIN_RUNS} or more")
     return ("value ± %stddev over the runs (a run is the unit); change [95% confidence interval]; * significant "
-            f"(Welch's t-test at 5%, at least {stats.MIN_RUNS} runs a side; {judged} row{'s' if judged != 1 else ''}"
-            " judged, each its own test: about 1 in 20 unchanged rows is marked by chance); ! unstable (pyperf's "
+            f"(Welch's t-test at 5%, at least {stats.MIN_RUNS} runs a side; {tested}); ! unstable (pyperf's "
             "thresholds). " + BETTER)
 
 
