@@ -173,7 +173,8 @@ def render(rows: list[Row], fmt: str, base_name: str, changed_only: bool = False
 
 
 def tables(rows: list[Row], changed_only: bool = False) -> list:
-    """One rich table per point and NEW side (fits 100 columns: a title wraps, a cell never folds)."""
+    """One rich table per point and NEW side (fits 100 columns; on a narrower terminal the verdict wraps
+    between its words, the numbers never)."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -186,7 +187,7 @@ def tables(rows: list[Row], changed_only: bool = False) -> list:
         t.add_column("metric", no_wrap=True)
         for name in ("base", "new"):
             t.add_column(name, justify="right", no_wrap=True)
-        t.add_column("change [95% CI]", no_wrap=True)
+        t.add_column("change [95% CI]")  # a narrow terminal wraps the verdict between words, never a number
         for r in g:
             t.add_row(r.metric.name, side_cell(r.base, r.resolution), side_cell(r.new, r.resolution),
                       Text(shown(verdict(r))))
