@@ -352,3 +352,48 @@ def test_label_goes_into_the_sweep_points_and_their_run_argv():
 
 def test_a_label_that_is_not_one_printable_line_is_refused(capsys):
     _one_line_exit_2(["run", "--label", "a\nb"], capsys, "--label")
+
+
+_ODD = [None, "x", [], {}, [1, "a"], {"a": 1}, float("nan"), float("inf"), 1e308, -1e308, 10 ** 30, True, 0, -1,
+        "[/]\x1b[31m"]
+
+
+def _paths(obj, prefix=()):
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        yield prefix + (k,)
+        yield from _paths(v, prefix + (k,))
+
+
+def _mutated(rng, results: list[dict]) -> str:
+    doc = json.loads(json.dumps(results))
+    spots = list(_paths(doc))
+    for _ in range(rng.randint(1, 4)):
+        *parent, last = rng.choice(spots)
+        holder = doc
+        for k in parent:
+            holder = holder[k] if isinstance(holder, (dict, list)) and (k in holder if isinstance(holder, dict)
+                                                                         else k < len(holder)) else None
+        if isinstance(holder, dict) and rng.random() < 0.2:
+            holder.pop(last, None)
+        elif isinstance(holder, dict) or (isinstance(holder, list) and last < len(holder)):
+            holder[last] = rng.choice(_ODD)
+    text = json.dumps(doc)
+    return text[:rng.randint(1, len(text))] if rng.random() < 0.1 else text
+
+
+def test_mutated_results_are_compared_or_refused_never_a_traceback(tmp_path, capsys):
+    import random
+
+    rng = random.Random(18)
+    good = _write(tmp_path, "good.json", _runs([100e6, 101e6, 99e6], label="L"))
+    codes = set()
+    for i in range(60):
+        bad = tmp_path / f"m{i}.json"
+        bad.write_text(_mutated(rng, _runs([100e6, 102e6, 98e6], label="L")))
+        for argv in (["compare", good, str(bad), "--format", "json"],
+                     ["compare", str(bad), good, "--fail-on-regression", "5"]):
+            code, out, err = _cli(argv, capsys)  # _cli asserts no traceback
+            codes.add(code)
+            assert code in (0, 1, 2) and "\x1b" not in out
+    assert {0, 2} <= codes  # both read and refused files were among them
