@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from shmrss import rounding, stats
-from shmrss.compare_data import METRICS, Row, Side, compare, load_side, pairs, regressions  # noqa: F401
+from shmrss.compare_data import Row, Side, compare, load_side, regressions
 from shmrss.results_file import InputError
 
 NO_DIFFERENCE = "no difference shown"
@@ -163,12 +163,13 @@ def _csv(rows: list[Row]) -> str:
 
 def render(rows: list[Row], fmt: str, base_name: str, changed_only: bool = False) -> str:
     """The comparison as markdown, csv or json text (the terminal tables are drawn by ``tables``)."""
+    listed = [r for r in rows if r.significant] if changed_only else rows
     if fmt == "json":
         return json.dumps({"schema_version": 1, "base": base_name, "better": BETTER,
-                           "comparisons": as_records(rows), "summaries": [summary_line(g) for g in groups(rows)]},
+                           "comparisons": as_records(listed), "summaries": [summary_line(g) for g in groups(rows)]},
                           indent=1)
     if fmt == "csv":
-        return _csv(rows)
+        return _csv(listed)
     return _markdown(rows, changed_only)
 
 

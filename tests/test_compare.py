@@ -123,6 +123,8 @@ def test_significant_rows_first_and_changed_shows_only_them(tmp_path):
     assert changed and all(r.significant for r in changed)
     md = compare.render(rows, "markdown", "base", changed_only=True)
     assert compare.NO_DIFFERENCE not in md.split("\n\n")[0] and "events/s" in md
+    listed = json.loads(compare.render(rows, "json", "base", changed_only=True))["comparisons"]
+    assert listed and all(r["significant"] for r in listed)
 
 
 def test_a_file_of_two_identities_is_refused(tmp_path):
