@@ -100,6 +100,7 @@ def load_side(path: str) -> Side:
             continue
         results.append((key, r))
     if not results:
+        notes = _not_utf8(path) or notes
         why = f" ({'; '.join(notes[:3])})" if notes else ""
         raise InputError(f"{path} holds no finished shmrss result{why}")
     idents = {canonical(identity(r)) for _, r in results}
@@ -110,6 +111,21 @@ def load_side(path: str) -> Side:
     for key, r in results:
         points.setdefault(canonical(key), (key, []))[1].append(r)
     return Side(path, identity_name(identity(results[0][1])), points, notes)
+
+
+def _not_utf8(path: str) -> list[str]:
+    """Why a file is not text, when that is why nothing in it could be read (a pretty-printed run JSON with one
+    bad byte otherwise reads as lines cut short)."""
+    from shmrss.results_file import MAX_FILE_BYTES
+    from shmrss.safe_io import InputFileError, read_regular
+
+    try:
+        read_regular(path, MAX_FILE_BYTES).decode("utf-8")
+    except InputFileError:
+        return []
+    except UnicodeDecodeError as e:
+        return [f"byte 0x{e.object[e.start]:02x} at offset {e.start} is not UTF-8"]
+    return []
 
 
 def within_run_cv(result: dict) -> float | None:

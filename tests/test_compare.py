@@ -240,6 +240,10 @@ def test_cli_a_non_utf8_result_is_refused_with_its_reason(tmp_path, capsys):
     bad = tmp_path / "latin1.json"
     bad.write_bytes(json.dumps(_result(1e6, label="x")).encode().replace(b'"x"', b'"caf\xe9"'))
     _one_line_exit_2(["compare", good, str(bad)], capsys, "is not UTF-8")
+    pretty = tmp_path / "pretty.json"  # run --json's own indented shape, one bad byte in a label
+    pretty.write_bytes(json.dumps({"schema_version": 1, "results": [_result(1e6, label="x")]}, indent=1).encode()
+                       .replace(b'"x"', b'"caf\xe9"'))
+    _one_line_exit_2(["compare", good, str(pretty)], capsys, "byte 0xe9 at offset")
 
 
 def test_cli_a_truncated_jsonl_line_is_said_on_stderr(tmp_path, capsys):
