@@ -192,6 +192,10 @@ def tables(rows: list[Row], changed_only: bool = False) -> list:
         for r in g:
             t.add_row(r.metric.name, side_cell(r.base, r.resolution), side_cell(r.new, r.resolution),
                       Text(shown(verdict(r))))
+        steady = [r.within_run_cv for r in g if r.within_run_cv is not None]
+        if steady:  # how steady each run was: shown as such, never used as samples
+            t.caption = f"within one run the per-second events/s vary by up to {rounding.spread_pct(steady[0])}"
+            t.caption_justify = "left"
         out.append(t)
     return out
 

@@ -57,6 +57,11 @@ def test_runs_are_the_samples_and_per_second_rates_never_are(tmp_path):
     assert row.base.n == 1 and row.new.n == 1 and not row.judged and not row.significant
     assert row.within_run_cv == pytest.approx(stats.summarize([100e6, 102e6, 98e6, 101e6]).cv)  # the larger
     assert compare.verdict(row) == "too few runs to judge (n=1 vs 1): -50.0%"
+    console = io.StringIO()
+    from rich.console import Console
+
+    compare._print_tables(rows, False, Console(file=console, width=120))
+    assert "within one run the per-second events/s vary by up to 1.7%" in console.getvalue()
 
 
 def test_the_result_s_own_figure_is_the_value_not_a_mean_of_its_rates(tmp_path):
