@@ -309,10 +309,11 @@ def cmd_report(args, err: Console) -> int:
 
 def cmd_compare(args, err: Console) -> int:
     from shmrss import compare
+    from shmrss.console import stdout_console
     from shmrss.results_file import InputError
 
     try:
-        return compare.main(args, Console())  # piped: rich's own width (COLUMNS, else 80), not forced
+        return compare.main(args, stdout_console())  # piped: as wide as a line needs, never folded at 80
     except InputError as e:
         raise UsageError(str(e)) from None
 

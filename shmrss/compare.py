@@ -1,13 +1,16 @@
-"""``shmrss compare BASE NEW...``: the same points measured on two kernels, hosts or builds, side by side.
+"""``shmrss compare BASE NEW...``: the same points measured on two kernels, hosts or builds, side by side,
+shown as lkp-tests, hyperfine and pyperf users read a comparison.
 
-Each file is one side (run JSON or sweep JSONL) and must hold the results of
-one identity (host, kernel, label: ``host_meta.identity``): results of
-different identities are never merged. Points are matched across sides by
-their parameters. For each point and metric a side's samples are its repeats
-(one value per finished run of the point) or, for a point run once, the
-per-second rates of its measured window. Every %change carries its
-significance (``stats.significance``); one that is not significant is printed
-as "no difference shown", never as a bare percentage.
+Per point and NEW side a table: each metric's value ± %stddev over the runs
+on both sides (rounded to their precision: ``rounding``), the change in
+percent with its 95% confidence interval and a verdict: ``*`` significant,
+"no difference shown", or, with fewer than 3 runs a side, "too few runs to
+judge (n=1 vs 1): -48.3%" (the change printed, not judged). Significant rows
+come first (``--changed`` shows only them); then one line per point in
+hyperfine's words, "k-percpu ran 1.31 ± 0.04 x slower than percpu", saying
+which direction is better. What is compared and how it is judged:
+``compare_data``. Text from files (labels, host names) is data: shown with
+its control characters escaped and never read as rich markup.
 """
 
 from __future__ import annotations
@@ -15,205 +18,200 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+import re
 from pathlib import Path
 
-from shmrss import stats
-from shmrss.host_meta import identity, identity_name
-from shmrss.report_data import derived_key, kind_of
-from shmrss.results_file import FINISHED, InputError, canonical, read_records, status_of
+from shmrss import rounding, stats
+from shmrss.compare_data import Row, Side, compare, load_side, regressions
+from shmrss.results_file import InputError
 
 NO_DIFFERENCE = "no difference shown"
+TOO_FEW = "too few runs to judge"
+BETTER = "higher events/s and mm lifecycles/s are better; lower ns/event and read latency are better"
 
 
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    higher_is_better: bool
-
-    def values(self, result: dict) -> list[float]:
-        """This metric's samples in one result: [value], or the per-second rates for events/s."""
-        got = _METRIC_GETTERS[self.name](result)
-        if got is None:
-            return []
-        return [float(v) for v in (got if isinstance(got, list) else [got]) if v is not None]
+def shown(text) -> str:
+    """Text from a file as printable text: a control character (ESC, BEL, a newline) becomes its escape."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
 
 
-def _dig(r: dict, *path):
-    for p in path:
-        if not isinstance(r, dict):
-            return None
-        r = r.get(p)
-    return r
+# ---- the cells ----
+
+def side_cell(s: stats.Summary, step: float) -> str:
+    """A side's value rounded to its precision, with lkp's ±%stddev when it has runs to spread."""
+    text = rounding.value(s.mean, rounding.place(s.mean, s.stdev, step))
+    if s.n > 1 and s.cv is not None and s.stdev >= step:  # a spread below the step is not a spread
+        text += f" ± {rounding.spread_pct(s.cv)}"
+    return text + (" !" if s.spread_reasons() else "")
 
 
-_METRIC_GETTERS = {
-    "events/s": lambda r: _dig(r, "throughput", "events_per_s"),
-    "ns/event": lambda r: _dig(r, "throughput", "ns_per_event"),
-    "approx read ns (median)": lambda r: _dig(r, "reads", "approx_latency_ns", "median"),
-    "precise read ns (median)": lambda r: _dig(r, "reads", "precise_latency_ns", "median"),
-    "mm lifecycles/s": lambda r: _dig(r, "lifecycle", "mm_per_s"),
-}
-_RATE_SAMPLES = {"events/s": ("throughput", "events_per_s_samples")}
-
-METRICS = (
-    Metric("events/s", True),
-    Metric("ns/event", False),
-    Metric("approx read ns (median)", False),
-    Metric("precise read ns (median)", False),
-    Metric("mm lifecycles/s", True),
-)
+def _abs(v: float, row: Row) -> str:
+    at = rounding.place(v, row.base.stdev + row.new.stdev, row.resolution)
+    return ("+" if v >= 0 else "") + rounding.value(v, at) + (f" {row.metric.unit}" if row.metric.unit else "")
 
 
-@dataclass
-class Side:
-    path: str
-    name: str
-    points: dict  # canonical point key -> (key, [results])
+def change_text(row: Row) -> str:
+    """The change with its interval: "-48.3% [-52.1, -44.5]", or in units from a base of 0."""
+    ci, pct = row.ci_pct, row.change_pct
+    if pct is not None:
+        # digits: the interval's, else the resolution's (a change below the TSC step is +0%)
+        half = (ci[1] - ci[0]) / 2 if ci else row.resolution / abs(row.base.mean) * 100 or None
+        text = rounding.pct(pct, half)
+        if ci:
+            text += f" [{rounding.pct(ci[0], half)[:-1]}, {rounding.pct(ci[1], half)[:-1]}]"
+        return text
+    text = _abs(row.new.mean - row.base.mean, row) + " from 0"
+    if row.sig.diff_ci:
+        text += f" [{_abs(row.sig.diff_ci[0], row)}, {_abs(row.sig.diff_ci[1], row)}]"
+    return text
 
 
-def load_side(path: str) -> Side:
-    records, _notes = read_records(path)
-    results = [r for r in records if kind_of(r) is not None and status_of(r) in FINISHED]
-    if not results:
-        raise InputError(f"{path} holds no finished shmrss result")
-    idents = {canonical(identity(r)) for r in results}
-    if len(idents) > 1:
-        raise InputError(f"{path} holds results of {len(idents)} hosts, kernels or labels: compare needs one per "
-                         f"file (shmrss report keeps them apart)")
-    points: dict = {}
-    for r in results:
-        key = derived_key(r)
-        points.setdefault(canonical(key), (key, []))[1].append(r)
-    return Side(path, identity_name(identity(results[0])), points)
+def verdict(row: Row) -> str:
+    if not row.judged:
+        return f"{TOO_FEW} (n={row.base.n} vs {row.new.n}): {change_text(row)}"
+    if not row.significant:
+        return f"{NO_DIFFERENCE} ({change_text(row)})"
+    return f"{change_text(row)} *"
 
 
-def samples_of(metric: Metric, results: list[dict]) -> list[float]:
-    """One value per repeat; a point run once gives its per-second samples where the result kept them."""
-    if len(results) == 1 and metric.name in _RATE_SAMPLES:
-        per_second = _dig(results[0], *_RATE_SAMPLES[metric.name])
-        if isinstance(per_second, list) and per_second:
-            return [float(v) for v in per_second]
-    return [v for r in results for v in metric.values(r)[:1]]
+def summary_line(rows: list[Row]) -> str:
+    """One pair in hyperfine's words, on its throughput metric (the first higher-is-better one)."""
+    row = next((r for r in rows if r.metric.higher_is_better), rows[0])
+    new, base, what = shown(row.new_side), shown(row.base_side), row.metric.name
+    r = stats.ratio(row.base, row.new)
+    better = "higher" if row.metric.higher_is_better else "lower"
+    if r is None:
+        text = f"{new} against {base}: {what} {change_text(row)}"
+    else:
+        k, e = r if r[0] >= 1 else (1 / r[0], r[1] / r[0] ** 2)
+        spread = f" ± {e:.2f}" if e > 0 else ""
+        word = "faster" if (r[0] >= 1) == row.metric.higher_is_better else "slower"
+        text = (f"{new} ran as fast as {base}" if f"{k:.2f}" == "1.00" and not spread
+                else f"{new} ran {k:.2f}{spread} x {word} than {base}")
+    text += f" ({what}, {better} is better; {shown(row.point)})"
+    if not row.judged:
+        return text + f": {TOO_FEW} (n={row.base.n} vs {row.new.n})"
+    return text + ("" if row.significant else f": {NO_DIFFERENCE}")
 
 
-@dataclass
-class Row:
-    point: str
-    metric: Metric
-    base: stats.Summary
-    new: stats.Summary
-    new_side: str
-    change_pct: float | None
-    sig: stats.Significance
+# ---- the whole comparison ----
 
-    @property
-    def worse_pct(self) -> float:
-        """How much worse NEW is than BASE, in percent (negative: better)."""
-        if self.change_pct is None:
-            return 0.0
-        return -self.change_pct if self.metric.higher_is_better else self.change_pct
-
-    def verdict(self) -> str:
-        if not self.sig.significant or self.change_pct is None:
-            return NO_DIFFERENCE
-        return f"{self.change_pct:+.1f}% *"
+def _rank(row: Row) -> int:
+    return 0 if row.significant else 1 if row.judged else 2
 
 
-def point_label(key: dict) -> str:
-    """The point in a few words: its design, workload and mode, and the options that are not their defaults."""
-    defaults = {"possible_cpus": key.get("cpus"), "online_cpus": key.get("possible_cpus"), "fault_pages": [1],
-                "fault_body": "none"}
-    shown = ("design", "workload", "mode", "lifecycle", "cpus", "possible_cpus", "online_cpus", "fault_pages",
-             "fault_body", "pack")
-    return " ".join(f"{k}={key[k]}" if k not in ("design", "workload", "mode", "lifecycle") else str(key[k])
-                    for k in shown if key.get(k) not in (None, False, "") and key.get(k) != defaults.get(k))
-
-
-def _pairs(base: Side, new: Side) -> list[tuple[str, list[dict], list[dict]]]:
-    """(label, base results, new results) of every point both sides measured; two sides of one point each
-    are compared with each other even when their parameters differ (the difference is the experiment)."""
-    common = [(point_label(key), results, new.points[pid][1]) for pid, (key, results) in base.points.items()
-              if pid in new.points]
-    if common or len(base.points) != 1 or len(new.points) != 1:
-        return common
-    (bkey, bres), (nkey, nres) = next(iter(base.points.values())), next(iter(new.points.values()))
-    differs = sorted(k for k in set(bkey) | set(nkey) if bkey.get(k) != nkey.get(k))
-    return [(f"{point_label(bkey)} (new differs in: {', '.join(differs)})", bres, nres)]
-
-
-def compare(base: Side, news: list[Side]) -> list[Row]:
-    rows = []
-    for new in news:
-        for label, base_results, new_results in _pairs(base, new):
-            for metric in METRICS:
-                b, n = samples_of(metric, base_results), samples_of(metric, new_results)
-                if not b or not n:
-                    continue
-                sb, sn = stats.summarize(b), stats.summarize(n)
-                rows.append(Row(label, metric, sb, sn, new.name, stats.pct_change(sb, sn), stats.significance(sb, sn)))
-    return rows
-
-
-def _fmt(s: stats.Summary) -> str:
-    return f"{s.mean:,.4g} ± {s.stdev:,.2g} (n={s.n})"
+def groups(rows: list[Row], changed_only: bool = False) -> list[list[Row]]:
+    """Rows by point and NEW side, significant rows first and the groups with one first;
+    ``changed_only`` keeps only the significant rows (and the groups that have one)."""
+    by: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        by.setdefault((r.point, r.new_side), []).append(r)
+    out = [sorted(g, key=_rank) for g in by.values()]
+    if changed_only:
+        out = [[r for r in g if r.significant] for g in out]
+        out = [g for g in out if g]
+    return sorted(out, key=lambda g: _rank(g[0]))
 
 
 def as_records(rows: list[Row]) -> list[dict]:
     return [{"point": r.point, "metric": r.metric.name, "higher_is_better": r.metric.higher_is_better,
-             "new_side": r.new_side, "base": r.base.to_dict(), "new": r.new.to_dict(),
-             "change_pct": r.change_pct, "significant": r.sig.significant, "rule": r.sig.rule,
-             "p_value": r.sig.p_value, "verdict": r.verdict(),
-             "unstable": bool(r.base.unstable_reasons() or r.new.unstable_reasons())} for r in rows]
+             "base_side": r.base_side, "new_side": r.new_side, "base": r.base.to_dict(), "new": r.new.to_dict(),
+             "change_pct": r.change_pct, "ci95_pct": list(r.ci_pct) if r.ci_pct else None,
+             "ci95_diff": list(r.sig.diff_ci) if r.sig.diff_ci else None, "judged": r.judged,
+             "significant": r.significant, "rule": r.sig.rule, "p_value": r.sig.p_value,
+             "resolution": r.resolution, "verdict": verdict(r),
+             "unstable": r.unstable, "timings_valid": r.timings_valid, "within_run_cv": r.within_run_cv}
+            for r in rows]
 
 
-def render(rows: list[Row], fmt: str, base_name: str) -> str:
-    """The comparison as markdown, csv or json text (the terminal table is drawn by the CLI from as_records)."""
-    recs = as_records(rows)
-    if fmt == "json":
-        return json.dumps({"schema_version": 1, "base": base_name, "comparisons": recs}, indent=1)
-    if fmt == "csv":
-        out = io.StringIO()
-        w = csv.writer(out)
-        w.writerow(["point", "metric", "base_mean", "base_stdev", "base_n", "new_side", "new_mean", "new_stdev",
-                    "new_n", "change_pct", "significant", "rule", "verdict"])
-        for r in rows:
-            w.writerow([r.point, r.metric.name, r.base.mean, r.base.stdev, r.base.n, r.new_side, r.new.mean,
-                        r.new.stdev, r.new.n, r.change_pct, r.sig.significant, r.sig.rule, r.verdict()])
-        return out.getvalue()
-    lines = [f"| point | metric | {base_name} (base) | new | change |", "|---|---|---|---|---|"]
-    for r in rows:
-        mark = " (unstable)" if r.base.unstable_reasons() or r.new.unstable_reasons() else ""
-        lines.append(f"| {r.point} | {r.metric.name} | {_fmt(r.base)} | {r.new_side}: {_fmt(r.new)} | "
-                     f"{r.verdict()}{mark} |")
-    rules = sorted({r.sig.rule for r in rows})
-    lines += ["", f"`*`: significant by {', '.join(rules) if rules else 'no rule (no common point)'}; "
-                  "mean ± standard deviation over the samples (repeats, or the per-second rates of one run)."]
+def legend(rows: list[Row]) -> str:
+    judged = sum(1 for r in rows if r.judged)
+    tested = (f"{judged} row{'s' if judged != 1 else ''} judged, each its own test: about 1 in 20 unchanged rows "
+              "is marked by chance" if judged else f"no row judged: run --repeat {stats.MIN_RUNS} or more")
+    return ("value ± %stddev over the runs (a run is the unit); change [95% confidence interval]; * significant "
+            f"(Welch's t-test at 5%, at least {stats.MIN_RUNS} runs a side; {tested}); ! unstable (pyperf's "
+            "thresholds). " + BETTER)
+
+
+def _markdown(rows: list[Row], changed_only: bool) -> str:
+    lines = ["| point | metric | base | new | change |", "|---|---|---|---|---|"]
+    for g in groups(rows, changed_only):
+        for r in g:
+            lines.append(f"| {md(r.point)} | {r.metric.name} | {md(r.base_side)}: {side_cell(r.base, r.resolution)} "
+                         f"| {md(r.new_side)}: {side_cell(r.new, r.resolution)} | {md(verdict(r))} |")
+    lines += ["", *(f"- {md(summary_line(g))}" for g in groups(rows)), "", legend(rows)]
     return "\n".join(lines) + "\n"
 
 
-def regressions(rows: list[Row], threshold_pct: float) -> list[Row]:
-    """Significant changes that make a metric worse by more than ``threshold_pct``."""
-    return [r for r in rows if r.sig.significant and r.worse_pct > threshold_pct]
+def md(text: str) -> str:
+    return shown(text).replace("|", "\\|")
 
 
-def check_files(paths: list[str]) -> None:
-    if len(paths) < 2:
-        raise InputError("compare needs a BASE file and at least one NEW file")
-    for p in paths:
-        if not Path(p).exists():
-            raise InputError(f"{p}: no such file")
+def _csv(rows: list[Row]) -> str:
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["point", "metric", "higher_is_better", "base_side", "base_mean", "base_stdev", "base_n",
+                "new_side", "new_mean", "new_stdev", "new_n", "change_pct", "ci95_low_pct", "ci95_high_pct",
+                "judged", "significant", "p_value", "rule", "verdict"])
+    for r in rows:
+        ci = r.ci_pct or (None, None)
+        w.writerow([shown(r.point), r.metric.name, r.metric.higher_is_better, shown(r.base_side), r.base.mean,
+                    r.base.stdev, r.base.n, shown(r.new_side), r.new.mean, r.new.stdev, r.new.n, r.change_pct,
+                    ci[0], ci[1], r.judged, r.significant, r.sig.p_value, r.sig.rule, shown(verdict(r))])
+    return out.getvalue()
 
+
+def render(rows: list[Row], fmt: str, base_name: str, changed_only: bool = False) -> str:
+    """The comparison as markdown, csv or json text (the terminal tables are drawn by ``tables``)."""
+    listed = [r for r in rows if r.significant] if changed_only else rows
+    if fmt == "json":
+        return json.dumps({"schema_version": 1, "base": base_name, "better": BETTER,
+                           "comparisons": as_records(listed), "summaries": [summary_line(g) for g in groups(rows)]},
+                          indent=1)
+    if fmt == "csv":
+        return _csv(listed)
+    return _markdown(rows, changed_only)
+
+
+def tables(rows: list[Row], changed_only: bool = False) -> list:
+    """One rich table per point and NEW side (fits 100 columns; on a narrower terminal the verdict wraps
+    between its words, the numbers never)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    out = []
+    for g in groups(rows, changed_only):
+        first = g[0]
+        t = Table(title=Text(f"{shown(first.point)}\nbase: {shown(first.base_side)} · new: {shown(first.new_side)}"),
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        t.add_column("metric", no_wrap=True)
+        for name in ("base", "new"):
+            t.add_column(name, justify="right", no_wrap=True)
+        t.add_column("change [95% CI]")  # a narrow terminal wraps the verdict between words, never a number
+        for r in g:
+            t.add_row(r.metric.name, side_cell(r.base, r.resolution), side_cell(r.new, r.resolution),
+                      Text(shown(verdict(r))))
+        steady = [r.within_run_cv for r in g if r.within_run_cv is not None]
+        if steady:  # how steady each run was: shown as such, never used as samples
+            t.caption = f"within one run the per-second events/s vary by up to {rounding.spread_pct(steady[0])}"
+            t.caption_justify = "left"
+        out.append(t)
+    return out
+
+
+# ---- the command ----
 
 FORMATS = ("table", "markdown", "csv", "json")
+_PCT = re.compile(r"[0-9]{1,9}(\.[0-9]{0,9})?|\.[0-9]{1,9}")
 
 
 def _pct_at_least_0(text: str) -> float:
     import argparse
-    import re
 
-    if not re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", text):
-        raise argparse.ArgumentTypeError(f"not a percentage >= 0: {text!r}")
+    if not _PCT.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"not a percentage >= 0 with at most 9 digits before the point: "
+                                         f"{shown(text)[:40]!r}")
     return float(text)
 
 
@@ -223,59 +221,73 @@ def add_parser(sub) -> None:
     c.add_argument("new", nargs="*", metavar="NEW", help="results file(s) of the side(s) compared with BASE")
     c.add_argument("--format", choices=FORMATS, default="table",
                    help="table (terminal), markdown, csv or json (default table)")
+    c.add_argument("--changed", action="store_true",
+                   help="show only the rows with a significant change (the summary lines stay)")
     c.add_argument("--fail-on-regression", type=_pct_at_least_0, metavar="PCT",
                    help="exit 1 when a metric gets significantly worse by more than PCT percent")
 
 
-def table(records: list[dict], base_name: str):
-    """The terminal table: one row per point and metric; fits 100 columns (the point label wraps)."""
-    from rich.table import Table
+def check_files(paths: list[str]) -> None:
+    if len(paths) < 2:
+        raise InputError("compare needs a BASE file and at least one NEW file")
+    for p in paths:
+        if not Path(p).exists():
+            raise InputError(f"{shown(p)}: no such file")
 
-    rules = sorted({r["rule"] for r in records})
-    sides = list(dict.fromkeys(r["new_side"] for r in records))
-    t = Table(title=f"shmrss compare (base: {base_name})", title_justify="left",
-              caption=f"mean ± stdev (n samples); * significant by {', '.join(rules) or 'no rule'}; "
-                      "! unstable (pyperf's thresholds)", caption_justify="left")
-    t.add_column("point", ratio=1, overflow="fold")
-    t.add_column("metric", max_width=14, overflow="fold")
-    t.add_column("base", justify="right", no_wrap=True)
-    new_header = sides[0] if len(sides) == 1 else "new"
-    t.add_column(new_header, justify="right", max_width=24, overflow="fold")
-    t.add_column("change", justify="right", max_width=12, overflow="fold")
-    for r in records:
-        b, n = r["base"], r["new"]
-        mark = " !" if r["unstable"] else ""
-        t.add_row(r["point"], r["metric"], f"{b['mean']:,.4g} ± {b['stdev']:,.2g} ({b['n']})",
-                  (f"{r['new_side']}: " if len(sides) > 1 else "") + f"{n['mean']:,.4g} ± {n['stdev']:,.2g} ({n['n']})",
-                  r["verdict"] + mark)
-    return t
+
+def _load(paths: list[str], logger) -> list[Side]:
+    sides = [load_side(p) for p in paths]
+    names = [s.name for s in sides]
+    for side in sides:
+        for note in side.notes:
+            logger.warning("{}", shown(note))
+        if names.count(side.name) > 1:  # one host, kernel and label on both sides: name them by file
+            side.name = Path(side.path).name
+        invalid = sum(1 for _, rs in side.points.values() for r in rs
+                      if isinstance(r.get("throughput"), dict) and r["throughput"].get("timings_valid") is False)
+        if invalid:
+            logger.warning("{}: {} result(s) say their timings are not valid (another run competed for the CPUs): "
+                           "a difference may be the host's", shown(side.path), invalid)
+    return sides
+
+
+def _print_tables(rows: list[Row], changed_only: bool, out_console) -> None:
+    from rich.text import Text
+
+    for t in tables(rows, changed_only):
+        out_console.print(t)
+    if changed_only and not any(r.significant for r in rows):
+        out_console.print(Text(f"{NO_DIFFERENCE} in any of the {len(rows)} rows"))
+    for g in groups(rows):
+        out_console.print(Text(summary_line(g)), soft_wrap=True)
+    out_console.print(Text(legend(rows)), style="dim")
+
+
+def _gate(rows: list[Row], threshold: float, logger) -> int:
+    worse = regressions(rows, threshold)
+    for r in worse:
+        logger.error("regression: {} {} {} ({} against {})", shown(r.point), r.metric.name, shown(verdict(r)),
+                     shown(r.new_side), shown(r.base_side))
+    unjudged = sum(1 for r in rows if not r.judged)
+    if unjudged:
+        logger.warning("--fail-on-regression: {} of {} rows had fewer than {} runs a side and were not judged",
+                       unjudged, len(rows), stats.MIN_RUNS)
+    return 1 if worse else 0
 
 
 def main(args, out_console) -> int:
     """``shmrss compare``: 0, or 1 when --fail-on-regression found a significant regression."""
+    import sys
+
     from loguru import logger
 
-    paths = [args.base, *args.new]
-    check_files(paths)
-    base = load_side(args.base)
-    news = [load_side(p) for p in args.new]
-    names = [s.name for s in (base, *news)]
-    for side in (base, *news):
-        if names.count(side.name) > 1:  # one host, kernel and label on both sides: name them by file
-            side.name = Path(side.path).name
+    check_files([args.base, *args.new])
+    base, *news = _load([args.base, *args.new], logger)
     rows = compare(base, news)
     if not rows:
         logger.warning("the files have no point in common: nothing to compare")
     if args.format == "table":
-        out_console.print(table(as_records(rows), base.name))
+        _print_tables(rows, args.changed, out_console)
     else:
-        import sys
-
-        sys.stdout.write(render(rows, args.format, base.name))
-    if args.fail_on_regression is not None:
-        worse = regressions(rows, args.fail_on_regression)
-        for r in worse:
-            logger.error("regression: {} {} {} ({})", r.point, r.metric.name, r.verdict(), r.new_side)
-        if worse:
-            return 1
-    return 0
+        sys.stdout.write(render(rows, args.format, shown(base.name), args.changed))
+    return 0 if args.fail_on_regression is None else _gate(rows, args.fail_on_regression, logger)
