@@ -55,6 +55,16 @@ def write_text(path: str | Path, text: str) -> Path:
     return write_bytes(path, text.encode())
 
 
+def _lstat_or_none(p: Path, prefix: str = ""):
+    """The path's own status (a link not followed), None when nothing is there; OutputError otherwise."""
+    try:
+        return os.lstat(p)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise OutputError(f"{prefix}cannot use {p}: {e.strerror}") from None
+
+
 def check_file_output(path: str | Path, what: str) -> Path:
     """Refuse (OutputError) an output file that cannot be written, by creating a temporary next to it.
 
@@ -62,12 +72,7 @@ def check_file_output(path: str | Path, what: str) -> Path:
     if str(path) == "":
         raise OutputError(f"{what}: an empty path")
     p = Path(path)
-    try:
-        st = os.lstat(p)
-    except FileNotFoundError:
-        st = None
-    except OSError as e:
-        raise OutputError(f"{what}: cannot use {path}: {e.strerror}") from None
+    st = _lstat_or_none(p, f"{what}: ")
     if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
         raise OutputError(f"{what}: {path} exists and is not a regular file")
     parent = p.parent
@@ -108,12 +113,7 @@ def make_dir(path: str | Path) -> Path:
     a symlink planted at the path is replaced by a real directory, never followed; anything else that is not
     a directory is refused (OutputError)."""
     p = Path(path)
-    try:
-        st = os.lstat(p)
-    except FileNotFoundError:
-        st = None
-    except OSError as e:
-        raise OutputError(f"cannot use {path}: {e.strerror}") from None
+    st = _lstat_or_none(p)
     try:
         if st is not None and stat.S_ISLNK(st.st_mode):
             os.unlink(p)

@@ -1,6 +1,7 @@
 """Issue 19: fuzzing the readers of results files. Thousands of files mutated from real results (type swaps,
 NaN, huge numbers, missing and duplicated keys, truncation, foreign lines) go through ``report``'s reading,
-tables and CSV rows and ``compare``'s reading and comparison in-process, and a sample of them through the
+tables and CSV rows, ``compare``'s reading and comparison and ``show``'s tables in-process, and a sample of
+them through the
 commands themselves: every file is read or refused with one line (InputError, exit 2), never a traceback,
 within a time and memory bound.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from shmrss import compare, report, report_data, report_figures, wis_csv
+from shmrss import compare, report, report_data, report_figures, show, wis_csv
 from shmrss.results_file import InputError
 
 QUICK = ["--duration", "0.2", "--no-calibrate", "--cpus", "1"]
@@ -155,6 +156,17 @@ def _through_compare(path: Path, base) -> str:
     return "read"
 
 
+def _through_show(path: Path, fmt: str) -> str:
+    """``shmrss show``: the file's tables rendered (a terminal table to a string, markdown to stdout)."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    args = SimpleNamespace(results=str(path), format=fmt, wide=False)
+    show.main(args, lambda *tables: Console(file=io.StringIO(), width=200))
+    return "read"
+
+
 def _one_line(e: InputError) -> None:
     assert "\n" not in str(e) and str(e), repr(e)
 
@@ -171,7 +183,8 @@ def test_mutated_results_are_read_or_refused_with_one_line(seeds, tmp_path, monk
     t0 = time.perf_counter()
     for i in range(FILES):
         _file(seeds, rng, path)
-        for through in (lambda p: _through_report(p, draw=i % 15 == 0), lambda p: _through_compare(p, base)):
+        for through in (lambda p: _through_report(p, draw=i % 15 == 0), lambda p: _through_compare(p, base),
+                        lambda p: _through_show(p, "markdown" if i % 2 else "table")):
             try:
                 outcome[through(path)] += 1
             except InputError as e:
@@ -182,7 +195,7 @@ def test_mutated_results_are_read_or_refused_with_one_line(seeds, tmp_path, monk
         if i % 50 == 0:
             rss_max = max(rss_max, _rss() - rss0)
     took = time.perf_counter() - t0
-    assert outcome["read"] > FILES // 10 and outcome["refused"] > FILES // 2, outcome  # both sides exercised
+    assert outcome["read"] > FILES // 10 and outcome["refused"] > FILES // 2, outcome  # of 3 x FILES passes  # both sides exercised
     assert took < 120, f"{FILES} files took {took:.1f} s"  # ~10 s on an idle 2-core VM: no file hangs
     assert rss_max < 100 << 20, f"the resident set grew by {rss_max >> 20} MiB"
 
@@ -200,8 +213,8 @@ def test_mutated_results_through_the_commands(seeds, tmp_path):
     for i in range(COMMANDS):
         path = tmp_path / f"f{i}.jsonl"
         _file(seeds, rng, path)
-        argv = ["report", str(path), "--out", str(tmp_path / f"rep{i}")] if i % 2 else \
-            ["compare", str(base), str(path), "--format", "markdown"]
+        argv = (["report", str(path), "--out", str(tmp_path / f"rep{i}")], ["compare", str(base), str(path),
+                "--format", "markdown"], ["show", str(path)])[i % 3]
         p = subprocess.run([sys.executable, "-m", "shmrss", *argv], capture_output=True, text=True, timeout=120)
         assert "Traceback" not in p.stderr and p.returncode in (0, 1, 2), (argv, p.stderr, path.read_text()[:2000])
         if p.returncode == 2:
