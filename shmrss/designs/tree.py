@@ -13,7 +13,31 @@ above the level's batch: ``hi(new) - hi(old)`` with ``hi(x) = x & ~(batch - 1)``
 (the part of d above the batch bit, plus one batch when the low part wrapped;
 negative d borrows). No carry (the common case): done. Otherwise ``lock xadd``
 the carry into the level-1 item and compute that item's carry with its own
-batch (the previous batch times the level's arity), and so on up to the root.
+batch (the previous batch times the level's arity), and so on up to the root;
+a carry with no bits below an item's batch passes over that item unwritten, as
+``percpu_counter_tree_add_slowpath`` does in the C this port follows (linux-mm's
+public tree, linux-mm/linux-mm ``lib/percpu_counter_tree.c``, the blob at commit
+23b86b4b; ``shmrss verify --design tree`` runs it beside this port)::
+
+    for (level = 1; level < nr_levels; level++) {
+        if (abs(inc) & (bit_mask - 1)) {
+            atomic_long_t *count = &item[cpu & (level_items - 1)].count;
+            ...
+            res = atomic_long_add_return_relaxed(inc, count);
+            orig = res - inc;
+            inc = percpu_counter_tree_carry(orig, res, inc, bit_mask);
+            if (likely(!inc))
+                return;
+        }
+        item += level_items;
+        ...
+    }
+    atomic_long_add(inc, counter->approx_sum.a);
+
+So an intermediate item keeps only the low bits of what reached it ("we therefore
+don't care about higher order bits"), and the root everything. Which form v15
+1/3 posted is not checked: the seeds hold v15 2/3 (mm), not 1/3 (lib); v15's
+cover letter calls ``percpu_counter_tree_add`` inline, the copy has it out of line.
 
 64-bit words stand in for the kernel's 32-bit counters: the arithmetic is the
 same modular arithmetic with no wrap in reach.
@@ -63,7 +87,8 @@ __alignof__(*counters)); level0 = __alloc_percpu_gfp(nr_counters * counter_size,
 slice holds a whole ``struct percpu_counter_tree`` per counter (56 bytes on x86_64, 224 for the four
 rss counters), of which the fast path uses the first int; here the slice is one word per counter,
 so the allocation zeroing fork pays (``mm_init``, the ``inline`` lifecycle) walks 32 bytes per CPU,
-not 224.
+not 224. The linux-mm copy the add follows allocates as this port does (``size_t counter_size =
+sizeof(*counters->level0)``: one ``unsigned long`` per counter), and its ``bias`` is a ``long``.
 ``get_mm_counter`` (``read_mm_counter``, the read every ``update_hiwater_rss`` makes) is that
 walk clamped at 0 in v15 (``percpu_counter_tree_precise_sum_positive``), not the root.
 ``compare_value`` is ``percpu_counter_tree_precise_compare_value``::
