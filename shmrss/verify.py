@@ -198,9 +198,11 @@ def _describe(i, op, diffs, a: _View, b: _View, wa, wb) -> str:
             f"{a.design} {a.out.tolist()} {b.design} {b.out.tolist()}; per-CPU {a.design} {a.pcpu.tolist()} "
             f"{b.design} {b.pcpu.tolist()}")
     if a.items is not None:
-        text += (f"; items of member {k} (levels 1.., root last) {a.design} {a.items[k].tolist()} "
-                 f"{b.design} {b.items[k].tolist()}; items written per level {a.design} {wa.tolist()} "
-                 f"{b.design} {wb.tolist()}")
+        shown = [m for m in range(L.NMEMBERS) if not np.array_equal(a.items[m], b.items[m])] or [k]
+        for m in shown:
+            text += (f"; items of member {m} (levels 1.., root last) {a.design} {a.items[m].tolist()} "
+                     f"{b.design} {b.items[m].tolist()}")
+        text += f"; items written per level {a.design} {wa.tolist()} {b.design} {wb.tolist()}"
     return text
 
 
