@@ -85,8 +85,8 @@ def _add_run_parser(sub) -> None:
                         "and logs then go to stderr")
     r.add_argument("--plot", metavar="DIR", help="draw PNG plots of the results into DIR")
     r.add_argument("--kernel-src", metavar="DIR",
-                   help="kernel tree the k-percpu design compiles lib/percpu_counter.c from "
-                        "(default $SHMRSS_KERNEL_SRC; docs/kernel-c.md)")
+                   help="kernel tree k-percpu compiles lib/percpu_counter.c from, k-tree HPCC's "
+                        "lib/percpu_counter_tree.c (default $SHMRSS_KERNEL_SRC; docs/kernel-c.md)")
     r.add_argument("--wide", action="store_true",
                    help="one row per design with every column (about 200 columns) instead of metrics as rows")
     r.add_argument("--live", action="store_true",
