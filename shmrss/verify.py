@@ -244,7 +244,7 @@ def kernel_designs(text: str) -> str:
 
 
 def _print(port: str, version: str, args, o: Outcome) -> None:
-    print(f"{port} vs {PAIRS[port]} (kernel {version}, {args.cpus} CPUs, seed {args.seed}): "
+    print(f"{port} vs {PAIRS[port]} ({version}, {args.cpus} CPUs, seed {args.seed}): "
           f"{o.ops} ops, {o.bad} mismatches", flush=True)
     if o.kinds:
         print("  ops differing in: " + ", ".join(f"{k} {v}" for k, v in o.kinds.items()), flush=True)
@@ -262,7 +262,9 @@ def main(args, err) -> int:
     failed = 0
     for p in kernel_designs(args.design) and [d.strip() for d in args.design.split(",") if d.strip()]:
         designs.get(p)
-        _, version = libs[PAIRS[p]].loaded()
+        lib = libs[PAIRS[p]]
+        _, version = lib.loaded()
+        version = f"kernel {version}" if version != "unknown" else lib.provenance()["source"]  # a copy: its path
         o = outcome(p, args.events, args.seed, args.cpus)
         _print(p, version, args, o)
         failed += o.bad > 0
