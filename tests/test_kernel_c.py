@@ -244,10 +244,11 @@ def test_a_library_needing_more_per_cpu_memory_than_its_spec_states_is_refused(t
 
 
 @needs_hpcc
-def test_verify_finds_no_mismatch_between_the_tree_port_and_hpcc_level_writes_included():
+def test_verify_finds_no_mismatch_between_the_tree_port_and_hpcc_level_writes_included(monkeypatch):
     from shmrss import verify
     from shmrss.kernel import ktree
 
+    monkeypatch.setenv(source.ENV, HPCC)  # restored after: the other kernel tests read the 6.1 tree
     ktree.require("k-tree", HPCC)
     o = verify.outcome("tree", 3000, 7, 8)
     assert (o.bad, o.first) == (0, "")
@@ -260,6 +261,7 @@ def test_verify_reports_a_tree_item_that_differs(monkeypatch):
     from shmrss import verify
     from shmrss.kernel import ktree
 
+    monkeypatch.setenv(source.ENV, HPCC)
     ktree.require("k-tree", HPCC)
     real = verify.ITEMS["k-tree"]
 
@@ -274,7 +276,8 @@ def test_verify_reports_a_tree_item_that_differs(monkeypatch):
 
 
 @needs_hpcc
-def test_tree_and_k_tree_both_hold_their_invariants_in_threads(run_cli, tmp_path):
+def test_tree_and_k_tree_both_hold_their_invariants_in_threads(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv(source.ENV, HPCC)  # --kernel-src sets it for the run's CPUs; restored after
     code, data = run_cli(["run", "--design", "tree,k-tree", "--kernel-src", HPCC, "--cpus", "2", "--mode",
                           "threads", "--duration", "0.5"], tmp_path)
     assert code == 0
