@@ -85,8 +85,8 @@ def _add_run_parser(sub) -> None:
                         "and logs then go to stderr")
     r.add_argument("--plot", metavar="DIR", help="draw PNG plots of the results into DIR")
     r.add_argument("--kernel-src", metavar="DIR",
-                   help="kernel tree the k-percpu design compiles lib/percpu_counter.c from "
-                        "(default $SHMRSS_KERNEL_SRC; docs/kernel-c.md)")
+                   help="kernel tree k-percpu compiles lib/percpu_counter.c from, k-tree HPCC's "
+                        "lib/percpu_counter_tree.c (default $SHMRSS_KERNEL_SRC; docs/kernel-c.md)")
     r.add_argument("--wide", action="store_true",
                    help="one row per design with every column (about 200 columns) instead of metrics as rows")
     r.add_argument("--live", action="store_true",
@@ -262,13 +262,14 @@ def cmd_run(args, err: Console) -> int:
 
 
 def _kernel_c(design_text: str, kernel_src: str | None, pack: bool = False, live: bool = False) -> str:
-    """The C a design list needs (k-percpu's kernel tree, a c:SPEC.toml), built before anything starts;
+    """The C a design list needs (k-percpu's or k-tree's kernel tree, a c:SPEC.toml), built before anything starts;
     returns the list with its c: entry named ``c`` (docs/kernel-c.md)."""
     from shmrss.designs import KERNEL_DESIGNS
-    from shmrss.kernel import build, kpercpu, source, spec
+    from shmrss.kernel import build, kpercpu, ktree, source, spec
 
     try:
         kpercpu.require(design_text, kernel_src)
+        ktree.require(design_text, kernel_src)
         text = spec.require(design_text)
     except (source.KernelSourceError, build.BuildError, spec.SpecError) as e:
         raise UsageError(str(e)) from None
@@ -283,7 +284,7 @@ def _kernel_c(design_text: str, kernel_src: str | None, pack: bool = False, live
 def cmd_verify(args, err: Console) -> int:
     from shmrss import verify
 
-    _kernel_c("k-percpu", args.kernel_src)
+    _kernel_c(verify.kernel_designs(args.design), args.kernel_src)
     return verify.main(args, err)
 
 

@@ -1,15 +1,18 @@
 """``shmrss verify``: each port and its kernel C run one generated op stream, compared after every op.
 
-For each pair (``percpu`` and ``k-percpu``, the kernel's lib/percpu_counter.c) both
-designs get a segment of the same geometry in this process; the ops (mixed CPUs,
-deltas +-1, +-16, +-512 and odd sizes, a CPU going offline half way) go through
-each design's compiled functions (``verify_driver``), and after every op the
-approximate read, the precise read, the accuracy range and every CPU's per-CPU value must be equal.
-Prints "N ops, M mismatches" per pair and the first mismatch; exit 1 on any.
+For each pair (``percpu`` and ``k-percpu``, the kernel's lib/percpu_counter.c; ``tree`` and
+``k-tree``, HPCC's lib/percpu_counter_tree.c) both designs get a segment of the same
+geometry in this process; the ops (mixed CPUs, deltas +-1, +-16, +-512 and odd sizes, a
+CPU going offline half way) go through each design's compiled functions
+(``verify_driver``), and after every op the approximate read, the precise read, the
+accuracy range and every CPU's per-CPU value must be equal, and for the tree every item
+of every level and which levels the op wrote (an item whose value changed). Prints "N
+ops, M mismatches" per pair, the writes per level, and the first mismatch; exit 1 on any.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +22,7 @@ from shmrss.options import int_at_least
 from shmrss.segment import Geometry, Segment
 
 TEMPLATE = Path(__file__).resolve().parent / "verify_driver.py"
-PAIRS = {"percpu": "k-percpu"}  # port -> its kernel C
+PAIRS = {"percpu": "k-percpu", "tree": "k-tree"}  # port -> its kernel C
 DELTAS = (1, 16, 512, 3, 7, 33, 100, 1023, 31, 32)
 OFFLINE = 1
 
@@ -79,11 +82,53 @@ def _kernel_pcpu(w: np.ndarray, ncpu: int) -> np.ndarray:
     return out
 
 
-PCPU_VALUES = {"percpu": _port_pcpu, "k-percpu": _kernel_pcpu}
+def _tree_pcpu(w: np.ndarray, ncpu: int) -> np.ndarray:
+    """tree's level-0 counters of mm 0: one word per member in each CPU's unit (as percpu's)."""
+    return _port_pcpu(w, ncpu)
+
+
+def _ktree_pcpu(w: np.ndarray, ncpu: int) -> np.ndarray:
+    """k-tree's: ``*per_cpu_ptr(counter->level0, cpu)``, an unsigned long, for each ``rss_stat[k]`` of mm 0."""
+    from shmrss.designs import k_tree as K
+
+    return np.array([[w[K.level0_word(w, 0, k, cpu)] for cpu in range(ncpu)] for k in range(L.NMEMBERS)])
+
+
+def _tree_items(w: np.ndarray) -> np.ndarray:
+    """tree's items of mm 0, levels 1.. then the root, one line each after the bias line."""
+    n, line, base = int(w[L.H_DPARAM + 2]), int(w[L.H_LINE]), int(w[L.H_MM])
+    return np.array([[w[base + (1 + k * n + j) * line] for j in range(n)] for k in range(L.NMEMBERS)])
+
+
+def _ktree_items(w: np.ndarray) -> np.ndarray:
+    """k-tree's ``counter->items[j].count`` of each ``rss_stat[k]`` of mm 0 (the root last)."""
+    from shmrss.designs import k_tree as K
+
+    n = int(w[L.H_DPARAM + K.D_ITEMS]) // int(w[L.H_DPARAM + K.D_ITEM])
+    return np.array([[w[K.item_word(w, 0, k, j)] for j in range(n)] for k in range(L.NMEMBERS)])
+
+
+PCPU_VALUES = {"percpu": _port_pcpu, "k-percpu": _kernel_pcpu, "tree": _tree_pcpu, "k-tree": _ktree_pcpu}
+ITEMS = {"tree": _tree_items, "k-tree": _ktree_items}  # the shared words, per tree level
+
+
+@dataclass
+class Outcome:
+    """One pair's comparison: ops with any difference, the first in full, and what each design wrote."""
+    ops: int
+    bad: int = 0
+    first: str = ""
+    kinds: dict[str, int] = field(default_factory=dict)  # mismatching ops by what differed
+    writes: dict[str, list[int]] = field(default_factory=dict)  # per design: items written per level 1..L
 
 
 def compare(port: str, n: int, seed: int, ncpu: int) -> tuple[int, str]:
     """(mismatches, the first one in full) over ``n`` ops of port against its kernel C."""
+    o = outcome(port, n, seed, ncpu)
+    return o.bad, o.first
+
+
+def outcome(port: str, n: int, seed: int, ncpu: int) -> Outcome:
     from shmrss.specialise import compile_entries, specialised
 
     kernel = PAIRS[port]
@@ -99,42 +144,128 @@ def compare(port: str, n: int, seed: int, ncpu: int) -> tuple[int, str]:
             s.close()
 
 
-def _run(drivers, segs, port, kernel, stream, ncpu) -> tuple[int, str]:
-    outs = {d: np.zeros((L.NMEMBERS, 4), dtype=np.int64) for d in drivers}
-    bad, first = 0, ""
+def _item_levels(w: np.ndarray) -> np.ndarray:
+    """The level (1..L, the root L) of each tree item, from the tree port's params (designs/tree.py)."""
+    from shmrss.designs import tree
+
+    nlev = int(w[L.H_DPARAM + 1])
+    orders = tuple(int(w[L.H_DPARAM + 5 + i]) for i in range(nlev))
+    out = [lev + 1 for lev, (items, _, _) in enumerate(tree.levels(int(w[L.H_POSSIBLE]), orders))
+           for _ in range(items)]
+    return np.array(out or [1], dtype=np.int64)
+
+
+class _View:
+    """What verify reads of one design after an op: reads, per-CPU values, tree items."""
+
+    def __init__(self, design, seg, ncpu):
+        self.design, self.seg, self.ncpu = design, seg, ncpu
+        self.out = np.zeros((L.NMEMBERS, 4), dtype=np.int64)
+        self.items = ITEMS[design](seg.words) if design in ITEMS else None
+        self.pcpu = None
+
+    def take(self, levels: np.ndarray | None, writes: list[int]) -> np.ndarray | None:
+        """Read the per-CPU values and items; add the items the op changed to ``writes``; those per level."""
+        self.pcpu = PCPU_VALUES[self.design](self.seg.words, self.ncpu)
+        if self.items is None:
+            return None
+        now = ITEMS[self.design](self.seg.words)
+        changed = (now != self.items).sum(axis=0)
+        self.items = now
+        wrote = np.bincount(levels, weights=changed, minlength=len(writes) + 1)[1:].astype(np.int64)
+        for i, c in enumerate(wrote):
+            writes[i] += int(c)
+        return wrote
+
+
+def _differences(a: _View, b: _View, wa, wb) -> list[str]:
+    diffs = []
+    if not np.array_equal(a.out, b.out):
+        diffs.append("reads")
+    if not np.array_equal(a.pcpu, b.pcpu):
+        diffs.append("per-CPU")
+    if a.items is not None and not np.array_equal(a.items, b.items):
+        diffs.append("items")
+    if wa is not None and not np.array_equal(wa, wb):
+        diffs.append("level writes")
+    return diffs
+
+
+def _describe(i, op, diffs, a: _View, b: _View, wa, wb) -> str:
+    kind, cpu, k, delta = (int(x) for x in op)
+    what = f"add {delta:+d} to member {k} on CPU {cpu}" if kind == 0 else f"CPU {cpu} offline"
+    text = (f"op {i} ({what}) differs in {', '.join(diffs)}: (approx, precise, under, over) per member "
+            f"{a.design} {a.out.tolist()} {b.design} {b.out.tolist()}; per-CPU {a.design} {a.pcpu.tolist()} "
+            f"{b.design} {b.pcpu.tolist()}")
+    if a.items is not None:
+        shown = [m for m in range(L.NMEMBERS) if not np.array_equal(a.items[m], b.items[m])] or [k]
+        for m in shown:
+            text += (f"; items of member {m} (levels 1.., root last) {a.design} {a.items[m].tolist()} "
+                     f"{b.design} {b.items[m].tolist()}")
+        text += f"; items written per level {a.design} {wa.tolist()} {b.design} {wb.tolist()}"
+    return text
+
+
+def _run(drivers, segs, port, kernel, stream, ncpu) -> Outcome:
+    views = {d: _View(d, segs[d], ncpu) for d in drivers}
     for d in drivers:
-        drivers[d].step(segs[d].words, 2, 0, 0, 0, outs[d])  # INIT
+        drivers[d].step(segs[d].words, 2, 0, 0, 0, views[d].out)  # INIT
+        views[d].items = ITEMS[d](segs[d].words) if d in ITEMS else None
+    levels = _item_levels(segs[port].words) if port in ITEMS else None
+    res = Outcome(ops=len(stream))
+    if levels is not None:
+        res.writes = {d: [0] * int(levels.max()) for d in drivers}
+    a, b = views[port], views[kernel]
     for i, (kind, cpu, k, delta) in enumerate(stream):
         for d in drivers:
-            drivers[d].step(segs[d].words, int(kind), int(cpu), int(k), int(delta), outs[d])
-        pp, kp = PCPU_VALUES[port](segs[port].words, ncpu), PCPU_VALUES[kernel](segs[kernel].words, ncpu)
-        if np.array_equal(outs[port], outs[kernel]) and np.array_equal(pp, kp):
+            drivers[d].step(segs[d].words, int(kind), int(cpu), int(k), int(delta), views[d].out)
+        wa = a.take(levels, res.writes.get(port, []))
+        wb = b.take(levels, res.writes.get(kernel, []))
+        diffs = _differences(a, b, wa, wb)
+        if not diffs:
             continue
-        bad += 1
-        if not first:
-            what = f"add {delta:+d} to member {k} on CPU {cpu}" if kind == 0 else f"CPU {cpu} offline"
-            first = (f"op {i} ({what}): (approx, precise, under, over) per member {port} {outs[port].tolist()} "
-                     f"{kernel} {outs[kernel].tolist()}; per-CPU {port} {pp.tolist()} {kernel} {kp.tolist()}")
-    return bad, first
+        res.bad += 1
+        for what in diffs:
+            res.kinds[what] = res.kinds.get(what, 0) + 1
+        if not res.first:
+            res.first = _describe(i, stream[i], diffs, a, b, wa, wb)
+    return res
+
+
+def kernel_designs(text: str) -> str:
+    """The kernel C designs the ports named in ``text`` are checked against (UsageError for another port)."""
+    from shmrss.errors import UsageError
+
+    ports = [d.strip() for d in text.split(",") if d.strip()]
+    for p in ports:
+        if p not in PAIRS:
+            raise UsageError(f"verify: no kernel C for design {p!r} (ports with kernel C: {', '.join(PAIRS)})")
+    return ",".join(PAIRS[p] for p in ports)
+
+
+def _print(port: str, version: str, args, o: Outcome) -> None:
+    print(f"{port} vs {PAIRS[port]} ({version}, {args.cpus} CPUs, seed {args.seed}): "
+          f"{o.ops} ops, {o.bad} mismatches", flush=True)
+    if o.kinds:
+        print("  ops differing in: " + ", ".join(f"{k} {v}" for k, v in o.kinds.items()), flush=True)
+    for d, per_level in o.writes.items():
+        print(f"  {d} items written per level (1.., root last): {per_level}", flush=True)
+    if o.bad:
+        print(f"first mismatch: {o.first}", flush=True)
 
 
 def main(args, err) -> int:
     from shmrss import designs
-    from shmrss.errors import UsageError
-    from shmrss.kernel import kpercpu
+    from shmrss.kernel import kpercpu, ktree
 
-    ports = [d.strip() for d in args.design.split(",") if d.strip()]
-    for p in ports:
-        if p not in PAIRS:
-            raise UsageError(f"verify: no kernel C for design {p!r} (ports with kernel C: {', '.join(PAIRS)})")
-    _, version = kpercpu.loaded()
+    libs = {"k-percpu": kpercpu.LIB, "k-tree": ktree.LIB}
     failed = 0
-    for p in ports:
+    for p in kernel_designs(args.design) and [d.strip() for d in args.design.split(",") if d.strip()]:
         designs.get(p)
-        bad, first = compare(p, args.events, args.seed, args.cpus)
-        print(f"{p} vs {PAIRS[p]} (kernel {version}, {args.cpus} CPUs, seed {args.seed}): "
-              f"{args.events} ops, {bad} mismatches", flush=True)
-        if bad:
-            print(f"first mismatch: {first}", flush=True)
-            failed += 1
+        lib = libs[PAIRS[p]]
+        _, version = lib.loaded()
+        version = f"kernel {version}" if version != "unknown" else lib.provenance()["source"]  # a copy: its path
+        o = outcome(p, args.events, args.seed, args.cpus)
+        _print(p, version, args, o)
+        failed += o.bad > 0
     return 1 if failed else 0

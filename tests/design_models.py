@@ -509,7 +509,7 @@ class TreeShape:
 class Tree(Model):
     """HPCC: the CPU's level-0 counter keeps its whole value; a carry is the change of the part at
     or above the level's batch (floor), added to the CPU's item one level up (cpu & (items - 1)),
-    whose own carry goes on up; the last level's single item is the root. approx = root, bound
+    whose own carry goes on up; a carry that is a multiple of an item's batch passes over it; the last level's single item is the root. approx = root, bound
     (B*M, (B-1)*M); precise = sum of level-0 counters. One possible CPU: no levels, exact."""
 
     name = "tree"
@@ -535,6 +535,8 @@ class Tree(Model):
         self.slow[cpu] += 1
         levels = self.shape.levels
         for lev, (n, batch) in enumerate(levels):
+            if lev < len(levels) - 1 and abs(carry) % batch == 0:
+                continue  # no bits below this item's batch: the carry passes over it
             i = cpu % n
             old = self.items[mm][k][lev][i]
             self.items[mm][k][lev][i] = old + carry

@@ -107,6 +107,19 @@ def kernel_source() -> str | None:
     return None
 
 
+def hpcc_source() -> str | None:
+    """For k-tree and ``verify --design tree``: HPCC's lib/percpu_counter_tree.c, in no released kernel."""
+    d = os.environ.get("SHMRSS_HPCC_SRC")
+    if not d or not (Path(d) / "lib/percpu_counter_tree.c").is_file() or shutil.which("gcc") is None:
+        return "no HPCC source ($SHMRSS_HPCC_SRC: a tree with lib/percpu_counter_tree.c) or no gcc"
+    return None
+
+
+def with_hpcc(*tail: str) -> Callable[[list[str]], list[str]]:
+    """The command with DIR replaced by $SHMRSS_HPCC_SRC, and ``tail`` appended."""
+    return lambda argv: [os.environ.get("SHMRSS_HPCC_SRC", "") if a == "DIR" else a for a in argv] + list(tail)
+
+
 def gcc() -> str | None:
     """For commands that build C (``--design c:SPEC.toml``)."""
     return None if shutil.which("gcc") else "no gcc: the shim cannot be built"
@@ -139,6 +152,10 @@ MARKS = [
     Mark("README.md", r"--design percpu,k-percpu", "5 s a design", short(), needs=kernel_source),
     Mark("docs/kernel-c.md", r"--design percpu,k-percpu", "5 s a design", short(), needs=kernel_source),
     Mark("docs/kernel-c.md", r"^shmrss run --design c:", "5 s a design", short(), needs=gcc),
+    Mark("docs/kernel-c.md", r"^shmrss verify --design tree", "3000 ops on HPCC's copy", with_hpcc("--events", "3000"),
+         needs=hpcc_source),
+    Mark("docs/kernel-c.md", r"--design tree,k-tree", "HPCC's copy, short",
+         lambda argv: short()(with_hpcc()(argv)), needs=hpcc_source),
     Mark("docs/kernel-c.md", r"^shmrss verify", "synopsis: runs without its options",
          lambda argv: ["shmrss", "verify"], needs=kernel_source),
     # --- cli.md

@@ -38,6 +38,25 @@ needs_kernel = pytest.mark.skipif(KSRC is None or shutil.which("gcc") is None,
                                          "linux-source-6.1) or no gcc")
 
 
+def _hpcc_src() -> str | None:
+    """A tree with HPCC's lib/percpu_counter_tree.c: $SHMRSS_HPCC_SRC, else the kernel tree if it has one.
+    The skip names HPCC, never the kernel source: CI has Debian's 6.1, which has no HPCC (tests/ci_skips.py)."""
+    from shmrss.kernel import ktree
+
+    for text in (os.environ.get("SHMRSS_HPCC_SRC"), os.environ.get(source.ENV)):
+        try:
+            return str(source.kernel_dir(text, ktree.LIB.files)) if text else None
+        except source.KernelSourceError:
+            continue
+    return None
+
+
+HPCC = _hpcc_src()
+needs_hpcc = pytest.mark.skipif(HPCC is None or shutil.which("gcc") is None,
+                                reason="no HPCC source (lib/percpu_counter_tree.c in $SHMRSS_HPCC_SRC or the "
+                                       "kernel tree; docs/kernel-c.md says how to lay a copy out) or no gcc")
+
+
 def _write_spec(d: Path, body: str, name: str = "s.toml") -> Path:
     (d / name).write_text(body)
     return d / name
@@ -222,3 +241,53 @@ def test_a_library_needing_more_per_cpu_memory_than_its_spec_states_is_refused(t
     assert done.stderr.strip().splitlines() == [
         f"shmrss: error: {path}: tight's init failed on one CPU with percpu_bytes = 0 "
         "(does it allocate more per-CPU memory than that?)"]
+
+
+@needs_hpcc
+def test_verify_finds_no_mismatch_between_the_tree_port_and_hpcc_level_writes_included(monkeypatch):
+    from shmrss import verify
+    from shmrss.kernel import ktree
+
+    monkeypatch.setenv(source.ENV, HPCC)  # restored after: the other kernel tests read the 6.1 tree
+    ktree.require("k-tree", HPCC)
+    o = verify.outcome("tree", 3000, 7, 8)
+    assert (o.bad, o.first) == (0, "")
+    assert o.writes["tree"] == o.writes["k-tree"] and len(o.writes["tree"]) == 3 and min(o.writes["tree"]) > 0
+
+
+@needs_hpcc
+def test_verify_reports_a_tree_item_that_differs(monkeypatch):
+    """HPCC's first level-1 item read one higher than it is: verify must report the items, not only reads."""
+    from shmrss import verify
+    from shmrss.kernel import ktree
+
+    monkeypatch.setenv(source.ENV, HPCC)
+    ktree.require("k-tree", HPCC)
+    real = verify.ITEMS["k-tree"]
+
+    def items(w):
+        out = real(w)
+        out[0, 0] += 1
+        return out
+
+    monkeypatch.setitem(verify.ITEMS, "k-tree", items)
+    o = verify.outcome("tree", 200, 7, 4)
+    assert o.bad == 200 and o.kinds == {"items": 200} and "items of member 0" in o.first
+
+
+@needs_hpcc
+def test_tree_and_k_tree_both_hold_their_invariants_in_threads(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv(source.ENV, HPCC)  # --kernel-src sets it for the run's CPUs; restored after
+    code, data = run_cli(["run", "--design", "tree,k-tree", "--kernel-src", HPCC, "--cpus", "2", "--mode",
+                          "threads", "--duration", "0.5"], tmp_path)
+    assert code == 0
+    assert [r["design"] for r in data] == ["tree", "k-tree"]
+    assert all(all(r["invariants"].values()) for r in data)
+    assert data[1]["kernel_c"]["source"].endswith("lib/percpu_counter_tree.c")
+
+
+def test_verify_refuses_a_port_without_kernel_c(capsys):
+    from shmrss.cli import main
+
+    assert main(["verify", "--design", "atomic"]) == 2
+    assert "no kernel C for design 'atomic'" in capsys.readouterr().err

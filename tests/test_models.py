@@ -355,7 +355,7 @@ def test_pernode_node_index_and_batch_from_possible_cpus(new_segment):
 def test_tree_carries_up_the_levels(new_segment):
     """8 CPUs, binary tree (orders 1,1,1): CPUs 5, 1, 3 share the level-2 item 1; CPUs 5 and 1 the
     level-1 item 1. Carries reach the root only when every level's batch is crossed; a -1 then
-    borrows all the way down from the root."""
+    borrows all the way down from the root; a carry that is a multiple of a level's batch skips it."""
     cfg = _cfg(ncpu=8, nmm=1, task_mms=())
     with D.new_segment_for("tree", cfg, new_segment) as seg:
         model = start("tree", seg, cfg)
@@ -365,6 +365,7 @@ def test_tree_carries_up_the_levels(new_segment):
         out = check_sequence("tree", seg, cfg, ops, model)
         assert out[:, L.SHMEM, 0].tolist() == [31, 32, 64, 128, 127]
         assert out[:, L.SHMEM, 1].tolist() == [0, 0, 0, 128, 0]
-        assert model.items[0][L.SHMEM] == [[0, 32, 0, 64], [0, 64], [0]]
+        # CPU 3's carry of 64 has no bits below level 1's batch (64): it passes over item 3
+        assert model.items[0][L.SHMEM] == [[0, 32, 0, 0], [0, 64], [0]]
         assert out[-1, L.SHMEM, 2:].tolist() == [768, 744]
         assert [D.stat(seg, c, L.S_SLOW) for c in range(8)] == [0, 1, 0, 1, 0, 2, 0, 0]

@@ -12,7 +12,7 @@ from importlib import import_module
 
 DESIGNS = ("atomic", "split", "percpu", "pcpcache", "single", "single-atomic", "pernode", "tree")
 # the kernel's own C (docs/kernel-c.md): named, never part of "all" (they need --kernel-src)
-KERNEL_DESIGNS = ("k-percpu", "c")  # c: a user's library, --design c:SPEC.toml
+KERNEL_DESIGNS = ("k-percpu", "k-tree", "c")  # c: a user's library, --design c:SPEC.toml
 
 
 class UnknownDesign(ValueError):
@@ -21,7 +21,7 @@ class UnknownDesign(ValueError):
 
 def get(name: str):
     if name not in DESIGNS and name not in KERNEL_DESIGNS:
-        named = (*DESIGNS, "k-percpu", "c:SPEC.toml")
+        named = (*DESIGNS, "k-percpu", "k-tree", "c:SPEC.toml")
         raise UnknownDesign(f"unknown design {name!r}; choose from {', '.join(named)} or all")
     from shmrss.designs.interface import check
 

@@ -20,6 +20,7 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.atomics import load, store
+from shmrss.designs import _kernel
 from shmrss.designs._common import dparam, members_not_zero, mm_word, owner
 from shmrss.kernel import ccall as _cc
 from shmrss.segment import DesignShape
@@ -52,15 +53,7 @@ def setup(words, ncpu: int, nodes) -> None:
     """Load the library, write its entry addresses, bind the shim to this run's CPUs, boot its callbacks."""
     from shmrss.kernel import kpercpu
 
-    if int(words[L.H_PCPU_KSTRIDE]) != 1:
-        raise ValueError("k-percpu needs each CPU's unit contiguous, as the kernel's: run it without --pack")
-    g = int(words[L.H_GLOBAL])
-    for i, a in enumerate(kpercpu.addresses()):
-        words[g + i] = a
-    cpus = int(words[L.H_POSSIBLE]) | int(words[L.H_ONLINE]) << 16 | L.OWNER_PARENT << 32
-    base = words.ctypes.data
-    if kpercpu.call("kp_setup", base, (g + G_SHARED) * 8, int(words[L.H_PCPU_CSTRIDE]) * 8, cpus) != 0:
-        raise ValueError("k-percpu: the shim refused this run's CPUs (at most 512)")
+    _kernel.bind(words, kpercpu.LIB, "kp_setup", G_SHARED)
     words[L.H_DPARAM + D_BATCH] = kpercpu.call("kp_layout", 4)
 
 

@@ -24,13 +24,13 @@ class KernelSourceError(Exception):
     """No usable kernel source; the message is one line."""
 
 
-def kernel_dir(given: str | None = None) -> Path:
-    """The kernel tree named by ``given`` or ``$SHMRSS_KERNEL_SRC``, checked to hold k-percpu's files."""
+def kernel_dir(given: str | None = None, files: tuple[str, ...] = FILES[:2]) -> Path:
+    """The kernel tree named by ``given`` or ``$SHMRSS_KERNEL_SRC``, checked to hold ``files`` (k-percpu's)."""
     text = given or os.environ.get(ENV)
     if not text:
         raise KernelSourceError(f"no kernel source: pass --kernel-src DIR or set {ENV}")
     d = Path(text).expanduser()
-    for rel in FILES[:2]:
+    for rel in files:
         if not (d / rel).is_file():
             raise KernelSourceError(f"kernel source {d}: {rel} not found")
     return d.resolve()

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include <limits.h>
+#include <string.h>
 
 typedef int8_t s8;
 typedef uint8_t u8;
@@ -40,6 +41,8 @@ typedef unsigned int gfp_t;
 #define __maybe_unused __attribute__((unused))
 #define __always_unused __attribute__((unused))
 #define __init
+#define __ro_after_init
+#define ____cacheline_aligned_in_smp __attribute__((aligned(64)))
 #define __exit
 #define __must_check
 #define __always_inline inline __attribute__((always_inline))
@@ -69,6 +72,11 @@ typedef unsigned int gfp_t;
 #define max_t(t, a, b) max((t)(a), (t)(b))
 #define min_t(t, a, b) min((t)(a), (t)(b))
 #define S32_MAX INT_MAX
+#define ALIGN(x, a) (((x) + (a) - 1) & ~((__typeof__(x))(a) - 1))
+#define KERN_ERR ""
+/* get_count_order: ceil(log2(n)), -1 for 0 (include/linux/bitops.h) */
+static inline int get_count_order(unsigned int n)
+{ return n == 0 ? -1 : (n == 1 ? 0 : 32 - __builtin_clz(n - 1)); }
 #define S32_MIN INT_MIN
 
 /* ---- the run's state (shim.c): set by the glue at each entry from the numba loop */

@@ -1,0 +1,152 @@
+"""Design ``k-tree``: HPCC's own ``lib/percpu_counter_tree.c``, compiled from ``$SHMRSS_KERNEL_SRC``.
+
+Not a port (``tree`` is): the engine calls the C (gcc -O2 against the shim in
+``shmrss/kernel/c``; glue ``glue_tree.c``) through addresses the parent writes into the
+design's global words before forking. mm->rss_stat is laid out as HPCC's mm patch lays
+it out: four ``struct percpu_counter_tree`` (64 bytes each) in the mm, their tree items
+(``____cacheline_aligned_in_smp``, one line each) after them, and one per-CPU
+allocation holding the four level-0 ``unsigned long`` of every CPU.
+
+The C keeps ``counter->items`` and ``counter->approx_sum.a`` as plain pointers into the
+mm, valid in the process that ran ``init`` and in the processes it forks (they inherit
+its mapping). Deviations: no journal, so a CPU killed inside an update is not recovered
+(``recover`` reports nothing); the approximate read and the accuracy range are calls
+into the C's static inlines (the kernel inlines them), not loads.
+"""
+
+from numba import njit
+
+from shmrss import layout as L
+from shmrss.atomics import load
+from shmrss.designs import _kernel
+from shmrss.designs._common import dparam, members_not_zero, mm_word
+from shmrss.kernel import ccall as _cc
+from shmrss.segment import DesignShape
+
+NAME = "k-tree"
+ID = 11
+SUMMARY = "HPCC's lib/percpu_counter_tree.c (from --kernel-src), called from the pinned loop"
+BOUND = "the C's approx_accuracy_range (under, over): settled counter"
+TRANSIENT_CAUSE = "a carry in flight (the range holds for a settled counter)"
+ccall = _cc.ccall
+
+G_ADD, G_SUM, G_INIT, G_DESTROY, G_OFFLINE, G_APPROX, G_RANGE = range(7)  # ktree.ENTRIES' addresses
+G_SHARED = 8
+SHARED_WORDS = 128  # shmrss_glue.h SHIM_SHARED_BYTES / 8
+D_SIZE, D_ITEMS, D_ITEM, D_LEVEL0, D_NLEV = range(5)
+PCPU_WORDS = L.NMEMBERS  # the four level-0 unsigned longs
+
+
+def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
+    from shmrss.kernel import ktree
+
+    size, items, item, level0, _, nlev = (ktree.call("kt_layout", i, possible) for i in range(6))
+    if size % 64 or items % 64 or level0 % 8:
+        raise ValueError(f"struct percpu_counter_tree is {size} bytes, items {items}: k-tree needs whole lines")
+    return DesignShape(pcpu_words_per_mm=PCPU_WORDS, mm_words=L.NMEMBERS * (size + items) // 8,
+                       global_words=G_SHARED + SHARED_WORDS, params=(size, items, item, level0, nlev))
+
+
+def setup(words, ncpu: int, nodes) -> None:
+    """Load the library, write its entry addresses, bind the shim to this run's CPUs, boot the tree config."""
+    from shmrss.kernel import ktree
+
+    _kernel.bind(words, ktree.LIB, "kt_setup", G_SHARED)
+
+
+@njit(inline="always")
+def _obj(seg, mm, k):
+    """Byte offset of mm->rss_stat[k] in the segment."""
+    return mm_word(seg, mm, 0) * 8 + k * dparam(seg, D_SIZE)
+
+
+@njit(inline="always")
+def _g(seg, i):
+    return seg[L.H_GLOBAL] + i
+
+
+@njit(inline="always")
+def item_word(seg, mm, k, j):
+    """Word of tree item j (levels 1.., the root last) of rss_stat[k]."""
+    at = mm_word(seg, mm, 0) * 8 + L.NMEMBERS * dparam(seg, D_SIZE) + k * dparam(seg, D_ITEMS)
+    return (at + j * dparam(seg, D_ITEM)) // 8
+
+
+@njit(inline="always")
+def level0_word(seg, mm, k, cpu):
+    """``per_cpu_ptr(counter->level0, cpu)`` from the words: the __percpu offset plus the CPU's unit."""
+    return (load(seg, (_obj(seg, mm, k) + dparam(seg, D_LEVEL0)) // 8) + cpu * seg[L.H_PCPU_CSTRIDE] * 8) // 8
+
+
+@njit(inline="always")
+def add(seg, cpu, task, mm, k, d, fault):
+    ccall(seg, _g(seg, G_ADD), cpu, _obj(seg, mm, k), d)
+
+
+@njit(inline="always")
+def read_approx(seg, mm, k):
+    return ccall(seg, _g(seg, G_APPROX), _obj(seg, mm, k), 0, 0)
+
+
+@njit(inline="always")
+def approx_bound(seg, mm, k):
+    o = _obj(seg, mm, k)
+    return ccall(seg, _g(seg, G_RANGE), o, 0, 0), ccall(seg, _g(seg, G_RANGE), o, 1, 0)
+
+
+@njit(inline="always")
+def read_precise(seg, mm, k):
+    return ccall(seg, _g(seg, G_SUM), L.OWNER_READER, _obj(seg, mm, k), 0)
+
+
+@njit(inline="always")
+def read_mm_counter(seg, mm, k):
+    """get_mm_counter in HPCC's mm patch: percpu_counter_tree_precise_sum_positive (as ``tree``)."""
+    s = read_precise(seg, mm, k)
+    return s if s > 0 else 0
+
+
+@njit(inline="always")
+def mm_init(seg, mm):
+    arena = (seg[L.H_PCPU] + mm * seg[L.H_PCPU_KWORDS]) * 8
+    ccall(seg, _g(seg, G_INIT), _obj(seg, mm, 0), arena, PCPU_WORDS * 8)
+
+
+@njit(inline="always")
+def mm_destroy(seg, mm):
+    bad = members_not_zero(read_precise, seg, mm)
+    ccall(seg, _g(seg, G_DESTROY), _obj(seg, mm, 0), 0, 0)
+    return bad
+
+
+@njit(inline="always")
+def cpu_offline(seg, cpu):
+    ccall(seg, _g(seg, G_OFFLINE), cpu, 0, 0)
+
+
+@njit(inline="always")
+def switch_mm(seg, cpu, old_mm, new_mm):
+    pass
+
+
+@njit(inline="always")
+def recover(seg, cpu, op, step, mm, k, d):
+    return 0  # no journal in the C: a killed CPU's update is not recovered (see the docstring)
+
+
+@njit(inline="always")
+def resolve(seg, cpu, kind, mm, k, d, residue):
+    return L.RES_BAD
+
+
+def fits_header(h) -> bool:
+    """The structs and items this design's reads index lie inside the mm's region."""
+    dp = h[L.H_DPARAM:]
+    return (h[L.H_PCPU_KSTRIDE] == 1 and h[L.H_PCPU_KWORDS] >= PCPU_WORDS and dp[D_SIZE] > 0 and dp[D_ITEM] > 0
+            and h[L.H_MM_STRIDE] * 8 >= L.NMEMBERS * (dp[D_SIZE] + dp[D_ITEMS]))
+
+
+def describe() -> dict:
+    from shmrss.kernel import ktree
+
+    return ktree.provenance()
