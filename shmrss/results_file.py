@@ -242,7 +242,7 @@ def _decode(raw: bytes) -> tuple[object, str]:
     try:
         return decode(raw.decode("utf-8")), ""
     except UnicodeDecodeError as e:
-        return None, f"is not UTF-8 (byte {e.start + 1})"
+        return None, f"is not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})"
     except Refused as e:
         return None, str(e)
     except json.JSONDecodeError:

@@ -44,8 +44,9 @@ def load(path: str) -> tuple[list[list[dict]], list[str]]:
     left out. InputError when the file holds no result."""
     records, notes = read_records(path)
     results = [r for r in records if _is_result(r)]
-    if not results:
-        raise InputError(f"{path} holds no shmrss result (a shmrss run --json file or a sweep's results file)")
+    if not results:  # what was left out says why: the first reason is the one line
+        why = f"; {notes[0]}" if notes else ""
+        raise InputError(f"{path} holds no shmrss result (a shmrss run --json file or a sweep's results file){why}")
     if len(results) < len(records):
         n = len(records) - len(results)
         notes.append(f"{path}: {n} line{'s' if n > 1 else ''} without a result (a failed sweep point) not shown")

@@ -158,12 +158,23 @@ MARKS = [
          lambda argv: short()(with_hpcc()(argv)), needs=hpcc_source),
     Mark("docs/kernel-c.md", r"^shmrss verify", "synopsis: runs without its options",
          lambda argv: ["shmrss", "verify"], needs=kernel_source),
+    # --- host-reference.md: a 3 s page run with the /proc sampler
+    Mark("docs/host-reference.md", r"--host-reference --duration 3", "3 s", short("--duration", "0.3")),
+    Mark("*", r"^python3? scripts/host_reference\.py", "5 runs of 3 s per mode: 1 run of 0.3 s",
+         script("--repeat", "1", "--duration", "0.3", "--figure", "host-reference.png", "--raw", "host.json")),
+    Mark("*", r"^python3? scripts/hiwater_walk\.py", "P up to 4096, 2 repeats: P = 2 and 64, one repeat",
+         script("--possible", "2,64", "--duration", SHORT, "--repeat", "1")),
     # --- cli.md
     Mark("docs/cli.md", r"--host-cpus 1,0 .*--duration 1 ", "1 s a design", short()),
     Mark("docs/cli.md", r"--cpus 1 --duration 0.5 --repeat 3 --json r.json", "3 repeats", short("--repeat", "2")),
     # --- compare.md: two runs of 5 s, then compare them (new.json: a fixture, see FIXTURES)
     Mark("docs/compare.md", r"^shmrss run ", "5 s a design", short()),
     # --- designs-pcpcache.md: 5 s runs, --cpus 4 oversubscribed
+    # pcpcache on mixed with the reader sharing 2 host CPUs with more runnable CPUs: a reader preempted in
+    # its walk sees more flushes than the one per CPU its slack allows (approx_within_bound_throughout);
+    # that is issue 23's finding on a loaded host, measured by reproduce.py, not what this test checks
+    Mark("*", r"--design pcpcache --workload mixed|--workload mixed --design pcpcache", "5 or 2 s: 0.1 s, "
+         "no reader", lambda argv: short()(argv) + ["--no-reader"]),
     Mark("docs/designs-pcpcache.md", r"--duration 5", "5 s a design", short()),
     # --- fault-body.md, faults.md
     Mark("docs/fault-body.md", r"^shmrss run .*--duration 3", "3 s a design", short()),
@@ -194,7 +205,7 @@ MARKS = [
     Mark("docs/sweep-report.md", r"--cpus 1 --duration 4 --repeat 2 --out int.jsonl",
          "2 points of 4 s (the page interrupts the first with ^C; here 1 point runs whole, and the second "
          "command finds it done)", short(), warnings=False),
-    Mark("docs/sweep-report.md", r"--design all --shard \$SLURM", "a Slurm task (SLURM_* set to task 0 of 8) of "
+    Mark("docs/sweep-report.md", r"--design all (--cpus \S+ )?--shard \$SLURM", "a Slurm task (SLURM_* set to task 0 of 8) of "
          "a whole sweep: 1 CPU, 1 repeat", short("--cpus", "1")),
     # --- workflows (the inputs are WORKFLOW_EXPRESSIONS)
     Mark(".github/workflows/ci.yml", r"^left=\$\(ls /dev/shm", "run as written; other users' live runs on a "
@@ -229,7 +240,7 @@ MARKS = [
 HOST_WARNINGS = ("no free core for the reader", "oversubscribed:", "the TSC advances")
 
 # The values the workflows' ${{ ... }} expressions take here.
-WORKFLOW_EXPRESSIONS = {"inputs.designs": "atomic", "matrix.shard": "0", "inputs.duration": "1",
+WORKFLOW_EXPRESSIONS = {"inputs.designs": "atomic", "inputs.cpus": "1", "matrix.shard": "0", "inputs.duration": "1",
                         "inputs.runner": "ubuntu-latest", "github.workspace": "."}
 SLURM_ENV = {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "8"}
 

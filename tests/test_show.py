@@ -99,16 +99,21 @@ def test_markup_in_a_name_is_shown_as_text(tmp_path, capsys):
     assert code == 0 and "[/x]" in out and "[bold]percpu" in out
 
 
-def test_values_of_the_wrong_type_are_a_dash_not_a_crash(tmp_path, capsys):
+def test_values_of_the_wrong_type_are_a_dash_or_a_one_line_refusal(tmp_path, capsys):
+    """A value the schema allows but the table cannot use (a missing bound) is a dash; a value of the wrong
+    type (events/s "fast", an integer beyond 64 bits) is refused on read, one line naming the field, exit 2."""
     r = fake("atomic")
-    r["throughput"]["events_per_s"] = "fast"
     r["accuracy"]["approx_bound"] = None
-    r["reads"] = []
-    r["throughput"]["ns_per_event"] = 10 ** 400
-    code, out, _ = _show([str(write_run_json(tmp_path / "r.json", [r]))], capsys)
+    code, out, _ = _show([str(write_run_json(tmp_path / "ok.json", [r]))], capsys)
     assert code == 0
     rows = dict((row[0], row[1:]) for row in table_rows(out))
-    assert rows["M events/s"] == ["-"] and rows["approx err max/bound"] == ["-"] and rows["ns/event"] == ["-"]
+    assert rows["approx err max/bound"] == ["-"]
+    r["throughput"]["events_per_s"] = "fast"
+    r["throughput"]["ns_per_event"] = 10 ** 400
+    code, out, err = _show([str(write_run_json(tmp_path / "r.json", [r]))], capsys)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and "Traceback" not in err and any("events_per_s" in ln or "ns_per_event" in ln
+                                                         for ln in lines), err
 
 
 def test_piped_show_of_eight_designs_folds_no_cell(tmp_path):
