@@ -1,11 +1,22 @@
-"""What the built-in kernel designs (``k-percpu``, ``k-tree``) share: binding a run's segment to the C.
+"""What the designs that call C (``k-percpu``, ``k-tree``, ``c:SPEC``) share.
 
 ``bind(words, lib, setup_entry, g_shared)`` writes the glue's entry addresses into the
 design's global words 0.., then calls the glue's setup, which binds the shim to this
 run's possible/online CPUs and the segment's shared area at global word ``g_shared``.
+The compiled functions below are the part of the design interface that is the same for
+every C design: the glue's entries 0-4 (add, sum, init, destroy, CPU offline) sit at the
+same global words in each, and design parameter 0 is the size of one counter object.
 """
 
+from numba import njit
+
 from shmrss import layout as L
+from shmrss.designs._common import dparam, mm_word
+from shmrss.kernel import ccall as _cc
+
+ccall = _cc.ccall
+G_ADD, G_SUM, G_INIT, G_DESTROY, G_OFFLINE = range(5)  # every glue's first five entries, in this order
+D_SIZE = 0  # design parameter 0: bytes of one counter object
 
 
 def bind(words, lib, setup_entry: str, g_shared: int) -> None:
@@ -17,3 +28,39 @@ def bind(words, lib, setup_entry: str, g_shared: int) -> None:
     cpus = int(words[L.H_POSSIBLE]) | int(words[L.H_ONLINE]) << 16 | L.OWNER_PARENT << 32
     if lib.call(setup_entry, words.ctypes.data, (g + g_shared) * 8, int(words[L.H_PCPU_CSTRIDE]) * 8, cpus) != 0:
         raise ValueError(f"{lib.name}: the shim refused this run's CPUs (at most 512)")
+
+
+@njit(inline="always")
+def obj(seg, mm, k):
+    """Byte offset of mm->rss_stat[k] (the C's counter object k of the mm) in the segment."""
+    return mm_word(seg, mm, 0) * 8 + k * dparam(seg, D_SIZE)
+
+
+@njit(inline="always")
+def g(seg, i):
+    return seg[L.H_GLOBAL] + i
+
+
+@njit(inline="always")
+def add(seg, cpu, task, mm, k, d, fault):
+    ccall(seg, g(seg, G_ADD), cpu, obj(seg, mm, k), d)
+
+
+@njit(inline="always")
+def cpu_offline(seg, cpu):
+    ccall(seg, g(seg, G_OFFLINE), cpu, 0, 0)
+
+
+@njit(inline="always")
+def switch_mm(seg, cpu, old_mm, new_mm):
+    pass
+
+
+@njit(inline="always")
+def recover(seg, cpu, op, step, mm, k, d):
+    return 0  # no journal in the C: a killed CPU's update is not recovered (docs/kernel-c.md)
+
+
+@njit(inline="always")
+def resolve(seg, cpu, kind, mm, k, d, residue):
+    return L.RES_BAD

@@ -14,7 +14,10 @@ inside a call is not recovered (no journal).
 from numba import njit
 
 from shmrss import layout as L
-from shmrss.designs._common import dparam, members_not_zero, mm_word
+from shmrss.designs._kernel import (  # noqa: F401  (the part of the interface every C design shares)
+    add, cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
+)
+from shmrss.designs._common import dparam, members_not_zero
 from shmrss.kernel import ccall as _cc
 from shmrss.segment import DesignShape
 
@@ -58,20 +61,6 @@ def setup(words, ncpu: int, nodes) -> None:
         raise ValueError("the shim refused this run's CPUs (at most 512)")
 
 
-@njit(inline="always")
-def _obj(seg, mm, k):
-    return mm_word(seg, mm, 0) * 8 + k * dparam(seg, D_SIZE)
-
-
-@njit(inline="always")
-def _g(seg, i):
-    return seg[L.H_GLOBAL] + i
-
-
-@njit(inline="always")
-def add(seg, cpu, task, mm, k, d, fault):
-    ccall(seg, _g(seg, G_ADD), cpu, _obj(seg, mm, k), d)
-
 
 @njit(inline="always")
 def read_approx(seg, mm, k):
@@ -110,25 +99,6 @@ def mm_destroy(seg, mm):
 def peek_precise(seg, mm, k):
     return 0, 0  # the monitor has no library to call
 
-
-@njit(inline="always")
-def cpu_offline(seg, cpu):
-    ccall(seg, _g(seg, G_OFFLINE), cpu, 0, 0)
-
-
-@njit(inline="always")
-def switch_mm(seg, cpu, old_mm, new_mm):
-    pass
-
-
-@njit(inline="always")
-def recover(seg, cpu, op, step, mm, k, d):
-    return 0
-
-
-@njit(inline="always")
-def resolve(seg, cpu, kind, mm, k, d, residue):
-    return L.RES_BAD
 
 
 def describe() -> dict:

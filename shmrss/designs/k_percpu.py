@@ -21,7 +21,10 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, store
 from shmrss.designs import _kernel
-from shmrss.designs._common import dparam, members_not_zero, mm_word, owner
+from shmrss.designs._kernel import (  # noqa: F401  (the part of the interface every C design shares)
+    add, cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
+)
+from shmrss.designs._common import dparam, members_not_zero
 from shmrss.kernel import ccall as _cc
 from shmrss.segment import DesignShape
 
@@ -56,21 +59,6 @@ def setup(words, ncpu: int, nodes) -> None:
     _kernel.bind(words, kpercpu.LIB, "kp_setup", G_SHARED)
     words[L.H_DPARAM + D_BATCH] = kpercpu.call("kp_layout", 4)
 
-
-@njit(inline="always")
-def _obj(seg, mm, k):
-    """Byte offset of mm->rss_stat[k] in the segment."""
-    return mm_word(seg, mm, 0) * 8 + k * dparam(seg, D_SIZE)
-
-
-@njit(inline="always")
-def _g(seg, i):
-    return seg[L.H_GLOBAL] + i
-
-
-@njit(inline="always")
-def add(seg, cpu, task, mm, k, d, fault):
-    ccall(seg, _g(seg, G_ADD), cpu, _obj(seg, mm, k), d)
 
 
 @njit(inline="always")
@@ -122,25 +110,6 @@ def mm_destroy(seg, mm):
     ccall(seg, _g(seg, G_DESTROY), _obj(seg, mm, 0), 0, 0)
     return bad
 
-
-@njit(inline="always")
-def cpu_offline(seg, cpu):
-    ccall(seg, _g(seg, G_OFFLINE), cpu, 0, 0)
-
-
-@njit(inline="always")
-def switch_mm(seg, cpu, old_mm, new_mm):
-    pass
-
-
-@njit(inline="always")
-def recover(seg, cpu, op, step, mm, k, d):
-    return 0  # no journal in the C: a killed CPU's update is not recovered (see the docstring)
-
-
-@njit(inline="always")
-def resolve(seg, cpu, kind, mm, k, d, residue):
-    return L.RES_BAD
 
 
 @njit(inline="always")
