@@ -125,6 +125,19 @@ def gcc() -> str | None:
     return None if shutil.which("gcc") else "no gcc: the shim cannot be built"
 
 
+def sweep_oom(code: int, out: str, err: str) -> str | None:
+    """sweep-report.md's OOM sweep in its 0.1 s form: done (exit 0), or exit 1 with the sweep's one point
+    measured and its only failed invariant the 2-pass selection, which a short run of tree's 2-pass can
+    miss (findings.md claim 8 measures it over long runs); nothing else."""
+    if code == 0:
+        return None
+    bad = re.findall(r"INVARIANT FAILED \(invariant failed: ([a-z_, ]+)\)", err)
+    if code == 1 and bad and all(b.strip() == "oom_two_pass_agrees_with_precise" for b in bad) and \
+            "Traceback" not in err:
+        return None
+    return f"exit {code}, not 0 nor 1 with the 2-pass selection alone failing: {err.strip()[-600:]}"
+
+
 def oom_at_256(code: int, err: str) -> str | None:
     """findings.md's OOM runs: exit 1, percpu's 2-pass disagreeing at P = 256, and no other failure."""
     failed = set(re.findall(r"ERROR: (\S+ P=\d+): invariant failed: (\S+)", err))
@@ -201,7 +214,8 @@ MARKS = [
     Mark("docs/sweep-report.md", r"--workload fork_exit --lifecycle upstream,ctor-cache,lazy",
          "18 points: 1 variant at P 64", short("--lifecycle", "lazy", "--possible-cpus", "64")),
     Mark("docs/sweep-report.md", r"--workload oom_select --tasks 40,1000",
-         "8 points: 40 mms, tree at P 2", short("--design", "tree", "--tasks", "40", "--possible-cpus", "2")),
+         "8 points: 40 mms, tree at P 2", short("--design", "tree", "--tasks", "40", "--possible-cpus", "2"),
+         accept=sweep_oom),
     Mark("docs/sweep-report.md", r"--cpus 1 --duration 4 --repeat 2 --out int.jsonl",
          "2 points of 4 s (the page interrupts the first with ^C; here 1 point runs whole, and the second "
          "command finds it done)", short(), warnings=False),
