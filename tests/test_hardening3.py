@@ -453,15 +453,21 @@ def _sweep_with_a_running_point(tmp_path: Path):
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
     import time
 
-    deadline = time.monotonic() + 60
+    from shmrss.segment import PREFIX, SHM_DIR, owner_pid
+
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         kids = psutil.Process(sweep.pid).children()
         if kids and any(tmpdir.glob("shmrss-sweep-*")):
-            time.sleep(2.0)  # past its start-up: measuring
-            return sweep, kids[0], env, tmpdir
+            # measuring once the point's run has its segment and its CPUs (a loaded host may take seconds
+            # to compile or start: a fixed sleep then interrupted it before it measured anything)
+            ours = [n for n in os.listdir(SHM_DIR) if n.startswith(PREFIX) and owner_pid(n) == kids[0].pid]
+            if ours and kids[0].children():
+                time.sleep(1.5)
+                return sweep, kids[0], env, tmpdir
         time.sleep(0.1)
     sweep.kill()
-    raise AssertionError("the sweep started no point in 60 s")
+    raise AssertionError("the sweep's point started measuring in no 90 s")
 
 
 def _gone(proc, timeout: float = 30) -> bool:
