@@ -342,8 +342,12 @@ def test_run_with_perf_carries_a_perf_section(run_cli, tmp_path, capsys):
         assert (v["total"] is None) == ("reason" in v), (e, v)
     tc = p["per_event"]["task_clock_ns"]
     if tc is not None:
-        # CPU time per event against the TSC's wall time per event: the same cost seen two ways
-        assert 0.3 < tc / res["throughput"]["ns_per_event"] < 1.5, (tc, res["throughput"]["ns_per_event"])
+        # CPU time per event against the TSC's wall time per event: the same cost seen two ways; a CPU
+        # process descheduled by a competing one has less CPU time than wall time (the run says so)
+        ratio = tc / res["throughput"]["ns_per_event"]
+        assert ratio < 1.5, (tc, res["throughput"]["ns_per_event"])
+        if res["throughput"]["timings_valid"]:
+            assert ratio > 0.3, (tc, res["throughput"]["ns_per_event"])
         assert p["events"]["cpu-migrations"]["total"] == 0  # the CPU processes are pinned
     for w in p["warnings"]:
         assert w in res["warnings"]
