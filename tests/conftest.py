@@ -14,6 +14,7 @@ from shmrss import designs
 from shmrss.segment import PREFIX, SHM_DIR, Geometry, Segment, owner_pid
 
 pytest_plugins = ["ci_skips"]  # skips that cannot hide in CI
+_SEGMENTS_BEFORE = pytest.StashKey[set]()
 
 
 def _shmrss_segments() -> set[str]:
@@ -39,24 +40,52 @@ def _foreign_and_alive(name: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_segment_left_behind():
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto`` (pyproject's addopts): one worker more than the usable CPUs, at most 4, since most of a
+    test's time waits on a run's fixed duration or a child's start; none for the stress tests, which each
+    want every core. Beyond 4 the tests' runs, pinned to the first CPUs, would only queue on them."""
+    if "stress" in (config.option.markexpr or "").replace("not stress", ""):
+        return 0
+    return min(4, len(os.sched_getaffinity(0)) + 1)
+
+
+def _is_xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_sessionstart(session):
+    """Note the segments there before the run (in the one process that sees all of it: with pytest-xdist,
+    the controller, since a worker's view ends while another's tests still run)."""
+    if not _is_xdist_worker(session.config):
+        session.config.stash[_SEGMENTS_BEFORE] = _shmrss_segments()
+
+
+def pytest_sessionfinish(session, exitstatus):
     """Fail the session if it leaves a /dev/shm/shmrss-* segment that was not there before."""
-    before = _shmrss_segments()
-    yield
-    new = _shmrss_segments() - before
+    if _is_xdist_worker(session.config) or _SEGMENTS_BEFORE not in session.config.stash:
+        return
+    new = _shmrss_segments() - session.config.stash[_SEGMENTS_BEFORE]
     # other engineers' live runs may come and go meanwhile; only orphans are ours to answer for
     leaked = sorted(n for n in new if not _foreign_and_alive(n))
-    assert not leaked, f"test session left shared-memory segments behind: {leaked}"
+    if leaked:
+        session.config.get_terminal_writer().line(
+            f"test session left shared-memory segments behind: {leaked}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session", autouse=True)
 def compiled_engines():
     """Every design's compiled loops with every entry point, built once before the tests, in parallel on the
     usable CPUs (``prepare_engines``), as a run does for the designs it uses."""
+    import fcntl
+
+    from shmrss.compile_cache import cache_dir
     from shmrss.engine.build import ALL_GROUPS, prepare_engines
 
-    prepare_engines(list(designs.DESIGNS), ALL_GROUPS)
+    # pytest-xdist's workers each run this: one compiles a cold cache while the others wait, then load it
+    with open(cache_dir() / "tests-prepare.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        prepare_engines(list(designs.DESIGNS), ALL_GROUPS)
 
 
 @pytest.fixture

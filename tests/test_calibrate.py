@@ -19,8 +19,23 @@ MULTI = tuple(name for name, sc in calibrate.SCENARIOS.items() if sc.multi)
 
 
 def _shm_entries() -> set[str]:
+    """/dev/shm's entries, less the segments of live runs outside this process (another pytest-xdist
+    worker's tests run beside the calibration)."""
+    import psutil
+
+    from shmrss.segment import owner_pid
+
+    def elsewhere(name: str) -> bool:
+        pid = owner_pid(name)
+        if not pid or pid == os.getpid():
+            return False
+        try:
+            return os.getpid() not in {p.pid for p in psutil.Process(pid).parents()}
+        except psutil.Error:
+            return False
+
     try:
-        return set(os.listdir("/dev/shm"))
+        return {n for n in os.listdir("/dev/shm") if not elsewhere(n)}
     except FileNotFoundError:
         return set()
 

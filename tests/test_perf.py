@@ -324,8 +324,9 @@ def test_real_perf_counts_busy_processes(real_perf):
             assert raw["events"][e] == {"total": None, "reason": why}
     if "task-clock" in real_perf.working:
         # two spinning processes on a shared 2-core host: each ran for some, at most all, of the window
+        # (how much depends on what else the host runs, e.g. the other test workers)
         util = raw["derived"]["cpu_utilization"]
-        assert 0.2 < util <= 1.05, util
+        assert 0.0 < util <= 1.05, util
 
 
 def test_run_with_perf_carries_a_perf_section(run_cli, tmp_path, capsys):
