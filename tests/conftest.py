@@ -53,6 +53,32 @@ def _is_xdist_worker(config) -> bool:
     return hasattr(config, "workerinput")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test marked ``alone`` (it measures contention or a live rate) has the host to itself: with
+    pytest-xdist it waits for the other workers' running tests and holds back their next ones. A
+    readers-writer lock of two flock files, the turnstile first so that a waiting ``alone`` test is not
+    starved by the others' back-to-back shared holds. Setup is inside: a module fixture may measure."""
+    if not _is_xdist_worker(item.config):
+        yield
+        return
+    import fcntl
+
+    # every worker's base temporary directory is popen-gwN inside the controller's, kept and pruned by pytest
+    base = item.config._tmp_path_factory.getbasetemp().parent / "host-lock"
+    alone = item.get_closest_marker("alone") is not None
+    with open(f"{base}.turnstile", "a") as turnstile, open(f"{base}.room", "a") as room:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if not alone:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        fcntl.flock(room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(room, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+
+
 def pytest_sessionstart(session):
     """Note the segments there before the run (in the one process that sees all of it: with pytest-xdist,
     the controller, since a worker's view ends while another's tests still run)."""

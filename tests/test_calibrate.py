@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from shmrss import calibrate
+
+pytestmark = pytest.mark.alone  # contention and latencies are measured: no other test beside them
 from shmrss.atomics import calibrate_tsc
 from shmrss.topology import plan, read_topology
 

@@ -76,6 +76,7 @@ def stop(proc) -> None:
 
 
 # ----------------------------------------------------------------- a real run, watched
+@pytest.mark.alone  # a live rate per second: a loaded host shows '-' for a second with no sample
 def test_monitor_watches_a_live_run_until_it_ends(capsys, tmp_path):
     proc, name = start_run(tmp_path, "--design", "percpu", duration=7.0)
     try:
