@@ -70,9 +70,9 @@ is recomputed from the online CPUs left, the dead one already out, before its
 values are folded. The emulated masks: ``cpu_online_mask`` is CPUs
 ``0..H_ONLINE-1`` less those in ``cpu_dying_mask`` (a bitmap in the design's
 global words, ``dying_word``), so ``online | dying`` stays ``0..H_ONLINE-1`` and
-the precise read walks the folded CPU (its words read 0), as 6.4 and later do;
-6.1's ``__percpu_counter_sum`` walks ``for_each_online_cpu`` only (same sum, one
-CPU fewer to load). A batch that shrinks leaves the other CPUs' values as they
+the precise read walks the folded CPU (its words read 0), as the kernels whose sum
+walks both masks do; 6.1's ``__percpu_counter_sum`` walks ``for_each_online_cpu``
+only (same sum, one CPU fewer to load). A batch that shrinks leaves the other CPUs' values as they
 were (up to the old batch - 1) until their next add: the stated bound and the
 consistency check use the batch at boot (D1), the largest any value was written
 under, not the live one (the kernel's own ``__percpu_counter_compare`` trusts
