@@ -54,7 +54,7 @@ RECLAIM_BATCH = 4  # the reclaimer's pages per swap-out; small enough that a vic
 H_OOM = 38  # base of the OOM record (0: no OOM selection in this run)
 H_FAULTS = 39  # 1: CPUs keep an in-flight journal, so a killed CPU's last update can be recovered
 H_PIDNS = 40  # inode of the owner's PID namespace: H_OWNER_PID means something only in that namespace
-H_DPARAM = 41  # design parameters D0..D15 (e.g. the percpu batch)
+H_DPARAM = 41  # design parameters D0..D15 (e.g. the percpu batch: its CPU-dead callback rewrites it, CPUs parked)
 H_DPARAM_WORDS = 16
 H_ONLINE = 57  # online CPUs (cpu_online_mask = 0..ONLINE-1): NCPU <= ONLINE <= POSSIBLE
 H_HIWATER = 58  # per-mm hiwater_rss words, one line per mm (update_hiwater_rss on unmap)

@@ -5,8 +5,9 @@ For each pair (``percpu`` and ``k-percpu``, the kernel's lib/percpu_counter.c; `
 geometry in this process; the ops (mixed CPUs, deltas +-1, +-16, +-512 and odd sizes, a
 CPU going offline half way) go through each design's compiled functions
 (``verify_driver``), and after every op the approximate read, the precise read, the
-accuracy range and every CPU's per-CPU value must be equal, and for the tree every item
-of every level and which levels the op wrote (an item whose value changed). Prints "N
+accuracy range and every CPU's per-CPU value must be equal (for percpu also
+``percpu_counter_batch`` and ``cpu_online_mask``, which an offline changes), and for the
+tree every item of every level and which levels the op wrote (an item whose value changed). Prints "N
 ops, M mismatches" per pair, the writes per level, and the first mismatch; exit 1 on any.
 """
 
@@ -108,7 +109,32 @@ def _ktree_items(w: np.ndarray) -> np.ndarray:
     return np.array([[w[K.item_word(w, 0, k, j)] for j in range(n)] for k in range(L.NMEMBERS)])
 
 
+def _port_hotplug(w: np.ndarray, ncpu: int) -> np.ndarray:
+    """percpu's ``percpu_counter_batch`` (D0) and its ``cpu_online_mask`` bits of CPUs 0..ncpu-1 (the online
+    prefix less the emulated ``cpu_dying_mask``, designs/percpu.py)."""
+    from shmrss.designs import percpu as P
+
+    g, n = int(w[L.H_GLOBAL]), int(w[L.H_ONLINE])
+    online = [int(cpu < n and not (int(w[g + cpu // 64]) >> (cpu % 64)) & 1) for cpu in range(ncpu)]
+    return np.array([int(w[L.H_DPARAM + P.D_BATCH]), *online], dtype=np.int64)
+
+
+def _kernel_hotplug(w: np.ndarray, ncpu: int) -> np.ndarray:
+    """k-percpu's: the library's ``percpu_counter_batch`` (this process's: verify runs the offline here) and
+    the shim's ``cpu_online_mask`` (the second bitmap of the shared area, shmrss_shim.h ``SHIM_MASK(1)``)."""
+    import ctypes
+
+    from shmrss.designs import k_percpu as K
+    from shmrss.kernel import kpercpu
+
+    lib, _ = kpercpu.loaded()
+    mask = int(w[L.H_GLOBAL]) + K.G_SHARED + K.MASK_WORDS
+    online = [int((int(w[mask + cpu // 64]) >> (cpu % 64)) & 1) for cpu in range(ncpu)]
+    return np.array([ctypes.c_int.in_dll(lib, "percpu_counter_batch").value, *online], dtype=np.int64)
+
+
 PCPU_VALUES = {"percpu": _port_pcpu, "k-percpu": _kernel_pcpu, "tree": _tree_pcpu, "k-tree": _ktree_pcpu}
+HOTPLUG = {"percpu": _port_hotplug, "k-percpu": _kernel_hotplug}  # the batch and the online mask
 ITEMS = {"tree": _tree_items, "k-tree": _ktree_items}  # the shared words, per tree level
 
 
@@ -163,10 +189,13 @@ class _View:
         self.out = np.zeros((L.NMEMBERS, 4), dtype=np.int64)
         self.items = ITEMS[design](seg.words) if design in ITEMS else None
         self.pcpu = None
+        self.hotplug = None
 
     def take(self, levels: np.ndarray | None, writes: list[int]) -> np.ndarray | None:
         """Read the per-CPU values and items; add the items the op changed to ``writes``; those per level."""
         self.pcpu = PCPU_VALUES[self.design](self.seg.words, self.ncpu)
+        if self.design in HOTPLUG:
+            self.hotplug = HOTPLUG[self.design](self.seg.words, self.ncpu)
         if self.items is None:
             return None
         now = ITEMS[self.design](self.seg.words)
@@ -184,6 +213,8 @@ def _differences(a: _View, b: _View, wa, wb) -> list[str]:
         diffs.append("reads")
     if not np.array_equal(a.pcpu, b.pcpu):
         diffs.append("per-CPU")
+    if a.hotplug is not None and not np.array_equal(a.hotplug, b.hotplug):
+        diffs.append("batch or online mask")
     if a.items is not None and not np.array_equal(a.items, b.items):
         diffs.append("items")
     if wa is not None and not np.array_equal(wa, wb):
@@ -197,6 +228,9 @@ def _describe(i, op, diffs, a: _View, b: _View, wa, wb) -> str:
     text = (f"op {i} ({what}) differs in {', '.join(diffs)}: (approx, precise, under, over) per member "
             f"{a.design} {a.out.tolist()} {b.design} {b.out.tolist()}; per-CPU {a.design} {a.pcpu.tolist()} "
             f"{b.design} {b.pcpu.tolist()}")
+    if a.hotplug is not None:
+        text += (f"; batch, online mask {a.design} {a.hotplug[0]}, {a.hotplug[1:].tolist()} "
+                 f"{b.design} {b.hotplug[0]}, {b.hotplug[1:].tolist()}")
     if a.items is not None:
         shown = [m for m in range(L.NMEMBERS) if not np.array_equal(a.items[m], b.items[m])] or [k]
         for m in shown:

@@ -186,14 +186,16 @@ class Split(Model):
 class Percpu(Model):
     """percpu_counter_add_batch with B = max(32, 2N): the CPU's value c; if |c + d| < B it
     becomes c + d, else count += c + d and the CPU's value is cleared (a slow path).
-    approx = count (bound N*(B-1)); precise = count + every possible CPU's value;
-    offline folds the CPU's value into count."""
+    approx = count (bound N*(B-1), B the boot batch); precise = count + every possible CPU's value;
+    offline takes the CPU out of the online set, recomputes B from the CPUs left (compute_batch_value),
+    then folds the CPU's value into count (percpu_counter_cpu_dead)."""
 
     name = "percpu"
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
-        self.b = max(32, 2 * self.online)  # percpu_counter_batch: num_online_cpus()
+        self.b = self.boot_b = max(32, 2 * self.online)  # percpu_counter_batch: num_online_cpus()
+        self.gone = set()  # CPUs taken offline (they stay in cpu_dying_mask)
         self.count = [[0] * NM for _ in range(self.nmm)]
         self.local = [[[0] * NM for _ in range(self.nmm)] for _ in range(self.possible)]
 
@@ -210,6 +212,8 @@ class Percpu(Model):
             self.local[cpu][mm][k] = c + d
 
     def offline(self, cpu):
+        self.gone.add(cpu)
+        self.b = max(32, 2 * (self.online - len(self.gone)))
         for mm in range(self.nmm):
             for k in range(NM):
                 self.count[mm][k] += self.local[cpu][mm][k]
@@ -227,7 +231,7 @@ class Percpu(Model):
         return self.count[mm][k]
 
     def bound(self, mm, k):
-        e = self.online * (self.b - 1)  # every online CPU's word is below the batch
+        e = self.online * (self.boot_b - 1)  # every online CPU's word is below the boot batch
         return e, e
 
 

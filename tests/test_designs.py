@@ -73,10 +73,12 @@ def expected_bound(design, cfg):
 
 
 class PercpuModel:
-    """percpu_counter_add_batch, in Python."""
+    """percpu_counter_add_batch, in Python; an offline recomputes the batch from the CPUs left, then folds."""
 
-    def __init__(self, possible, nmm, batch):
+    def __init__(self, possible, nmm, batch, online=None):
         self.b = batch
+        self.online = possible if online is None else online
+        self.gone = set()
         self.count = np.zeros((nmm, NM), dtype=object)
         self.local = np.zeros((possible, nmm, NM), dtype=object)
         self.slow = np.zeros(possible, dtype=object)
@@ -89,6 +91,15 @@ class PercpuModel:
             self.slow[cpu] += 1
         else:
             self.local[cpu, mm, k] = c + d
+
+    def offline(self, cpu):
+        """percpu_counter_cpu_dead: compute_batch_value (the CPU already out of the online mask), the fold."""
+        self.gone.add(cpu)
+        self.b = max(32, 2 * (self.online - len(self.gone)))
+        for mm in range(self.count.shape[0]):
+            for k in range(NM):
+                self.count[mm, k] += self.local[cpu, mm, k]
+                self.local[cpu, mm, k] = 0
 
 
 # ================================================================= every op against the truth
@@ -147,10 +158,7 @@ def test_random_ops_precise_exact_and_approx_within_bound(design, sc, new_segmen
                     model.add(cpu, mm, k, d)
                     assert approx[i, mm * NM + k] == model.count[mm, k]
                 elif op[0] == D.OFFLINE:
-                    for mm in range(cfg["nmm"]):
-                        for k in range(NM):
-                            model.count[mm, k] += model.local[op[1], mm, k]
-                            model.local[op[1], mm, k] = 0
+                    model.offline(op[1])
             for cpu in range(cfg["possible"]):
                 for mm in range(cfg["nmm"]):
                     for k in range(NM):
@@ -165,7 +173,7 @@ def test_random_ops_precise_exact_and_approx_within_bound(design, sc, new_segmen
 def test_percpu_batch_and_bound_for_each_cpu_count(n, data, new_segment):
     b = max(32, 2 * n)
     shape = percpu.shape(n, n, 1)
-    assert shape.params == (b,)
+    assert shape.params == (b, b)  # percpu_counter_batch, and the batch at boot
     assert percpu.batch_for(n) == b
     D.driver("percpu")
     ops = data.draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, NM - 1), st.integers(-2 * b, 2 * b),
@@ -264,6 +272,40 @@ def test_percpu_offline_moves_a_known_value(new_segment):
         D.run("percpu", seg, [D.op_offline(2)], record=False)
         assert D.read_all("percpu", seg)[1 * NM + L.SHMEM, :2].tolist() == [2, 7]
         assert pcpu_value(seg, 2, 1, L.SHMEM) == 0 and pcpu_value(seg, 3, 1, L.SHMEM) == -5
+
+
+def test_percpu_offline_leaves_the_online_mask_and_recomputes_the_batch(new_segment):
+    """percpu_counter_cpu_dead (6.1 lib/percpu_counter.c): compute_batch_value, nr = num_online_cpus() with the
+    dead CPU already out of cpu_online_mask, then the fold; every later add uses the new batch."""
+    n = 20  # batch max(32, 2 * 20) = 40 at boot
+    with new_segment(D.geometry("percpu", n)) as seg:
+        D.prepare("percpu", seg)
+        D.run("percpu", seg, [D.op_add(n - 1, -1, 0, L.ANON, 39), D.op_add(0, -1, 0, L.ANON, 38)], record=False)
+        assert (seg.h(L.H_DPARAM + percpu.D_BATCH), seg.h(L.H_DPARAM + percpu.D_BOOT_BATCH)) == (40, 40)
+        D.run("percpu", seg, [D.op_offline(n - 1)], record=False)
+        mask = seg.words[seg.h(L.H_GLOBAL)]
+        assert mask == 1 << (n - 1)  # in cpu_dying_mask, so out of cpu_online_mask: 19 online
+        assert seg.h(L.H_DPARAM + percpu.D_BATCH) == 38  # max(32, 19 * 2)
+        assert pcpu_value(seg, n - 1, 0, L.ANON) == 0  # folded
+        assert D.read_all("percpu", seg)[L.ANON, :2].tolist() == [39 + 38, 39]
+        # CPU 0 holds 38, as much as the new batch: its next add takes the slow path (with 40 it would not)
+        D.run("percpu", seg, [D.op_add(0, -1, 0, L.ANON, -1)], record=False)
+        assert pcpu_value(seg, 0, 0, L.ANON) == 37  # |38 - 1| < 38: the fast path
+        D.run("percpu", seg, [D.op_add(0, -1, 0, L.ANON, 1)], record=False)
+        assert pcpu_value(seg, 0, 0, L.ANON) == 0 and D.stat(seg, 0, L.S_SLOW) == 1
+        assert D.read_all("percpu", seg)[L.ANON, :2].tolist() == [77, 77]
+        # a second CPU offline: 18 online, batch 36; the same CPU again changes nothing
+        D.run("percpu", seg, [D.op_offline(3), D.op_offline(3)], record=False)
+        assert seg.h(L.H_DPARAM + percpu.D_BATCH) == 36 and seg.words[seg.h(L.H_GLOBAL)] == (1 << 19) | (1 << 3)
+        # the stated bound keeps the boot batch: values written under 40 stay until their CPU's next add
+        assert D.read_all("percpu", seg)[L.ANON, 2:].tolist() == [n * 39, n * 39]
+
+
+@pytest.mark.parametrize("name", ["single", "single-atomic"])
+def test_single_per_cpu_mode_carries_percpus_batch_and_dying_mask(name):
+    """single's per-CPU mode runs percpu's offline: its segment has the mask words and both batches."""
+    shape = designs.get(name).shape(20, 70, 1, options={"online_cpus": 20})
+    assert shape.params == (40, 40) and shape.global_words == 2
 
 
 # ================================================================= mm destroy

@@ -157,6 +157,37 @@ def test_verify_finds_no_mismatch_between_the_percpu_port_and_the_kernel():
 
 
 @needs_kernel
+def test_verify_follows_the_batch_an_offline_recomputes():
+    """20 CPUs: batch 40; CPU 19 goes offline half way and 6.1's percpu_counter_cpu_dead sets it to
+    max(32, 19 * 2) = 38 before folding. The port must do the same (before issue 23 item 7 it kept 40, so
+    the per-CPU values parted at the first add between 38 and 40), and verify compares batch and mask."""
+    import numpy as np
+
+    from shmrss import verify
+    from shmrss.kernel import kpercpu
+    from shmrss.specialise import compile_entries, specialised
+
+    kpercpu.require("k-percpu", KSRC)
+    assert verify.compare("percpu", 4000, 3, 20) == (0, "")
+    for design in ("percpu", "k-percpu"):
+        driver = specialised(verify.TEMPLATE, design, "shmrss_verify")
+        compile_entries(driver, ("step",))
+        seg = verify._segment(design, 20)
+        try:
+            out = np.zeros((4, 4), dtype=np.int64)
+            driver.step(seg.words, 2, 0, 0, 0, out)
+            assert verify.HOTPLUG[design](seg.words, 20).tolist() == [40] + [1] * 20, design
+            for kind, cpu, k, d in ((0, 5, 1, 37), (1, 19, 0, 0), (0, 5, 1, 1)):
+                driver.step(seg.words, kind, cpu, k, d, out)
+            assert verify.HOTPLUG[design](seg.words, 20).tolist() == [38] + [1] * 19 + [0], design
+            assert verify.PCPU_VALUES[design](seg.words, 20)[1, 5] == 0, design  # |37 + 1| >= 38: folded
+            assert out[1, :2].tolist() == [38, 38], design
+        finally:
+            seg.unlink()
+            seg.close()
+
+
+@needs_kernel
 def test_verify_reports_a_kernel_that_differs(monkeypatch):
     """The kernel's batch changed behind the port's back: verify must see it at the first slow path."""
     from shmrss import verify

@@ -255,7 +255,7 @@ def test_librseq_random_cpu_hop(counters, possible):
 
 
 def test_each_counter_has_its_own_bias(new_segment):
-    """struct percpu_counter_tree carries ``int bias;``: one per rss counter. Before issue 23 the tree kept one
+    """struct percpu_counter_tree carries ``long bias;``: one per rss counter. Before issue 23 the tree kept one
     bias word per mm, read by all four counters."""
     with new_segment(D.geometry("tree", 2, nmm=1)) as seg:
         D.prepare("tree", seg, [])

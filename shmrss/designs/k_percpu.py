@@ -12,8 +12,11 @@ every process because the shim keeps them as segment offsets (docs/kernel-c.md).
 The engine's reads that must not call C (the monitor, which maps the segment read-only
 and never loads the library) read the C's words directly, at the offsets the C reports
 (design params D0..D3). Deviations: no journal, so a CPU killed inside an update is not
-recovered (``recover`` reports nothing); ``percpu_counter_batch`` written by a CPU's
-offline stays in the process that ran it (the port keeps its batch too).
+recovered (``recover`` reports nothing); ``percpu_counter_batch``, which a CPU's offline
+recomputes (``percpu_counter_cpu_dead``), is a global of the library in each process: the
+new value stays in the process that ran the offline (the parent), while the port
+recomputes its batch in the segment for every CPU (``shmrss verify``, in one process,
+compares the two).
 """
 
 from numba import njit
@@ -37,6 +40,7 @@ ccall = _cc.ccall
 G_ADD, G_SUM, G_INIT, G_DESTROY, G_OFFLINE = range(5)  # global words: kpercpu.ENTRIES' addresses
 G_SHARED = 8  # the shim's shared area (cpumasks, WARN_ON count, moved statics) from this word on
 SHARED_WORDS = 128  # shmrss_glue.h SHIM_SHARED_BYTES / 8
+MASK_WORDS = 8  # one cpumask of the shared area (NR_CPUS / 64): possible, online, dying from G_SHARED on
 D_SIZE, D_COUNT, D_COUNTERS, D_LOCK, D_BATCH = range(5)
 PCPU_WORDS = L.NMEMBERS  # per-CPU bytes per mm: 32, room for the four s32 and their alignment
 

@@ -30,9 +30,53 @@ segment layout), read this CPU's value c at ``this_cpu_ptr(counters)``; while
 Approximate read: ``count``; every CPU holds less than B in magnitude, so the
 error is at most ``N * (B - 1)`` either way (O(N^2)). Precise read: under the
 lock, count plus the values of the online CPUs (``--online-cpus``; the kernel
-walks ``cpu_online_mask | cpu_dying_mask``, see ``read_precise``). CPU offline
-folds the dead CPU's value into count under the lock, which is why a walk of
-the online CPUs misses nothing. Allocation zeroes every possible CPU's slice.
+walks ``cpu_online_mask | cpu_dying_mask``, see ``read_precise``). Allocation
+zeroes every possible CPU's slice.
+
+CPU offline (``cpu_offline``) is the hotplug path's two steps in the kernel's
+order. First the CPU enters ``cpu_dying_mask`` (kernel/cpu.c ``cpuhp_set_state``:
+``if (cpu_dying(cpu) != !bringup) set_cpu_dying(cpu, !bringup);``, cleared only
+when the CPU comes back up, which no emulated CPU does) and leaves
+``cpu_online_mask`` (``takedown_cpu``). Then the DEAD callback, Linux 6.1
+lib/percpu_counter.c::
+
+    static int compute_batch_value(unsigned int cpu)
+    {
+            int nr = num_online_cpus();
+
+            percpu_counter_batch = max(32, nr*2);
+            return 0;
+    }
+
+    static int percpu_counter_cpu_dead(unsigned int cpu)
+    {
+            ...
+            compute_batch_value(cpu);
+
+            spin_lock_irq(&percpu_counters_lock);
+            list_for_each_entry(fbc, &percpu_counters, list) {
+                    s32 *pcount;
+
+                    raw_spin_lock(&fbc->lock);
+                    pcount = per_cpu_ptr(fbc->counters, cpu);
+                    fbc->count += *pcount;
+                    *pcount = 0;
+                    raw_spin_unlock(&fbc->lock);
+            }
+            spin_unlock_irq(&percpu_counters_lock);
+
+so the batch every later add uses (design parameter D0, ``percpu_counter_batch``)
+is recomputed from the online CPUs left, the dead one already out, before its
+values are folded. The emulated masks: ``cpu_online_mask`` is CPUs
+``0..H_ONLINE-1`` less those in ``cpu_dying_mask`` (a bitmap in the design's
+global words, ``dying_word``), so ``online | dying`` stays ``0..H_ONLINE-1`` and
+the precise read walks the folded CPU (its words read 0), as the kernels whose sum
+walks both masks do; 6.1's ``__percpu_counter_sum`` walks ``for_each_online_cpu``
+only (same sum, one CPU fewer to load). A batch that shrinks leaves the other CPUs' values as they
+were (up to the old batch - 1) until their next add: the stated bound and the
+consistency check use the batch at boot (D1), the largest any value was written
+under, not the live one (the kernel's own ``__percpu_counter_compare`` trusts
+``batch * num_online_cpus()`` with the live batch).
 """
 
 from numba import njit
@@ -50,6 +94,8 @@ ID = 3
 SUMMARY = "upstream percpu_counter: per-CPU s32 with batch max(32, 2N), spinlock slow path"
 BOUND = "|approx - truth| <= N * (B - 1), B = max(32, 2N)"
 
+# design parameters: percpu_counter_batch (rewritten by the CPU-dead callback), the batch at boot
+D_BATCH, D_BOOT_BATCH = 0, 1
 # struct percpu_counter's words (above); member k's struct starts at word STRUCT_WORDS * k of the mm
 _LOCK, _COUNT, _LIST, _COUNTERS = 0, 1, 2, 4  # the list_head is 2 words, unused by the emulated engine
 STRUCT_WORDS = 5
@@ -61,9 +107,26 @@ def batch_for(online: int) -> int:
     return max(32, 2 * online)
 
 
+def params_for(online: int) -> tuple[int, int]:
+    """(D_BATCH, D_BOOT_BATCH): the batch the boot's ``compute_batch_value`` leaves, twice."""
+    return batch_for(online), batch_for(online)
+
+
+def mask_words(possible: int) -> int:
+    """Global words of the emulated ``cpu_dying_mask``: one bit per possible CPU."""
+    return -(-possible // 64)
+
+
+@njit(inline="always")
+def batch_for_jit(nr):
+    """``batch_for`` in compiled code: ``max(32, nr * 2)``."""
+    return max(32, nr * 2)
+
+
 def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
     online = (options or {}).get("online_cpus") or possible  # percpu_counter_batch: num_online_cpus()
-    return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=MM_WORDS, params=(batch_for(online),))
+    return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=MM_WORDS, global_words=mask_words(possible),
+                       params=params_for(online))
 
 
 @njit(inline="always")
@@ -102,7 +165,7 @@ P_FAST, P_LOCK, P_COUNT, P_SUB, P_UNLOCK = 1, 2, 3, 4, 5
 @njit(inline="always")
 def add(seg, cpu, task, mm, k, d, fault):
     jf = fault & JOURNAL
-    batch = dparam(seg, 0)
+    batch = dparam(seg, D_BATCH)
     w = per_cpu_ptr(seg, load(seg, _counters(seg, mm, k)), cpu)  # fbc->counters: the struct's line
     c = load(seg, w)
     while True:
@@ -173,9 +236,10 @@ def release_locks(seg, who):
 
 @njit(inline="always")
 def consistent(seg):
-    """Quiescent: every CPU's value is below the batch (what the approximate bound rests on)."""
+    """Quiescent: every CPU's value is below the boot batch (what the approximate bound rests on; a value
+    written before an offline shrank the batch may lie between the new batch and the old)."""
     bad = 0
-    batch = dparam(seg, 0)
+    batch = dparam(seg, D_BOOT_BATCH)
     for mm in range(seg[L.H_NMM]):
         for k in range(L.NMEMBERS):
             for cpu in range(seg[L.H_POSSIBLE]):
@@ -196,8 +260,9 @@ def read_approx(seg, mm, k):
 
 @njit(inline="always")
 def approx_bound(seg, mm, k):
-    """Every online CPU's word is below the batch: ``N * (B - 1)`` either way, N the online CPUs."""
-    e = seg[L.H_ONLINE] * (dparam(seg, 0) - 1)
+    """Every online CPU's word is below the boot batch: ``N * (B - 1)`` either way, N the online CPUs at
+    boot (a folded CPU's words read 0)."""
+    e = seg[L.H_ONLINE] * (dparam(seg, D_BOOT_BATCH) - 1)
     return e, e
 
 
@@ -243,7 +308,33 @@ def peek_precise(seg, mm, k):
 
 
 @njit(inline="always")
+def dying_word(seg, cpu):
+    """The word of the emulated ``cpu_dying_mask`` (the design's global words) holding CPU ``cpu``'s bit."""
+    return seg[L.H_GLOBAL] + (cpu >> 6)
+
+
+@njit(inline="always")
+def cpu_dying(seg, cpu):
+    return (load(seg, dying_word(seg, cpu)) >> (cpu & 63)) & 1
+
+
+@njit(inline="always")
+def num_online_cpus(seg):
+    """The weight of the emulated ``cpu_online_mask``: CPUs ``0..H_ONLINE-1`` not dying."""
+    n = 0
+    for cpu in range(seg[L.H_ONLINE]):
+        n += 1 - cpu_dying(seg, cpu)
+    return n
+
+
+@njit(inline="always")
 def cpu_offline(seg, cpu):
+    """The CPU leaves ``cpu_online_mask`` (enters ``cpu_dying_mask``), then ``percpu_counter_cpu_dead``:
+    ``compute_batch_value`` (``percpu_counter_batch = max(32, nr*2)``, ``nr = num_online_cpus()``), then
+    every counter's fold under its lock (``fbc->count += *pcount; *pcount = 0;``). See the module docstring."""
+    w = dying_word(seg, cpu)
+    store(seg, w, load(seg, w) | (1 << (cpu & 63)))
+    store(seg, L.H_DPARAM + D_BATCH, batch_for_jit(num_online_cpus(seg)))
     for mm in range(seg[L.H_NMM]):
         for k in range(L.NMEMBERS):
             lk = lock_word(seg, mm, k)

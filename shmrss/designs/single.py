@@ -29,9 +29,9 @@ from shmrss.designs._common import (
 )
 from shmrss.designs.percpu import (
     MM_WORDS as _PC_WORDS, count_word as _pc_count, set_counters as _pc_set_counters,
-    add as _pc_add, approx_bound as _pc_bound, batch_for, consistent as _pc_consistent, cpu_offline as _pc_offline,
+    add as _pc_add, approx_bound as _pc_bound, consistent as _pc_consistent, cpu_offline as _pc_offline,
     mm_destroy as _pc_destroy, read_approx as _pc_approx, peek_precise as _pc_peek, read_precise as _pc_precise, recover as _pc_recover,
-    release_locks as _pc_release_locks,
+    release_locks as _pc_release_locks, mask_words as _pc_mask_words, params_for as _pc_params,
 )
 from shmrss.segment import DesignShape
 
@@ -51,7 +51,8 @@ def own_words(line_words: int) -> int:
 
 def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
     return DesignShape(pcpu_words_per_mm=L.NMEMBERS, mm_words=own_words(line_words),
-                       params=(batch_for((options or {}).get("online_cpus") or possible),))
+                       global_words=_pc_mask_words(possible),
+                       params=_pc_params((options or {}).get("online_cpus") or possible))
 
 
 @njit(inline="always")

@@ -80,17 +80,26 @@ approximate read (0 for the precise one, which sums level 0). The reader
 counts reads beyond the stated bound but within that slack apart from
 violations (``reads.approx_transient``).
 
-Precise = sum of the level-0 counters of all possible CPUs (+ the counter's bias, 0 here: one
-``int bias;`` per ``struct percpu_counter_tree``, so one per rss counter, not one per mm).
-Deviation, left as it was: v15's level-0 allocation is ``counter_size = ALIGN(sizeof(*counters),
-__alignof__(*counters)); level0 = __alloc_percpu_gfp(nr_counters * counter_size, ...)``, so each CPU's
-slice holds a whole ``struct percpu_counter_tree`` per counter (56 bytes on x86_64, 224 for the four
-rss counters), of which the fast path uses the first int; here the slice is one word per counter,
-so the allocation zeroing fork pays (``mm_init``, the ``inline`` lifecycle) walks 32 bytes per CPU,
-not 224. The linux-mm copy the add follows allocates as this port does (``size_t counter_size =
-sizeof(*counters->level0)``: one ``unsigned long`` per counter), and its ``bias`` is a ``long``.
-``get_mm_counter`` (``read_mm_counter``, the read every ``update_hiwater_rss`` makes) is that
-walk clamped at 0 in v15 (``percpu_counter_tree_precise_sum_positive``), not the root.
+Precise = sum of the level-0 counters of all possible CPUs (+ the counter's bias, 0 here). The bias
+is a field of each counter, so one per rss counter (four per mm, mm words 0..3), not one per mm
+(include/linux/percpu_counter_tree.h of the copy, ``struct percpu_counter_tree``: ``long bias;``).
+
+The level-0 allocation, what fork zeroes and exit frees per possible CPU, follows the copy's
+``percpu_counter_tree_init_many``::
+
+    size_t counter_size = sizeof(*counters->level0),
+    ...
+    level0 = __alloc_percpu_gfp(nr_counters * counter_size,
+                                __alignof__(*counters->level0), gfp_flags);
+
+with ``unsigned long __percpu *level0;``: 8 bytes per counter, 32 bytes per CPU for the four rss
+counters, as here (``pcpu_words_per_mm`` = 4 words; ``mm_init`` and the ``inline`` lifecycle zero
+them on every possible CPU; ``k-tree`` carves the same 8-byte steps from its arena). Issue
+23 said v15 sizes it by the whole counter struct (``ALIGN(sizeof(*counters), ...)``, "about 224
+B per CPU"); the copy does not, v15 1/3 is not among the seeds, and this port follows the code
+(tests/test_tree_level0.py). ``get_mm_counter`` (``read_mm_counter``, the read every
+``update_hiwater_rss`` makes) is the precise walk clamped at 0 in v15
+(``percpu_counter_tree_precise_sum_positive``), not the root.
 ``compare_value`` is ``percpu_counter_tree_precise_compare_value``::
 
     res = compare_delta(v - count, counter->approx_accuracy_range.under,

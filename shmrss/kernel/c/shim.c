@@ -98,11 +98,15 @@ int shim_cpuhp_setup(enum cpuhp_state s, const char *name, int (*startup)(unsign
 	return nstates;
 }
 
-/* takedown_cpu then the DEAD callbacks: the CPU leaves the online mask, then the teardowns run */
+/*
+ * cpu_down: cpuhp_set_state puts the CPU in the dying mask (cleared only by a bring-up, which no emulated
+ * CPU makes), takedown_cpu takes it out of the online mask, then the DEAD callbacks run
+ */
 long shim_cpu_offline(long cpu)
 {
-	struct cpumask *online = SHIM_MASK(1);
+	struct cpumask *online = SHIM_MASK(1), *dying = SHIM_MASK(2);
 
+	__atomic_fetch_or(&dying->bits[cpu / 64], 1UL << (cpu % 64), __ATOMIC_SEQ_CST);
 	__atomic_fetch_and(&online->bits[cpu / 64], ~(1UL << (cpu % 64)), __ATOMIC_SEQ_CST);
 	for (int s = nstates - 1; s >= 0; s--)
 		if (states[s].teardown)
