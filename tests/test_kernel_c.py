@@ -194,9 +194,7 @@ def test_percpu_and_k_percpu_both_hold_their_invariants_in_threads(run_cli, tmp_
     (["--design", f"c:{HERE / 'mycounter.toml'}", "--pack", "--cpus", "2"],
      "the C designs need each CPU's unit contiguous, as the kernel's: drop --pack"),
     (["--design", f"c:{HERE / 'mycounter.toml'},c:{HERE / 'lossy.toml'}", "--cpus", "1"], "one c: spec per run"),
-    (["--design", f"c:{HERE / 'mycounter.toml'}", "--live", "--cpus", "1"],
-     "--live shows the ports only: the monitor does not read the C designs yet"),
-], ids=["c-without-spec", "pack", "two-specs", "live"])
+], ids=["c-without-spec", "pack", "two-specs"])
 @needs_gcc
 def test_c_design_misuse_is_one_line_and_exit_2(argv, message):
     done = subprocess.run([sys.executable, "-m", "shmrss", "run", *argv], capture_output=True, text=True, timeout=120)
