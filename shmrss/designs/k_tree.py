@@ -11,7 +11,11 @@ The C keeps ``counter->items`` and ``counter->approx_sum.a`` as plain pointers i
 mm, valid in the process that ran ``init`` and in the processes it forks (they inherit
 its mapping). Deviations: no journal, so a CPU killed inside an update is not recovered
 (``recover`` reports nothing); the approximate read and the accuracy range are calls
-into the C's static inlines (the kernel inlines them), not loads.
+into the C's static inlines (the kernel inlines them), not loads. The monitor, which has
+not loaded the C, takes the same values with loads (``peek_approx``, ``peek_bound``,
+``peek_precise``): the fields at the offsets the C reports, ``approx_sum`` less the
+address the owner mapped the segment at (``H_BASE``), followed only into the mms or
+CPU 0's unit.
 """
 
 from numba import njit
