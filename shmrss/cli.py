@@ -251,7 +251,7 @@ def cmd_run(args, err: Console) -> int:
     from shmrss import run_output, run_session
     from shmrss.runspec import RunSpec
 
-    args.design = _kernel_c(args.design, args.kernel_src, args.pack, args.live)
+    args.design = _kernel_c(args.design, args.kernel_src, args.pack)
     spec = RunSpec.from_args(args)  # every option checked; UsageError: one line, exit 2
     shown = run_session.announce(spec)
     jobs = run_session.jobs(spec)  # sized before anything forks
@@ -261,7 +261,7 @@ def cmd_run(args, err: Console) -> int:
     return run_output.write(spec, session, json_file, err)
 
 
-def _kernel_c(design_text: str, kernel_src: str | None, pack: bool = False, live: bool = False) -> str:
+def _kernel_c(design_text: str, kernel_src: str | None, pack: bool = False) -> str:
     """The C a design list needs (k-percpu's or k-tree's kernel tree, a c:SPEC.toml), built before anything starts;
     returns the list with its c: entry named ``c`` (docs/kernel-c.md)."""
     from shmrss.designs import KERNEL_DESIGNS
@@ -273,11 +273,8 @@ def _kernel_c(design_text: str, kernel_src: str | None, pack: bool = False, live
         text = spec.require(design_text)
     except (source.KernelSourceError, build.BuildError, spec.SpecError) as e:
         raise UsageError(str(e)) from None
-    if any(n.strip() in KERNEL_DESIGNS for n in text.split(",")):
-        if pack:
-            raise UsageError("the C designs need each CPU's unit contiguous, as the kernel's: drop --pack")
-        if live:
-            raise UsageError("--live shows the ports only: the monitor does not read the C designs yet")
+    if any(n.strip() in KERNEL_DESIGNS for n in text.split(",")) and pack:
+        raise UsageError("the C designs need each CPU's unit contiguous, as the kernel's: drop --pack")
     return text
 
 

@@ -6,7 +6,7 @@ stored in the header, so any process (and ``shmrss monitor``) can find it.
 """
 
 MAGIC = 0x5353_5253_5348_4D31  # "1MHSRSS" + version-independent tag
-VERSION = 3  # 3: H_PIDNS (the owner's PID namespace) before the design parameters
+VERSION = 4  # 3: H_PIDNS (the owner's PID namespace) before the design parameters; 4: H_BASE
 NMEMBERS = 4  # MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES
 MEMBER_NAMES = ("file", "anon", "swap", "shmem")
 FILE, ANON, SWAP, SHMEM = range(NMEMBERS)
@@ -58,6 +58,9 @@ H_DPARAM = 41  # design parameters D0..D15 (e.g. the percpu batch: its CPU-dead 
 H_DPARAM_WORDS = 16
 H_ONLINE = 57  # online CPUs (cpu_online_mask = 0..ONLINE-1): NCPU <= ONLINE <= POSSIBLE
 H_HIWATER = 58  # per-mm hiwater_rss words, one line per mm (update_hiwater_rss on unmap)
+# the address the owner mapped the segment at: its CPUs (forked from it, or its threads) see it there, so a C
+# design's plain pointers are valid in each; the monitor, mapping it elsewhere, subtracts it (docs/kernel-c.md)
+H_BASE = 59
 H_WORDS = 64
 
 # --- control lines (parent writes line 0; CPUs add themselves to the barrier on line 1)

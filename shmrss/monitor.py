@@ -232,7 +232,7 @@ class RunView:
     def add_task(self, description: str, **fields) -> int:
         self.label = " ".join(description.split())
         design = self.label.split()[0] if self.label else ""
-        if design in designs.DESIGNS:
+        if design in designs.DESIGNS or design in designs.KERNEL_DESIGNS:
             MR.warm(design)  # compile the reads now, before this design's run forks its CPUs
         return 0
 

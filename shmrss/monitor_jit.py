@@ -3,8 +3,9 @@
 A template (``shmrss.specialise``): ``monitor_reads`` loads a copy per design
 whose marked line binds that design's reads, named by a hash of every source
 it compiles in, so numba's disk cache never serves code compiled from an
-older design. The precise value is the design's ``peek_precise``: loads only
-(the monitor maps the segment read-only), never a wait without end.
+older design. The values are the design's ``peek_approx``, ``peek_bound`` and ``peek_precise``
+(its own reads where they are loads): loads only (the monitor maps the segment read-only), never a
+wait without end, never a call into a C library (the monitor has not loaded it).
 """
 
 from numba import njit
@@ -13,8 +14,8 @@ from shmrss import layout as L
 from shmrss.atomics import load
 from shmrss.designs.interface import bind
 
-_NAMES = ("read_approx", "approx_bound", "peek_precise")
-read_approx, approx_bound, peek_precise = bind("atomic", _NAMES)  # DESIGN-IMPORT
+_NAMES = ("peek_approx", "peek_bound", "peek_precise")
+peek_approx, peek_bound, peek_precise = bind("atomic", _NAMES)  # DESIGN-IMPORT
 
 TRUTH, APPROX, UNDER, OVER, PRECISE, SETTLED = range(6)  # the fields of a snapshot (as monitor_reads)
 
@@ -34,6 +35,6 @@ def snap(w, mms, out):
         mm = mms[i]
         for k in range(L.NMEMBERS):
             out[i, k, TRUTH] = _truth(w, mm, k)
-            out[i, k, APPROX] = read_approx(w, mm, k)
-            out[i, k, UNDER], out[i, k, OVER] = approx_bound(w, mm, k)
+            out[i, k, APPROX] = peek_approx(w, mm, k)
+            out[i, k, UNDER], out[i, k, OVER] = peek_bound(w, mm, k)
             out[i, k, PRECISE], out[i, k, SETTLED] = peek_precise(w, mm, k)

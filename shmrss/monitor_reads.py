@@ -15,6 +15,13 @@ Where it would write or could wait forever, the design's ``peek_precise``
   would hang. Here the same protocol runs with a bounded number of attempts
   and says when it did not settle.
 
+The C designs (k-percpu, k-tree) are read through the C's own layout: the
+offsets of its fields the C reports (design parameters), its ``__percpu``
+pointers (segment offsets in the shim) and its plain pointers less the
+address the owner mapped the segment at (``H_BASE``), each followed only
+into the region the C points it at (``UNREAD`` otherwise, shown as "-").
+A ``c:`` spec's layout is its own: the monitor says so instead of reading it.
+
 Every function takes the segment words as a read-only array: the monitor maps
 the segment without write permission, so a store would fault, not land.
 
@@ -57,8 +64,15 @@ def check_shape(words: np.ndarray, design: str) -> None:
         raise SegmentError(f"segment header does not fit the {design} design's layout: not a run of this shmrss")
 
 
+def unmonitored(design: str) -> str | None:
+    """Why the monitor cannot read this design's counters (its UNMONITORED), or None when it can."""
+    return getattr(designs.get(design), "UNMONITORED", None)
+
+
 def warm(design: str) -> None:
     """Compile the design's reads now (on an empty list of mms), before they are timed against a live run."""
+    if unmonitored(design):
+        return
     words = np.zeros(L.H_WORDS, dtype=np.int64)
     words.flags.writeable = False
     _snap(design)(words, np.zeros(0, dtype=np.int64), np.zeros((0, L.NMEMBERS, FIELDS), dtype=np.int64))

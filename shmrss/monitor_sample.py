@@ -27,7 +27,7 @@ _COUNTERS_VALID = (L.STATE_INIT, L.STATE_RUNNING, L.STATE_STOP)
 
 
 def design_name(design_id: int) -> str | None:
-    for name in designs.DESIGNS:
+    for name in (*designs.DESIGNS, *designs.KERNEL_DESIGNS):
         if designs.get(name).ID == design_id:
             return name
     return None
@@ -72,6 +72,7 @@ class SegmentSampler:
         if self.design is None:
             raise SegmentError(f"segment {name} names design id {h(L.H_DESIGN)}, unknown to this shmrss")
         MR.check_shape(words, self.design)
+        self.unmonitored = MR.unmonitored(self.design)  # why its counters cannot be read here, or None
         self.ncpu, self.nwork, self.nmm = h(L.H_NCPU), h(L.H_NWORK), h(L.H_NMM)
         self.ntask, self.possible, self.line = h(L.H_NTASK), h(L.H_POSSIBLE), h(L.H_LINE) * 8
         self.pack, self.reclaimer = bool(h(L.H_PACK)), bool(h(L.H_RECLAIMER))
@@ -110,7 +111,7 @@ class SegmentSampler:
         order = np.lexsort((np.arange(self.nmm), -np.abs(truth).sum(axis=1), -rss))
         mms = order[:MAX_MMS]
         values = None
-        if state in _COUNTERS_VALID and not cpu[:, L.S_LC_COUNT].any():
+        if state in _COUNTERS_VALID and not cpu[:, L.S_LC_COUNT].any() and not self.unmonitored:
             values = MR.snapshot(self.design, self.w, mms)
             if self.state() not in _COUNTERS_VALID:
                 state, values = self.state(), None  # the run ended while we read: its teardown may have begun

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shmrss import layout as L, monitor_reads as MR
+from shmrss.designs._kernel import UNREAD
 from shmrss.designs.split import PEEK_ATTEMPTS
 from shmrss.monitor_host import HostStat, ProcStat
 from shmrss.monitor_sample import CPU_STATUS, RUN_STATE, Sample, SegmentSampler, rates
@@ -191,9 +192,10 @@ def _mm_block(s: SegmentSampler, cur: Sample, frame: Frame) -> Block:
     shown = cur.truth[cur.mms]
     active = np.abs(shown).sum(axis=0) > 0
     if v is not None:
-        active |= (np.abs(v[:, :, MR.APPROX]) + np.abs(v[:, :, MR.PRECISE])).sum(axis=0) > 0
+        read = np.where(v == UNREAD, 0, v)
+        active |= (np.abs(read[:, :, MR.APPROX]) + np.abs(read[:, :, MR.PRECISE])).sum(axis=0) > 0
     members = [k for k in range(L.NMEMBERS) if active[k]] or [L.ANON]
-    rows, unsettled = [], False
+    rows, unsettled, unread = [], False, False
     order = range(len(cur.mms))
     if v is not None:  # the mms were chosen by an earlier read of the truth: list them by the one shown
         rss = v[:, [L.FILE, L.ANON, L.SHMEM], MR.TRUTH].sum(axis=1)
@@ -204,16 +206,16 @@ def _mm_block(s: SegmentSampler, cur: Sample, frame: Frame) -> Block:
             if v is None:
                 row = [str(int(mm)), L.MEMBER_NAMES[k], f"{int(cur.truth[mm, k]):,}", "-", "-", "-"]
             else:
-                t, a, u, o, p, settled = (int(x) for x in v[i, k])
-                unsettled |= not settled
-                bound = f"+/-{u:,}" if u == o else f"-{u:,}/+{o:,}"
-                row = [str(int(mm)), L.MEMBER_NAMES[k], f"{t:,}", f"{a:,}", bound, f"{p:,}" + ("" if settled else "?")]
+                row, missed, gap = _values_row(int(mm), k, v[i, k])
+                unsettled, unread = unsettled or missed, unread or gap
             rows.append(row)
     block = Block("mms" + (f" (the {len(cur.mms)} largest by truth)" if s.nmm > len(cur.mms) else ""),
                   cols, rows, left=2)
     if s.nmm > len(cur.mms):
         block.foot.append(f"+{s.nmm - len(cur.mms):,} more mms not shown (smaller truth)")
-    if v is None:
+    if s.unmonitored:
+        frame.notes.append(f"counters of {s.design} not read: {s.unmonitored}")
+    elif v is None:
         frame.notes.append(f"counters not read in state {RUN_STATE.get(cur.state, cur.state)}: the run has "
                            f"ended and the parent tears its mms down; truth is the final sum")
     else:
@@ -224,10 +226,24 @@ def _mm_block(s: SegmentSampler, cur: Sample, frame: Frame) -> Block:
         if unlocked:
             frame.notes.append(f"precise*: an unlocked sum of the words {s.design}'s precise read sums under "
                                f"the counter's spinlock (the monitor never writes to the segment)")
+        if unread:
+            frame.notes.append(f"-: {s.design}'s own pointer for that value does not (yet) point where its C "
+                               "puts it (an mm not initialised yet), so the monitor did not follow it")
         if unsettled:
             frame.notes.append(f"?: folds kept moving the sequence counts over {PEEK_ATTEMPTS} attempts; the "
                                f"value may miss a fold or count one twice")
     return block
+
+
+def _values_row(mm: int, k: int, values) -> tuple[list[str], bool, bool]:
+    """One member's cells, whether its precise value did not settle, and whether a value is UNREAD (a
+    pointer of the C the monitor would not follow: shown as "-")."""
+    t, a, u, o, p, settled = (int(x) for x in values)
+    unread = UNREAD in (a, u, o, p)
+    bound = "-" if UNREAD in (u, o) else f"+/-{u:,}" if u == o else f"-{u:,}/+{o:,}"
+    precise = "-" if p == UNREAD else f"{p:,}" + ("" if settled else "?")
+    approx = "-" if a == UNREAD else f"{a:,}"
+    return [str(mm), L.MEMBER_NAMES[k], f"{t:,}", approx, bound, precise], not settled and p != UNREAD, unread
 
 
 def _moved(s: SegmentSampler, cur: Sample, procs: dict[int, ProcStat]) -> list[str]:

@@ -185,6 +185,7 @@ class Segment:
         seg.words[L.H_PIDNS] = pid_namespace()
         seg.words[L.H_CREATED_NS] = time.time_ns()
         seg.words[L.H_RUN_ID] = int(name[len(PREFIX):], 16) & ((1 << 63) - 1)
+        seg.words[L.H_BASE] = seg.words.ctypes.data
         return seg
 
     @classmethod

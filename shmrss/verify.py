@@ -6,26 +6,27 @@ geometry in this process; the ops (mixed CPUs, deltas +-1, +-16, +-512 and odd s
 CPU going offline half way) go through each design's compiled functions
 (``verify_driver``), and after every op the approximate read, the precise read, the
 accuracy range and every CPU's per-CPU value must be equal (for percpu also
-``percpu_counter_batch`` and ``cpu_online_mask``, which an offline changes), and for the
-tree every item of every level and which levels the op wrote (an item whose value changed). Prints "N
+``percpu_counter_batch`` and ``cpu_online_mask``, which an offline changes), and for the tree every item
+of every level and which levels the op wrote (an item whose value changed). Prints "N
 ops, M mismatches" per pair, the writes per level, and the first mismatch; exit 1 on any.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from shmrss import layout as L
+from shmrss import layout as L, verify_writes as VW
+from shmrss.kernel import kpercpu, ktree
 from shmrss.options import int_at_least
 from shmrss.segment import Geometry, Segment
 
-TEMPLATE = Path(__file__).resolve().parent / "verify_driver.py"
 PAIRS = {"percpu": "k-percpu", "tree": "k-tree"}  # port -> its kernel C
+KERNEL_LIBS = {"k-percpu": kpercpu.LIB, "k-tree": ktree.LIB}
 DELTAS = (1, 16, 512, 3, 7, 33, 100, 1023, 31, 32)
-OFFLINE = 1
+OFFLINE, INIT = 1, 2  # verify_driver's kinds (ADD is 0)
 
 
 def add_parser(sub) -> None:
@@ -53,15 +54,25 @@ def ops(n: int, ncpu: int, seed: int) -> np.ndarray:
 
 
 def _segment(design: str, ncpu: int) -> Segment:
+    """A segment for ``design`` with verify's lock log after its global words; a kernel C design is
+    bound to verify's build of its library, which logs every lock taken (``verify_writes``)."""
     from shmrss import designs
+    from shmrss.designs import _kernel
 
     mod = designs.get(design)
     shape = mod.shape(ncpu, ncpu, 1, line_words=8, options={"online_cpus": ncpu})
+    shape = dataclasses.replace(shape, global_words=shape.global_words + VW.LOG_WORDS)
     seg = Segment.create(Geometry(ncpu=ncpu, possible=ncpu, nmm=1, ntask=1, line_words=8, pack=False, slice=100,
                                   design_id=mod.ID, shape=shape, tape_steps=2, ring=16))
     if hasattr(mod, "setup"):
         mod.setup(seg.words, ncpu, None)
+    if design in KERNEL_LIBS:
+        _kernel.bind(seg.words, _logging(design), KERNEL_LIBS[design].setup, mod.G_SHARED)
     return seg
+
+
+def _logging(design: str):
+    return VW.logging_lib(KERNEL_LIBS[design])
 
 
 def _port_pcpu(w: np.ndarray, ncpu: int) -> np.ndarray:
@@ -120,14 +131,14 @@ def _port_hotplug(w: np.ndarray, ncpu: int) -> np.ndarray:
 
 
 def _kernel_hotplug(w: np.ndarray, ncpu: int) -> np.ndarray:
-    """k-percpu's: the library's ``percpu_counter_batch`` (this process's: verify runs the offline here) and
-    the shim's ``cpu_online_mask`` (the second bitmap of the shared area, shmrss_shim.h ``SHIM_MASK(1)``)."""
+    """k-percpu's: the library's ``percpu_counter_batch`` (verify's own build, in this process: verify runs
+    the offline here) and the shim's ``cpu_online_mask`` (the second bitmap of the shared area,
+    shmrss_shim.h ``SHIM_MASK(1)``)."""
     import ctypes
 
     from shmrss.designs import k_percpu as K
-    from shmrss.kernel import kpercpu
 
-    lib, _ = kpercpu.loaded()
+    lib, _ = _logging("k-percpu").loaded()
     mask = int(w[L.H_GLOBAL]) + K.G_SHARED + K.MASK_WORDS
     online = [int((int(w[mask + cpu // 64]) >> (cpu % 64)) & 1) for cpu in range(ncpu)]
     return np.array([ctypes.c_int.in_dll(lib, "percpu_counter_batch").value, *online], dtype=np.int64)
@@ -146,23 +157,24 @@ class Outcome:
     first: str = ""
     kinds: dict[str, int] = field(default_factory=dict)  # mismatching ops by what differed
     writes: dict[str, list[int]] = field(default_factory=dict)  # per design: items written per level 1..L
+    wrote: dict[str, dict[str, int]] = field(default_factory=dict)  # per design: writes per shared word
+    c_only: list[str] = field(default_factory=list)  # the C's words no port has: counted, not compared
 
 
-def compare(port: str, n: int, seed: int, ncpu: int) -> tuple[int, str]:
+def compare(port: str, n: int, seed: int, ncpu: int, mutate=None) -> tuple[int, str]:
     """(mismatches, the first one in full) over ``n`` ops of port against its kernel C."""
-    o = outcome(port, n, seed, ncpu)
+    o = outcome(port, n, seed, ncpu, mutate)
     return o.bad, o.first
 
 
-def outcome(port: str, n: int, seed: int, ncpu: int) -> Outcome:
-    from shmrss.specialise import compile_entries, specialised
-
+def outcome(port: str, n: int, seed: int, ncpu: int, mutate=None) -> Outcome:
+    """``mutate`` changes the port's source text before it compiles (a planted mutant, in the tests)."""
     kernel = PAIRS[port]
-    drivers = {d: specialised(TEMPLATE, d, "shmrss_verify") for d in (port, kernel)}
-    for mod in drivers.values():
-        compile_entries(mod, ("step",))
-    segs = {d: _segment(d, ncpu) for d in drivers}
+    drivers = {port: VW.copy(port, mutate), kernel: VW.copy(kernel)}
+    segs: dict[str, Segment] = {}
     try:
+        for d in drivers:
+            segs[d] = _segment(d, ncpu)
         return _run(drivers, segs, port, kernel, ops(n, ncpu, seed), ncpu)
     finally:
         for s in segs.values():
@@ -181,15 +193,44 @@ def _item_levels(w: np.ndarray) -> np.ndarray:
     return np.array(out or [1], dtype=np.int64)
 
 
-class _View:
-    """What verify reads of one design after an op: reads, per-CPU values, tree items."""
+def _struct(design: str, w: np.ndarray) -> VW.Struct | None:
+    from shmrss.designs import k_percpu
 
-    def __init__(self, design, seg, ncpu):
-        self.design, self.seg, self.ncpu = design, seg, ncpu
+    if design == "percpu":
+        return VW.port_struct(w)
+    if design == "k-percpu":
+        return VW.kernel_struct(w, _logging(design), k_percpu.G_SHARED)
+    return None
+
+
+class _View:
+    """One design under verify: its compiled copy, what it read after an op, and what the op wrote."""
+
+    def __init__(self, design, seg, ncpu, driver):
+        self.design, self.seg, self.ncpu, self.driver = design, seg, ncpu, driver
         self.out = np.zeros((L.NMEMBERS, 4), dtype=np.int64)
-        self.items = ITEMS[design](seg.words) if design in ITEMS else None
-        self.pcpu = None
-        self.hotplug = None
+        self.items = self.pcpu = self.hotplug = None
+        self.locks = VW.Locks(seg, _logging(design) if design in KERNEL_LIBS else None)
+        self.struct = _struct(design, seg.words)
+        self.ops: dict[str, int] = {}  # the last op's writes, by word
+        self.wrote: dict[str, int] = {}  # every op's
+
+    def init(self) -> None:
+        self.driver.verify_apply(self.seg.words, INIT, 0, 0, 0)
+        self.items = ITEMS[self.design](self.seg.words) if self.design in ITEMS else None
+
+    def op(self, op, levels: np.ndarray | None, writes: list[int]) -> np.ndarray | None:
+        """Apply one op, tally its writes, read every member (``take``)."""
+        w = self.seg.words
+        before = self.struct.words(w) if self.struct is not None else None
+        n0 = self.locks.count()
+        self.driver.verify_apply(w, *op)
+        locks = self.locks.since(n0)
+        self.ops = VW.tally(self.struct, before, self.struct.words(w) if before is not None else None, locks)
+        for name, c in self.ops.items():
+            self.wrote[name] = self.wrote.get(name, 0) + c
+        self.driver.verify_read(w, self.out)
+        return self.take(levels, writes)
 
     def take(self, levels: np.ndarray | None, writes: list[int]) -> np.ndarray | None:
         """Read the per-CPU values and items; add the items the op changed to ``writes``; those per level."""
@@ -207,7 +248,7 @@ class _View:
         return wrote
 
 
-def _differences(a: _View, b: _View, wa, wb) -> list[str]:
+def _differences(a: _View, b: _View, wa, wb, skip) -> list[str]:
     diffs = []
     if not np.array_equal(a.out, b.out):
         diffs.append("reads")
@@ -219,6 +260,9 @@ def _differences(a: _View, b: _View, wa, wb) -> list[str]:
         diffs.append("items")
     if wa is not None and not np.array_equal(wa, wb):
         diffs.append("level writes")
+    for name in sorted((set(a.ops) | set(b.ops)) - skip):
+        if a.ops.get(name, 0) != b.ops.get(name, 0):
+            diffs.append(f"writes to {name}")
     return diffs
 
 
@@ -227,7 +271,8 @@ def _describe(i, op, diffs, a: _View, b: _View, wa, wb) -> str:
     what = f"add {delta:+d} to member {k} on CPU {cpu}" if kind == 0 else f"CPU {cpu} offline"
     text = (f"op {i} ({what}) differs in {', '.join(diffs)}: (approx, precise, under, over) per member "
             f"{a.design} {a.out.tolist()} {b.design} {b.out.tolist()}; per-CPU {a.design} {a.pcpu.tolist()} "
-            f"{b.design} {b.pcpu.tolist()}")
+            f"{b.design} {b.pcpu.tolist()}; writes (locks taken, words changed) {a.design} {a.ops} "
+            f"{b.design} {b.ops}")
     if a.hotplug is not None:
         text += (f"; batch, online mask {a.design} {a.hotplug[0]}, {a.hotplug[1:].tolist()} "
                  f"{b.design} {b.hotplug[0]}, {b.hotplug[1:].tolist()}")
@@ -241,21 +286,19 @@ def _describe(i, op, diffs, a: _View, b: _View, wa, wb) -> str:
 
 
 def _run(drivers, segs, port, kernel, stream, ncpu) -> Outcome:
-    views = {d: _View(d, segs[d], ncpu) for d in drivers}
-    for d in drivers:
-        drivers[d].step(segs[d].words, 2, 0, 0, 0, views[d].out)  # INIT
-        views[d].items = ITEMS[d](segs[d].words) if d in ITEMS else None
+    views = {d: _View(d, segs[d], ncpu, drivers[d]) for d in drivers}
+    for v in views.values():
+        v.init()
     levels = _item_levels(segs[port].words) if port in ITEMS else None
-    res = Outcome(ops=len(stream))
+    a, b = views[port], views[kernel]
+    res = Outcome(ops=len(stream), c_only=sorted(VW.c_only(b.struct)))
     if levels is not None:
         res.writes = {d: [0] * int(levels.max()) for d in drivers}
-    a, b = views[port], views[kernel]
-    for i, (kind, cpu, k, delta) in enumerate(stream):
-        for d in drivers:
-            drivers[d].step(segs[d].words, int(kind), int(cpu), int(k), int(delta), views[d].out)
-        wa = a.take(levels, res.writes.get(port, []))
-        wb = b.take(levels, res.writes.get(kernel, []))
-        diffs = _differences(a, b, wa, wb)
+    for i, row in enumerate(stream):
+        op = tuple(int(x) for x in row)
+        wa = a.op(op, levels, res.writes.get(port, []))
+        wb = b.op(op, levels, res.writes.get(kernel, []))
+        diffs = _differences(a, b, wa, wb, set(res.c_only))
         if not diffs:
             continue
         res.bad += 1
@@ -263,6 +306,7 @@ def _run(drivers, segs, port, kernel, stream, ncpu) -> Outcome:
             res.kinds[what] = res.kinds.get(what, 0) + 1
         if not res.first:
             res.first = _describe(i, stream[i], diffs, a, b, wa, wb)
+    res.wrote = {d: v.wrote for d, v in views.items()}
     return res
 
 
@@ -277,9 +321,20 @@ def kernel_designs(text: str) -> str:
     return ",".join(PAIRS[p] for p in ports)
 
 
+def _writes_line(port: str, o: Outcome) -> str:
+    """The writes per shared word over the stream, port / C (the C's own statics apart)."""
+    p, c = o.wrote.get(port, {}), o.wrote.get(PAIRS[port], {})
+    names = sorted((set(p) | set(c)) - set(o.c_only))
+    text = ", ".join(f"{n} {p.get(n, 0):,}/{c.get(n, 0):,}" for n in names) or "no lock taken by either"
+    only = ", ".join(f"{n} {c.get(n, 0):,}" for n in o.c_only)
+    return f"  writes per shared word, {port} / {PAIRS[port]}: {text}" + (
+        f"; the C only (no port has it): {only}" if only else "")
+
+
 def _print(port: str, version: str, args, o: Outcome) -> None:
     print(f"{port} vs {PAIRS[port]} ({version}, {args.cpus} CPUs, seed {args.seed}): "
           f"{o.ops} ops, {o.bad} mismatches", flush=True)
+    print(_writes_line(port, o), flush=True)
     if o.kinds:
         print("  ops differing in: " + ", ".join(f"{k} {v}" for k, v in o.kinds.items()), flush=True)
     for d, per_level in o.writes.items():
@@ -290,13 +345,11 @@ def _print(port: str, version: str, args, o: Outcome) -> None:
 
 def main(args, err) -> int:
     from shmrss import designs
-    from shmrss.kernel import kpercpu, ktree
 
-    libs = {"k-percpu": kpercpu.LIB, "k-tree": ktree.LIB}
     failed = 0
     for p in kernel_designs(args.design) and [d.strip() for d in args.design.split(",") if d.strip()]:
         designs.get(p)
-        lib = libs[PAIRS[p]]
+        lib = KERNEL_LIBS[PAIRS[p]]
         _, version = lib.loaded()
         version = f"kernel {version}" if version != "unknown" else lib.provenance()["source"]  # a copy: its path
         o = outcome(p, args.events, args.seed, args.cpus)

@@ -194,7 +194,7 @@ def test_verify_reports_a_kernel_that_differs(monkeypatch):
     from shmrss.kernel import kpercpu
 
     kpercpu.require("k-percpu", KSRC)
-    lib, _ = kpercpu.loaded()
+    lib, _ = verify._logging("k-percpu").loaded()  # the build verify runs (it logs every lock taken)
     made = verify._segment
 
     def segment(design, ncpu):
@@ -225,9 +225,7 @@ def test_percpu_and_k_percpu_both_hold_their_invariants_in_threads(run_cli, tmp_
     (["--design", f"c:{HERE / 'mycounter.toml'}", "--pack", "--cpus", "2"],
      "the C designs need each CPU's unit contiguous, as the kernel's: drop --pack"),
     (["--design", f"c:{HERE / 'mycounter.toml'},c:{HERE / 'lossy.toml'}", "--cpus", "1"], "one c: spec per run"),
-    (["--design", f"c:{HERE / 'mycounter.toml'}", "--live", "--cpus", "1"],
-     "--live shows the ports only: the monitor does not read the C designs yet"),
-], ids=["c-without-spec", "pack", "two-specs", "live"])
+], ids=["c-without-spec", "pack", "two-specs"])
 @needs_gcc
 def test_c_design_misuse_is_one_line_and_exit_2(argv, message):
     done = subprocess.run([sys.executable, "-m", "shmrss", "run", *argv], capture_output=True, text=True, timeout=120)
@@ -240,25 +238,72 @@ def test_verify_reads_the_same_per_cpu_values_of_port_and_kernel():
     """What verify compares per CPU is read where each design keeps it (not zeros on both sides)."""
     import numpy as np
 
-    from shmrss import verify
+    from shmrss import verify, verify_writes
     from shmrss.kernel import kpercpu
-    from shmrss.specialise import compile_entries, specialised
 
     kpercpu.require("k-percpu", KSRC)
     for design in ("percpu", "k-percpu"):
-        driver = specialised(verify.TEMPLATE, design, "shmrss_verify")
-        compile_entries(driver, ("step",))
+        driver = verify_writes.copy(design)
         seg = verify._segment(design, 2)
         try:
             out = np.zeros((4, 4), dtype=np.int64)
             for kind, cpu, k, d in ((2, 0, 0, 0), (0, 1, 2, 5), (0, 1, 2, -2), (0, 0, 3, 7)):
-                driver.step(seg.words, kind, cpu, k, d, out)
+                driver.verify_apply(seg.words, kind, cpu, k, d)
+            driver.verify_read(seg.words, out)
             values = verify.PCPU_VALUES[design](seg.words, 2)
             assert values.tolist() == [[0, 0], [0, 0], [0, 3], [7, 0]], design
             assert out[:, :2].tolist() == [[0, 0], [0, 0], [0, 3], [0, 7]], design
         finally:
             seg.unlink()
             seg.close()
+
+
+SLOW_UNLOCK = "            spin_unlock(seg, lk)\n            tally(seg, cpu, L.S_SLOW, 1)\n"  # percpu.add's
+EXTRA_LOCK = (SLOW_UNLOCK, "            spin_unlock(seg, lk)\n            spin_lock(seg, lk, owner(cpu))\n"
+              + SLOW_UNLOCK)
+EXTRA_WORD = (SLOW_UNLOCK, "            local_add(seg, mm_word(seg, mm, STRUCT_WORDS * k + _LIST), 1)\n"
+              + SLOW_UNLOCK)
+
+
+@needs_kernel
+@pytest.mark.parametrize("plant, word", [(EXTRA_LOCK, "lock"), (EXTRA_WORD, "list.next")],
+                         ids=["lock-taken-twice", "extra-word"])
+def test_verify_names_the_word_a_mutant_port_writes_more_often_than_the_kernel(plant, word):
+    """A percpu port whose slow path takes its lock a second time, or writes one more word of the struct,
+    reads the same values as the kernel after every op: only the writes per shared word tell it apart."""
+    from shmrss import verify
+    from shmrss.kernel import kpercpu
+
+    kpercpu.require("k-percpu", KSRC)
+
+    def mutate(text):
+        assert text.count(plant[0]) == 1
+        return text.replace(*plant)
+
+    o = verify.outcome("percpu", 2000, 7, 4, mutate)
+    writes = {k: v for k, v in o.kinds.items() if k.startswith("writes to ")}
+    assert o.bad > 0 and set(o.kinds) == set(writes), o.kinds  # no read, per-CPU value or item differs
+    assert {k.rsplit(".", 1 if word == "lock" else 2)[0] for k in writes} <= {f"writes to rss_stat[{m}]" for m in range(4)}
+    assert all(k.endswith(f".{word}") for k in writes)
+    assert f".{word}" in o.first and o.first.startswith("op ")
+    port, kernel = o.wrote["percpu"], o.wrote["k-percpu"]
+    assert sum(v for n, v in port.items() if n.endswith(word)) > sum(v for n, v in kernel.items() if n.endswith(word))
+
+
+@needs_kernel
+def test_verify_counts_each_lock_the_kernel_and_the_port_take():
+    """Unmutated: every member's lock taken as often by the port as by the C (the slow paths and the offline),
+    and the C's own percpu_counters_lock counted apart (the offline's walk of its list)."""
+    from shmrss import verify
+    from shmrss.kernel import kpercpu
+
+    kpercpu.require("k-percpu", KSRC)
+    o = verify.outcome("percpu", 2000, 7, 4)
+    assert o.bad == 0
+    port, kernel = o.wrote["percpu"], o.wrote["k-percpu"]
+    assert o.c_only == ["percpu_counters_lock"] and kernel["percpu_counters_lock"] == 1
+    assert {n: v for n, v in kernel.items() if n != "percpu_counters_lock"} == port
+    assert all(port[f"rss_stat[{m}].lock"] > 0 for m in range(4))
 
 
 @needs_gcc

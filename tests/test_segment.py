@@ -160,7 +160,8 @@ def test_created_segment_matches_layout(design, line, pack, geometry, new_segmen
         assert hdr[L.H_RUN_ID] == int(seg.name[len(PREFIX):], 16) & ((1 << 63) - 1)
         assert hdr[L.H_CREATED_NS] > 0
         assert hdr[L.H_PIDNS] == os.stat("/proc/self/ns/pid").st_ino  # cleanup judges the owner pid in it
-        hdr[[L.H_OWNER_PID, L.H_RUN_ID, L.H_CREATED_NS, L.H_PIDNS]] = 0
+        assert hdr[L.H_BASE] == seg.words.ctypes.data  # the owner's mapping: the C designs' pointers are there
+        hdr[[L.H_OWNER_PID, L.H_RUN_ID, L.H_CREATED_NS, L.H_PIDNS, L.H_BASE]] = 0
         assert np.array_equal(hdr, lay.header)
         assert not seg.words[L.H_WORDS:].any()  # the rest starts zeroed
         # the data starts on a cache line in memory too (mmap is page aligned)

@@ -17,6 +17,7 @@ from shmrss.kernel import ccall as _cc
 ccall = _cc.ccall
 G_ADD, G_SUM, G_INIT, G_DESTROY, G_OFFLINE = range(5)  # every glue's first five entries, in this order
 D_SIZE = 0  # design parameter 0: bytes of one counter object
+UNREAD = -(1 << 62)  # a monitor read that would follow the C's pointer outside the segment: shown as "-"
 
 
 def bind(words, lib, setup_entry: str, g_shared: int) -> None:
@@ -28,6 +29,25 @@ def bind(words, lib, setup_entry: str, g_shared: int) -> None:
     cpus = int(words[L.H_POSSIBLE]) | int(words[L.H_ONLINE]) << 16 | L.OWNER_PARENT << 32
     if lib.call(setup_entry, words.ctypes.data, (g + g_shared) * 8, int(words[L.H_PCPU_CSTRIDE]) * 8, cpus) != 0:
         raise ValueError(f"{lib.name}: the shim refused this run's CPUs (at most 512)")
+
+
+@njit(inline="always")
+def _within(at, size, lo, hi):
+    return at >= lo and at % size == 0 and at + size <= hi
+
+
+@njit(inline="always")
+def in_unit(seg, at, size):
+    """Byte offset ``at`` (a __percpu pointer: CPU 0's copy) holds ``size`` aligned bytes of CPU 0's unit,
+    so each CPU's copy lies in that CPU's unit: a pointer the monitor, which reads segments it does not
+    trust, may follow (the header's regions are checked against the mapping). 0, an mm not set up, is not."""
+    return _within(at, size, seg[L.H_PCPU] * 8, (seg[L.H_PCPU] + seg[L.H_PCPU_CSTRIDE]) * 8)
+
+
+@njit(inline="always")
+def in_mms(seg, at, size):
+    """Byte offset ``at`` holds ``size`` aligned bytes of the mms' region."""
+    return _within(at, size, seg[L.H_MM] * 8, (seg[L.H_MM] + seg[L.H_NMM] * seg[L.H_MM_STRIDE]) * 8)
 
 
 @njit(inline="always")

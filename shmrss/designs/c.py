@@ -7,8 +7,8 @@ through addresses the parent writes into the global words before forking, as
 memory (``alloc_percpu``) comes from the mm's words in every CPU's unit
 (``percpu_bytes`` per object). Every engine check applies: precise equals truth at
 quiescence, approximate within the library's ``bound`` (or no bound stated), zero at
-teardown. The monitor cannot read it (the library is not loaded there); a CPU killed
-inside a call is not recovered (no journal).
+teardown. The monitor cannot read it (its layout is the library's own and the library is
+not loaded there: UNMONITORED); a CPU killed inside a call is not recovered (no journal).
 """
 
 from numba import njit
@@ -27,6 +27,8 @@ SUMMARY = "a user's C counter library named by a c: spec"
 BOUND = "the library's bound(), or no bound stated"
 ccall = _cc.ccall
 NO_BOUND = 1 << 40  # what approx_bound reports when the spec names no bound function
+UNMONITORED = ("a c: spec's counter object is laid out by its own C, which the monitor has not loaded: "
+               "approx, bound and precise are not shown (truth is)")
 
 G_ADD, G_SUM, G_INIT, G_DESTROY, G_OFFLINE, G_READ, G_BOUND = range(7)  # spec.ENTRIES' addresses
 G_SHARED = 8

@@ -2,7 +2,7 @@
 
 A design module provides NAME, ID, SUMMARY, BOUND (optionally TRANSIENT_CAUSE: why its
 approximate read may pass BOUND while updates are in flight, which a result states beside an
-error above the bound), ``shape(ncpu, possible,
+error above the bound; optionally UNMONITORED: why ``shmrss monitor`` cannot read its counters), ``shape(ncpu, possible,
 nmm, line_words, nodes, options) -> DesignShape``, optionally ``setup(words,
 ncpu, nodes)`` to fill its global words and ``fits_header(h) -> bool`` to
 refuse a hostile segment header its reads would index outside of, and these
@@ -38,6 +38,9 @@ Optional, with the default each names (``DEFAULTS``)::
     peek_precise(seg, mm, k) -> (v, ok)    (read_precise, 1): the monitor's precise value from loads
                                            only; a design whose read_precise stores (takes a lock)
                                            or may wait forever must provide its own
+    peek_approx(seg, mm, k) -> v           read_approx: the monitor's approximate value, loads only (a C
+                                           design whose read is a call: the monitor has no library)
+    peek_bound(seg, mm, k) -> (u, o)       approx_bound, likewise
     compare_value(seg, mm, k, v) -> c      0 (HPCC's percpu_counter_tree_precise_compare_value: tree)
     publish_hits(seg, cpu, faults)         nothing: a design that tallies only its misses (pcpcache) writes
                                            its hits (fault events - misses) when the engine publishes
@@ -121,7 +124,8 @@ DEFAULTS = {"thread_created": no_thread_event, "task_exit": no_exit_event, "cpu_
             "release_locks": no_locks, "consistent": nothing_redundant, "threads": no_thread_count,
             "transient_slack": no_transient, "compare_value": no_compare,
             "publish_hits": no_hits}
-OPTIONAL = (*DEFAULTS, "peek_precise", "read_mm_counter")
+ALIASES = {"peek_approx": "read_approx", "peek_bound": "approx_bound"}  # defaults: the design's own function
+OPTIONAL = (*DEFAULTS, *ALIASES, "peek_precise", "read_mm_counter")
 _peeks: dict[str, object] = {}
 _mm_counters: dict[str, object] = {}
 
@@ -149,6 +153,8 @@ def function(module: ModuleType, name: str):
         return _mm_counters[module.__name__]
     if name in DEFAULTS:
         return DEFAULTS[name]
+    if name in ALIASES:
+        return getattr(module, ALIASES[name])
     raise DesignInterfaceError(f"{name} is not part of the design interface")
 
 

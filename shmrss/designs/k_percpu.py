@@ -83,9 +83,14 @@ def read_precise(seg, mm, k):
 
 
 @njit(inline="always")
-def pcpu_value(seg, mm, k, cpu):
-    """CPU ``cpu``'s s32 of the counter: ``*per_cpu_ptr(fbc->counters, cpu)``, read from the words."""
-    at = load(seg, (_obj(seg, mm, k) + dparam(seg, D_COUNTERS)) // 8) + cpu * seg[L.H_PCPU_CSTRIDE] * 8
+def _pcpu_at(seg, mm, k, cpu):
+    """Byte offset of ``per_cpu_ptr(fbc->counters, cpu)``: the C's __percpu pointer (a segment offset in
+    the shim) plus the CPU's unit."""
+    return load(seg, (_obj(seg, mm, k) + dparam(seg, D_COUNTERS)) // 8) + cpu * seg[L.H_PCPU_CSTRIDE] * 8
+
+
+@njit(inline="always")
+def _s32(seg, at):
     w = load(seg, at // 8)
     if at % 8:
         return w >> 32
@@ -93,8 +98,17 @@ def pcpu_value(seg, mm, k, cpu):
 
 
 @njit(inline="always")
+def pcpu_value(seg, mm, k, cpu):
+    """CPU ``cpu``'s s32 of the counter: ``*per_cpu_ptr(fbc->counters, cpu)``, read from the words."""
+    return _s32(seg, _pcpu_at(seg, mm, k, cpu))
+
+
+@njit(inline="always")
 def peek_precise(seg, mm, k):
-    """The monitor's precise value: __percpu_counter_sum's sum without its lock (loads only)."""
+    """The monitor's precise value: __percpu_counter_sum's sum without its lock (loads only), through the
+    C's own ``counters`` pointer, followed only inside the segment (else UNREAD: an mm not initialised yet)."""
+    if not _kernel.in_unit(seg, _pcpu_at(seg, mm, k, 0), 4):
+        return _kernel.UNREAD, 0
     s = read_approx(seg, mm, k)
     for cpu in range(seg[L.H_ONLINE]):
         s += pcpu_value(seg, mm, k, cpu)
@@ -142,8 +156,11 @@ def consistent(seg):
 
 def fits_header(h) -> bool:
     """The structs and units this design's reads index lie inside their regions."""
-    return (h[L.H_PCPU_KSTRIDE] == 1 and h[L.H_PCPU_KWORDS] >= PCPU_WORDS and h[L.H_DPARAM + D_SIZE] > 0
-            and h[L.H_MM_STRIDE] * 8 >= L.NMEMBERS * h[L.H_DPARAM + D_SIZE])
+    dp = h[L.H_DPARAM:]
+    return (h[L.H_PCPU_KSTRIDE] == 1 and h[L.H_PCPU_KWORDS] >= PCPU_WORDS and dp[D_SIZE] > 0
+            and h[L.H_MM_STRIDE] * 8 >= L.NMEMBERS * dp[D_SIZE]
+            and all(0 <= dp[d] and dp[d] % 8 == 0 and dp[d] + 8 <= dp[D_SIZE] for d in (D_COUNT, D_COUNTERS))
+            and 0 <= dp[D_LOCK] and dp[D_LOCK] % 4 == 0 and dp[D_LOCK] + 4 <= dp[D_SIZE])
 
 
 def describe() -> dict:

@@ -25,6 +25,8 @@ class KernelLib:
     header: str  # under include/, e.g. linux/percpu_counter.h
     glue: str  # in shmrss/kernel/c
     entries: tuple[str, ...]  # the glue functions whose addresses are the design's global words 0..
+    setup: str = ""  # the glue's setup entry (shim_setup and the library's boot)
+    extra_defines: tuple[tuple[str, str], ...] = ()  # e.g. verify's SHIM_LOG_LOCKS build
 
     @property
     def files(self) -> tuple[str, str]:
@@ -32,7 +34,8 @@ class KernelLib:
 
     def library(self, src: Path) -> build.Library:
         return build.Library(name=self.name, sources=(src / self.c_file, build.SHIM_DIR / self.glue),
-                             kernel_headers=((self.header, src / "include" / self.header),), defines=DEFINES)
+                             kernel_headers=((self.header, src / "include" / self.header),),
+                             defines=DEFINES + self.extra_defines)
 
     def loaded(self):
         """(the loaded library, the kernel version) for ``$SHMRSS_KERNEL_SRC``; KernelSourceError/BuildError."""

@@ -10,7 +10,7 @@ from shmrss.kernel import klib
 
 ENTRIES = ("kp_add", "kp_sum", "kp_init", "kp_destroy", "kp_offline")  # k-percpu's global words 0..4
 LIB = klib.KernelLib(name="k-percpu", c_file="lib/percpu_counter.c", header="linux/percpu_counter.h",
-                     glue="glue_percpu.c", entries=ENTRIES)
+                     glue="glue_percpu.c", entries=ENTRIES, setup="kp_setup")
 DEFINES = klib.DEFINES
 library, loaded, addresses, call = LIB.library, LIB.loaded, LIB.addresses, LIB.call
 require, provenance = LIB.require, LIB.provenance

@@ -7,6 +7,6 @@ from shmrss.kernel import klib
 
 ENTRIES = ("kt_add", "kt_sum", "kt_init", "kt_destroy", "kt_offline", "kt_approx", "kt_range")  # words 0..6
 LIB = klib.KernelLib(name="k-tree", c_file="lib/percpu_counter_tree.c", header="linux/percpu_counter_tree.h",
-                     glue="glue_tree.c", entries=ENTRIES)
+                     glue="glue_tree.c", entries=ENTRIES, setup="kt_setup")
 library, loaded, addresses, call = LIB.library, LIB.loaded, LIB.addresses, LIB.call
 require, provenance = LIB.require, LIB.provenance

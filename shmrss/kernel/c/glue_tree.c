@@ -38,6 +38,8 @@ long kt_layout(long what, long possible, long b, long c)
 	case 3: return offsetof(struct percpu_counter_tree, level0);
 	case 4: return offsetof(struct percpu_counter_tree, bias);
 	case 5: return counter_config->nr_levels;
+	case 6: return offsetof(struct percpu_counter_tree, approx_sum);
+	case 7: return offsetof(struct percpu_counter_tree, approx_accuracy_range);
 	}
 	return -1;
 }

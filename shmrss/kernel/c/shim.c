@@ -113,3 +113,21 @@ long shim_cpu_offline(long cpu)
 			states[s].teardown((unsigned int)cpu);
 	return 0;
 }
+
+#ifdef SHIM_LOG_LOCKS
+/* shmrss verify: the segment offset of every lock taken, in this process (verify is one process) */
+#define SHIM_LOCK_LOG 64
+static long lock_log[SHIM_LOCK_LOG], lock_log_n;
+
+void shim_log_lock(const void *l)
+{
+	lock_log[lock_log_n++ % SHIM_LOCK_LOG] = (const char *)l - shim_base;
+}
+
+/* i < 0: how many locks were taken so far; else the offset of the i-th (the last SHIM_LOCK_LOG kept) */
+long shim_locks_logged(long i, long unused1, long unused2, long unused3)
+{
+	(void)unused1; (void)unused2; (void)unused3;
+	return i < 0 ? lock_log_n : lock_log[i % SHIM_LOCK_LOG];
+}
+#endif

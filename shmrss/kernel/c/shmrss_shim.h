@@ -206,13 +206,20 @@ struct lock_class_key { char unused; };
 #define __RAW_SPIN_LOCK_UNLOCKED(x) { 0 }
 #define DEFINE_RAW_SPINLOCK(x) raw_spinlock_t x##__shmrss_static
 #define DEFINE_SPINLOCK(x) spinlock_t x##__shmrss_static
+#ifdef SHIM_LOG_LOCKS /* shmrss verify's build only (never a run's): each lock taken is logged, shim.c */
+void shim_log_lock(const void *l);
+#else
+#define shim_log_lock(l) ((void)0)
+#endif
 static inline void raw_spin_lock(raw_spinlock_t *l)
 {
 	for (;;) {
 		u32 expect = 0;
 		if (__atomic_load_n(&l->val, __ATOMIC_RELAXED) == 0 &&
-		    __atomic_compare_exchange_n(&l->val, &expect, shim_owner, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+		    __atomic_compare_exchange_n(&l->val, &expect, shim_owner, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+			shim_log_lock(l);
 			return;
+		}
 		__builtin_ia32_pause();
 	}
 }
