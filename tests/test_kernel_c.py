@@ -163,22 +163,21 @@ def test_verify_follows_the_batch_an_offline_recomputes():
     the per-CPU values parted at the first add between 38 and 40), and verify compares batch and mask."""
     import numpy as np
 
-    from shmrss import verify
+    from shmrss import verify, verify_writes
     from shmrss.kernel import kpercpu
-    from shmrss.specialise import compile_entries, specialised
 
     kpercpu.require("k-percpu", KSRC)
     assert verify.compare("percpu", 4000, 3, 20) == (0, "")
     for design in ("percpu", "k-percpu"):
-        driver = specialised(verify.TEMPLATE, design, "shmrss_verify")
-        compile_entries(driver, ("step",))
+        driver = verify_writes.copy(design)
         seg = verify._segment(design, 20)
         try:
             out = np.zeros((4, 4), dtype=np.int64)
-            driver.step(seg.words, 2, 0, 0, 0, out)
+            driver.verify_apply(seg.words, verify.INIT, 0, 0, 0)
             assert verify.HOTPLUG[design](seg.words, 20).tolist() == [40] + [1] * 20, design
             for kind, cpu, k, d in ((0, 5, 1, 37), (1, 19, 0, 0), (0, 5, 1, 1)):
-                driver.step(seg.words, kind, cpu, k, d, out)
+                driver.verify_apply(seg.words, kind, cpu, k, d)
+            driver.verify_read(seg.words, out)
             assert verify.HOTPLUG[design](seg.words, 20).tolist() == [38] + [1] * 19 + [0], design
             assert verify.PCPU_VALUES[design](seg.words, 20)[1, 5] == 0, design  # |37 + 1| >= 38: folded
             assert out[1, :2].tolist() == [38, 38], design

@@ -57,18 +57,16 @@ def test_the_docstring_quotes_only_lines_of_the_copy_about_level0_and_bias():
 def test_the_c_carves_the_same_eight_bytes_per_counter(monkeypatch):
     """k-tree (the copy, compiled): the level-0 pointers of rss_stat[0..3] are 8 bytes apart, so one mm
     takes 32 bytes of each CPU's unit, the port's pcpu_words_per_mm words."""
-    from shmrss import verify
+    from shmrss import verify, verify_writes
     from shmrss.designs import k_tree as K
     from shmrss.kernel import ktree, source
-    from shmrss.specialise import compile_entries, specialised
 
     monkeypatch.setenv(source.ENV, HPCC)
     ktree.require("k-tree", HPCC)
-    driver = specialised(verify.TEMPLATE, "k-tree", "shmrss_verify")
-    compile_entries(driver, ("step",))
+    driver = verify_writes.copy("k-tree")
     seg = verify._segment("k-tree", 4)
     try:
-        driver.step(seg.words, 2, 0, 0, 0, np.zeros((COUNTERS, 4), dtype=np.int64))  # INIT: mm_init
+        driver.verify_apply(seg.words, verify.INIT, 0, 0, 0)  # mm_init
         w = seg.words
         size, at = int(w[L.H_DPARAM + K.D_SIZE]), int(w[L.H_DPARAM + K.D_LEVEL0])
         base = int(w[L.H_MM]) * 8
