@@ -14,8 +14,9 @@ inside a call is not recovered (no journal).
 from numba import njit
 
 from shmrss import layout as L
+from shmrss.designs import _kernel
 from shmrss.designs._kernel import (  # noqa: F401  (the part of the interface every C design shares)
-    add, cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
+    cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
 )
 from shmrss.designs._common import dparam, members_not_zero
 from shmrss.kernel import ccall as _cc
@@ -26,6 +27,7 @@ ID = 10
 SUMMARY = "a user's C counter library named by a c: spec"
 BOUND = "the library's bound(), or no bound stated"
 ccall = _cc.ccall
+add = _kernel.adder(NAME, "cg_add")
 NO_BOUND = 1 << 40  # what approx_bound reports when the spec names no bound function
 
 G_ADD, G_SUM, G_INIT, G_DESTROY, G_OFFLINE, G_READ, G_BOUND = range(7)  # spec.ENTRIES' addresses

@@ -22,7 +22,7 @@ from shmrss import layout as L
 from shmrss.atomics import load, store
 from shmrss.designs import _kernel
 from shmrss.designs._kernel import (  # noqa: F401  (the part of the interface every C design shares)
-    add, cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
+    cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
 )
 from shmrss.designs._common import dparam, members_not_zero
 from shmrss.kernel import ccall as _cc
@@ -33,6 +33,7 @@ ID = 9
 SUMMARY = "the kernel's lib/percpu_counter.c (from --kernel-src), called from the pinned loop"
 BOUND = "|approx - truth| <= N * (B - 1), B = percpu_counter_batch after boot"
 ccall = _cc.ccall
+add = _kernel.adder(NAME, "kp_add")
 
 G_ADD, G_SUM, G_INIT, G_DESTROY, G_OFFLINE = range(5)  # global words: kpercpu.ENTRIES' addresses
 G_SHARED = 8  # the shim's shared area (cpumasks, WARN_ON count, moved statics) from this word on

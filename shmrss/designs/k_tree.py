@@ -20,7 +20,7 @@ from shmrss import layout as L
 from shmrss.atomics import load
 from shmrss.designs import _kernel
 from shmrss.designs._kernel import (  # noqa: F401  (the part of the interface every C design shares)
-    add, cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
+    cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
 )
 from shmrss.designs._common import dparam, members_not_zero, mm_word
 from shmrss.kernel import ccall as _cc
@@ -32,6 +32,7 @@ SUMMARY = "HPCC's lib/percpu_counter_tree.c (from --kernel-src), called from the
 BOUND = "the C's approx_accuracy_range (under, over): settled counter"
 TRANSIENT_CAUSE = "a carry in flight (the range holds for a settled counter)"
 ccall = _cc.ccall
+add = _kernel.adder(NAME, "kt_add")
 
 G_ADD, G_SUM, G_INIT, G_DESTROY, G_OFFLINE, G_APPROX, G_RANGE = range(7)  # ktree.ENTRIES' addresses
 G_SHARED = 8
