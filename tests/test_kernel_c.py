@@ -187,7 +187,7 @@ def test_percpu_and_k_percpu_both_hold_their_invariants_in_threads(run_cli, tmp_
     assert all(all(r["invariants"].values()) for r in data)
     kc = data[1]["kernel_c"]
     assert kc["kernel"].startswith("6.") and kc["call"] == ROUTE
-    assert ("clang" in kc["compiler"]) == (ROUTE == "inlined") and kc["compiler"].startswith(("gcc", "Debian clang", "clang"))
+    assert ("clang" in kc["compiler"]) == (ROUTE == "inlined")
     assert kc["source"].endswith("lib/percpu_counter.c") and "kernel_c" not in data[0]
 
 
