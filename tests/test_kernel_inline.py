@@ -166,3 +166,45 @@ def test_k_percpu_inlines_the_kernels_fast_path_and_shares_the_shared_objects_st
     assert any(op.startswith("addl") for op in ops) and any(op.startswith("subl") for op in ops), ops
     assert not any("lock" in op for op in ops), ops
     assert re.search(r"lock\s+cmpxchgl", asm), "the slow path's raw_spin_lock"
+
+
+CACHED_LOOP = '''
+import sys
+import numpy as np
+from numba import njit
+from shmrss.kernel import ccall, inline, spec
+from shmrss.layout import OWNER_PARENT
+
+spec.load()  # builds (or finds) and loads the library: its symbols are registered before the loop loads
+add = ccall.entry_call("c", "cg_add")
+
+
+@njit(cache=True)
+def loop(seg, n, cpu, obj):
+    for _ in range(n):
+        add(seg, 0, cpu, obj, 1)
+
+
+seg = np.zeros(1 << 12, dtype=np.int64)
+spec.call("cg_setup", seg.ctypes.data, 0, 0, 1 | 1 << 16 | OWNER_PARENT << 32)
+spec.call("cg_init", seg.ctypes.data, 8192, 16384, 16)
+loop(seg, 1000, 0, 8192)
+print(inline.route("c"), spec.call("cg_sum", seg.ctypes.data, OWNER_PARENT, 8192),
+      sum(loop.stats.cache_hits.values()), sum(loop.stats.cache_misses.values()))
+'''
+
+
+@needs_clang
+def test_numbas_disk_cache_keeps_the_inlined_loop_and_a_fresh_process_resolves_its_symbols(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "cached_loop.py").write_text(CACHED_LOOP)
+    env = {**os.environ, spec.ENV: str(HERE / "mycounter.toml"), build.ROUTE_ENV: "inlined"}
+    env.pop("NUMBA_DISABLE_JIT", None)
+    runs = [subprocess.run([sys.executable, "-W", "error::numba.NumbaWarning", "cached_loop.py"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=600) for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr[-2000:]
+    first, second = (r.stdout.split() for r in runs)
+    assert first == ["inlined", "1000", "0", "1"]  # compiled, and saved
+    assert second == ["inlined", "1000", "1", "0"]  # loaded from disk, its symbols the library's
