@@ -1,8 +1,8 @@
 """Design ``c``: a user's counter library named by ``--design c:SPEC.toml`` (shmrss/kernel/spec.py).
 
-The library's C is built with the shim (gcc -O2) and called from the pinned loop
-through addresses the parent writes into the global words before forking, as
-``k-percpu`` calls the kernel's. One counter object per mm member, ``size(P)`` bytes
+The library's C is built with the shim and run from the pinned loop as ``k-percpu`` runs
+the kernel's: its add inlined when clang built it, every other entry called through
+addresses the parent writes into the global words before forking. One counter object per mm member, ``size(P)`` bytes
 (rounded up to 8) each, packed in the mm's region as the C lays it out; its per-CPU
 memory (``alloc_percpu``) comes from the mm's words in every CPU's unit
 (``percpu_bytes`` per object). Every engine check applies: precise equals truth at
