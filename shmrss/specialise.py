@@ -17,6 +17,11 @@ every ``shmrss`` module they import, transitively. Editing one design changes
 the name of that design's copies only; every other design keeps its cache.
 The engine (``shmrss.engine``), the monitor's reads, the fork/exit loop and
 the tests' design driver all come through here.
+
+A C design whose add the loop inlines (``shmrss.kernel.inline``) compiles in C
+that no Python file shows: its copies are named with the library's build too
+(``inline.key``: its hash covers the C sources, the shim, the spec, the route and
+the compiler), so another library or route never loads this one's machine code.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 from types import ModuleType
 
 from shmrss.compile_cache import cache_dir, fall_back, no_space
+from shmrss.kernel import inline
 
 MARK = "# DESIGN-IMPORT"
 _TEMPLATE_DESIGN = '"atomic"'  # the design a template's marked line names, as written
@@ -86,8 +92,8 @@ def sources(template: Path, design_module: str) -> list[Path]:
 
 
 @functools.lru_cache(maxsize=None)  # per process: the sources do not change under a running shmrss
-def _digest(template: Path, design_module: str) -> str:
-    h = hashlib.sha256(design_module.encode())
+def _digest(template: Path, design_module: str, c_build: str = "") -> str:
+    h = hashlib.sha256(f"{design_module}{c_build}".encode())
     for f in sources(template, design_module):
         h.update(str(f.relative_to(f.parents[1])).encode())
         h.update(f.read_bytes())
@@ -151,15 +157,15 @@ def _write_copy(template: Path, design: str, dest: Path) -> Path:
 def copy_name(template: Path, design: str, prefix: str) -> str:
     """The importable name of ``template`` specialised to ``design`` (changes with any source it inlines)."""
     module = design.replace("-", "_")
-    return f"{prefix}_{module}_{_digest(template, module)}"
+    return f"{prefix}_{module}_{_digest(template, module, inline.key(design))}"
 
 
 def specialised(template: Path, design: str, prefix: str, subdir: str = "") -> ModuleType:
     """``template`` specialised to ``design``, imported once per process (compiled or loaded from cache)."""
-    key = (str(template), design)
+    name = copy_name(template, design, prefix)
+    key = (str(template), design, name)
     if key in _loaded:
         return _loaded[key]
-    name = copy_name(template, design, prefix)
     try:
         dest, path = _place(template, design, name, cache_dir(), subdir)
     except OSError as e:
@@ -190,8 +196,8 @@ def _place(template: Path, design: str, name: str, root: Path, subdir: str) -> t
 def forget(template: Path, design: str) -> None:
     """Drop this process's loaded copy, so the next ``specialised`` writes and imports it again (in the
     fallback cache, after numba could not save its machine code for want of space)."""
-    mod = _loaded.pop((str(template), design), None)
-    if mod is not None:  # and its submodules, which the new copy's package would otherwise reuse
+    for mod in [_loaded.pop(k) for k in list(_loaded) if k[:2] == (str(template), design)]:
+        # and its submodules, which the new copy's package would otherwise reuse
         for name in [n for n in sys.modules if n == mod.__name__ or n.startswith(mod.__name__ + ".")]:
             del sys.modules[name]
 

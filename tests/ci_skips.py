@@ -1,7 +1,7 @@
 """A pytest plugin (loaded by conftest.py): in CI, a skip for want of a capability fails the test.
 
 A skip whose reason names a capability the runner lacks (a second core, root, unshare, perf, the kernel
-source) fails the test when CI=true, unless .ci/run declared that the runner lacks it (SHMRSS_CI_LACKS,
+source, clang) fails the test when CI=true, unless .ci/run declared that the runner lacks it (SHMRSS_CI_LACKS,
 comma-separated names), so a runner that silently lost its second core, root or namespaces cannot pass
 the tests that need them.
 """
@@ -19,6 +19,7 @@ CAPABILITIES = {
     "unshare": r"unshare",
     "perf": r"perf unusable",
     "kernel-src": r"SHMRSS_KERNEL_SRC",
+    "clang": r"no clang",
 }
 
 

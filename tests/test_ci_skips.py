@@ -27,6 +27,7 @@ def test_other():
     ("needs 2 physical cores", "cores"), ("needs 2 usable CPUs", "cores"), ("needs 2 cores", "cores"),
     ("needs root to become another user", "root"), ("no unshare(1)", "unshare"),
     ("perf unusable here: no PMU", "perf"), ("no kernel tree: set SHMRSS_KERNEL_SRC", "kernel-src"),
+    ("no clang: the inlined route needs clang (apt-get install clang) and gcc", "clang"),
     ("needs GNU timeout", None), ("root reads a mode-000 file", None),
 ])
 def test_the_reason_names_the_capability(reason, cap):

@@ -6,6 +6,8 @@ run's possible/online CPUs and the segment's shared area at global word ``g_shar
 The compiled functions below are the part of the design interface that is the same for
 every C design: the glue's entries 0-4 (add, sum, init, destroy, CPU offline) sit at the
 same global words in each, and design parameter 0 is the size of one counter object.
+``adder(design, entry)`` is a design's ``add``: the glue's add, inlined into the loop on the
+inlined route (docs/kernel-c.md), called through global word 0 otherwise.
 """
 
 from numba import njit
@@ -61,9 +63,15 @@ def g(seg, i):
     return seg[L.H_GLOBAL] + i
 
 
-@njit(inline="always")
-def add(seg, cpu, task, mm, k, d, fault):
-    ccall(seg, g(seg, G_ADD), cpu, obj(seg, mm, k), d)
+def adder(design: str, entry: str):
+    """The design's ``add``: glue function ``entry`` (add_mm_counter) on emulated CPU ``cpu``."""
+    call = _cc.entry_call(design, entry)
+
+    @njit(inline="always")
+    def add(seg, cpu, task, mm, k, d, fault):
+        call(seg, g(seg, G_ADD), cpu, obj(seg, mm, k), d)
+
+    return add
 
 
 @njit(inline="always")

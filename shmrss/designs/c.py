@@ -1,8 +1,8 @@
 """Design ``c``: a user's counter library named by ``--design c:SPEC.toml`` (shmrss/kernel/spec.py).
 
-The library's C is built with the shim (gcc -O2) and called from the pinned loop
-through addresses the parent writes into the global words before forking, as
-``k-percpu`` calls the kernel's. One counter object per mm member, ``size(P)`` bytes
+The library's C is built with the shim and run from the pinned loop as ``k-percpu`` runs
+the kernel's: its add inlined when clang built it, every other entry called through
+addresses the parent writes into the global words before forking. One counter object per mm member, ``size(P)`` bytes
 (rounded up to 8) each, packed in the mm's region as the C lays it out; its per-CPU
 memory (``alloc_percpu``) comes from the mm's words in every CPU's unit
 (``percpu_bytes`` per object). Every engine check applies: precise equals truth at
@@ -14,8 +14,9 @@ not loaded there: UNMONITORED); a CPU killed inside a call is not recovered (no 
 from numba import njit
 
 from shmrss import layout as L
+from shmrss.designs import _kernel
 from shmrss.designs._kernel import (  # noqa: F401  (the part of the interface every C design shares)
-    add, cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
+    cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
 )
 from shmrss.designs._common import dparam, members_not_zero
 from shmrss.kernel import ccall as _cc
@@ -26,6 +27,7 @@ ID = 10
 SUMMARY = "a user's C counter library named by a c: spec"
 BOUND = "the library's bound(), or no bound stated"
 ccall = _cc.ccall
+add = _kernel.adder(NAME, "cg_add")
 NO_BOUND = 1 << 40  # what approx_bound reports when the spec names no bound function
 UNMONITORED = ("a c: spec's counter object is laid out by its own C, which the monitor has not loaded: "
                "approx, bound and precise are not shown (truth is)")

@@ -1,8 +1,10 @@
 """Design ``k-percpu``: the kernel's own ``lib/percpu_counter.c``, compiled from ``$SHMRSS_KERNEL_SRC``.
 
-Not a port: the engine calls the kernel's C (built with gcc -O2 against the shim in
-``shmrss/kernel/c``; glue ``glue_percpu.c``) through addresses the parent writes into
-the design's global words before forking. mm->rss_stat is laid out as the C lays it
+Not a port: the engine runs the kernel's C (built against the shim in ``shmrss/kernel/c``;
+glue ``glue_percpu.c``): with clang, the add is inlined into the loop (``_kernel.adder``),
+and every other entry is called through addresses the parent writes into the design's
+global words before forking; without clang gcc builds it and the add is called too
+(docs/kernel-c.md, the two routes). mm->rss_stat is laid out as the C lays it
 out: four ``struct percpu_counter`` (40 bytes each on x86-64 with CONFIG_HOTPLUG_CPU:
 lock, count, list, counters) packed in the mm's region, so the fast path's load of
 ``fbc->counters`` touches the line its slow path writes, as in the kernel. Each
@@ -25,7 +27,7 @@ from shmrss import layout as L
 from shmrss.atomics import load, store
 from shmrss.designs import _kernel
 from shmrss.designs._kernel import (  # noqa: F401  (the part of the interface every C design shares)
-    add, cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
+    cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
 )
 from shmrss.designs._common import dparam, members_not_zero
 from shmrss.kernel import ccall as _cc
@@ -33,9 +35,10 @@ from shmrss.segment import DesignShape
 
 NAME = "k-percpu"
 ID = 9
-SUMMARY = "the kernel's lib/percpu_counter.c (from --kernel-src), called from the pinned loop"
+SUMMARY = "the kernel's lib/percpu_counter.c (from --kernel-src), inlined into or called from the pinned loop"
 BOUND = "|approx - truth| <= N * (B - 1), B = percpu_counter_batch after boot"
 ccall = _cc.ccall
+add = _kernel.adder(NAME, "kp_add")
 
 G_ADD, G_SUM, G_INIT, G_DESTROY, G_OFFLINE = range(5)  # global words: kpercpu.ENTRIES' addresses
 G_SHARED = 8  # the shim's shared area (cpumasks, WARN_ON count, moved statics) from this word on

@@ -1,8 +1,9 @@
 """Design ``k-tree``: HPCC's own ``lib/percpu_counter_tree.c``, compiled from ``$SHMRSS_KERNEL_SRC``.
 
-Not a port (``tree`` is): the engine calls the C (gcc -O2 against the shim in
-``shmrss/kernel/c``; glue ``glue_tree.c``) through addresses the parent writes into the
-design's global words before forking. mm->rss_stat is laid out as HPCC's mm patch lays
+Not a port (``tree`` is): the engine runs the C (against the shim in ``shmrss/kernel/c``;
+glue ``glue_tree.c``), its add inlined into the loop when clang built it, every other
+entry called through addresses the parent writes into the design's global words before
+forking (docs/kernel-c.md, the two routes). mm->rss_stat is laid out as HPCC's mm patch lays
 it out: four ``struct percpu_counter_tree`` (64 bytes each) in the mm, their tree items
 (``____cacheline_aligned_in_smp``, one line each) after them, and one per-CPU
 allocation holding the four level-0 ``unsigned long`` of every CPU.
@@ -24,7 +25,7 @@ from shmrss import layout as L
 from shmrss.atomics import load
 from shmrss.designs import _kernel
 from shmrss.designs._kernel import (  # noqa: F401  (the part of the interface every C design shares)
-    add, cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
+    cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
 )
 from shmrss.designs._common import dparam, members_not_zero, mm_word
 from shmrss.kernel import ccall as _cc
@@ -32,10 +33,11 @@ from shmrss.segment import DesignShape
 
 NAME = "k-tree"
 ID = 11
-SUMMARY = "HPCC's lib/percpu_counter_tree.c (from --kernel-src), called from the pinned loop"
+SUMMARY = "HPCC's lib/percpu_counter_tree.c (from --kernel-src), inlined into or called from the pinned loop"
 BOUND = "the C's approx_accuracy_range (under, over): settled counter"
 TRANSIENT_CAUSE = "a carry in flight (the range holds for a settled counter)"
 ccall = _cc.ccall
+add = _kernel.adder(NAME, "kt_add")
 
 G_ADD, G_SUM, G_INIT, G_DESTROY, G_OFFLINE, G_APPROX, G_RANGE = range(7)  # ktree.ENTRIES' addresses
 G_SHARED = 8

@@ -31,7 +31,7 @@ from shmrss.specialise import compile_entries, copy_name, forget, sources, speci
 TEMPLATE = Path(__file__).resolve().parent / "loops"
 PREFIX = "shmrss_engine"
 ALL_GROUPS = ("run", "reader", "oom", "reclaimer", "faults")  # loops.ENTRY_GROUPS, for a caller that uses all
-_compiled: dict[str, set[str]] = {}
+_compiled: dict[str, set[str]] = {}  # copy name -> its groups compiled in this process
 
 
 def engine_for(design: str, groups: tuple[str, ...] = ("run",)) -> ModuleType:
@@ -47,7 +47,7 @@ def engine_for(design: str, groups: tuple[str, ...] = ("run",)) -> ModuleType:
             raise
         fall_back(cache_dir(), e)
         forget(TEMPLATE, design)
-        _compiled.pop(design, None)
+        _compiled.pop(copy_name(TEMPLATE, design, PREFIX), None)
         mod = _compile_groups(design, groups)
     took = time.perf_counter() - t0
     if took > 1.0:
@@ -57,7 +57,7 @@ def engine_for(design: str, groups: tuple[str, ...] = ("run",)) -> ModuleType:
 
 def _compile_groups(design: str, groups: tuple[str, ...]):
     mod = specialised(TEMPLATE, design, PREFIX)
-    done = _compiled.setdefault(design, set())
+    done = _compiled.setdefault(copy_name(TEMPLATE, design, PREFIX), set())
     for group in groups:
         if group not in done:
             compile_entries(mod, mod.ENTRY_GROUPS[group])
@@ -143,7 +143,8 @@ def _compile_cost(design: str) -> int:
 def prepare_engines(designs: list[str], groups: tuple[str, ...] = ("run",), workers: int | None = None) -> None:
     """Compile the engines of ``designs`` not yet on disk in parallel, then load them all."""
     todo = sorted((d for d in dict.fromkeys(designs)
-                   if not set(groups) <= _compiled.get(d, set()) and not _compiled_on_disk(d, groups)),
+                   if not set(groups) <= _compiled.get(copy_name(TEMPLATE, d, PREFIX), set())
+                   and not _compiled_on_disk(d, groups)),
                   key=_compile_cost, reverse=True)
     workers = min(len(todo), workers or usable_cpus())
     if workers > 1:

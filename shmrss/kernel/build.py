@@ -1,9 +1,15 @@
-"""Compile a C counter library with the shim into a shared object (gcc -O2), cached, and load it.
+"""Compile a C counter library with the shim into a shared object, cached, and load it.
 
 ``build(lib)`` turns a ``Library`` (its C sources, include directories, headers
 copied from a kernel tree, ``CONFIG_*`` defines) into ``<cache>/kernel/<hash>/lib.so``;
-the hash covers every source, header, define, the shim and ``gcc --version``, so
-an edit or another compiler rebuilds. Every ``linux/*.h`` or ``asm/*.h`` the sources
+the hash covers every source, header, define, the shim, the route and the
+compiler's ``--version``, so an edit or another compiler rebuilds.
+
+Two routes (``route()``, docs/kernel-c.md): with clang installed, "inlined":
+clang bitcode (``bitcode``), whose shared object is built from the same module
+as the copy the numba loop inlines (``inline.ll`` beside ``lib.so``); without
+clang, or with ``SHMRSS_KERNEL_ROUTE=called``, "called": gcc -O2, the loop calls
+the shared object through an address. Every ``linux/*.h`` or ``asm/*.h`` the sources
 include and the kernel tree does not provide becomes a stub including the shim.
 
 File statics that the library writes after the CPUs fork (``LIST_HEAD``,
@@ -17,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -24,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shmrss.compile_cache import cache_dir
+from shmrss.kernel import bitcode
 
 SHIM_DIR = Path(__file__).resolve().parent / "c"
 SHIM_SOURCES = ("shmrss_shim.h", "shmrss_glue.h", "shim.c")
@@ -38,6 +46,7 @@ CFLAGS = ("-O2", "-fPIC", "-fno-semantic-interposition", "-shared", "-Wl,-z,defs
           "-Wno-attributes")
 _ERROR = re.compile(r" error: |undefined reference")
 _loaded: dict[Path, ctypes.CDLL] = {}
+ROUTE_ENV = "SHMRSS_KERNEL_ROUTE"  # auto (default), called or inlined
 
 
 class BuildError(Exception):
@@ -61,6 +70,34 @@ def compiler() -> tuple[str, str]:
         raise BuildError("gcc not found: a C design needs a C compiler (apt-get install gcc)")
     out = subprocess.run([gcc, "--version"], capture_output=True, text=True, check=False).stdout
     return gcc, (out.splitlines() or ["gcc"])[0]
+
+
+def route() -> str:
+    """"inlined" when clang is installed (or demanded), else "called"; ``$SHMRSS_KERNEL_ROUTE`` chooses."""
+    want = os.environ.get(ROUTE_ENV, "auto") or "auto"
+    if want not in ("auto", "called", "inlined"):
+        raise BuildError(f"{ROUTE_ENV}={want}: expected auto, called or inlined")
+    if want == "called":
+        return "called"
+    if bitcode.clang() is None:
+        if want == "inlined":
+            raise BuildError(f"{ROUTE_ENV}=inlined needs clang (apt-get install clang)")
+        return "called"
+    return "inlined"
+
+
+@functools.lru_cache(maxsize=1)
+def _inlining_compiler() -> str:
+    import llvmlite.binding as ll
+
+    found = bitcode.clang()
+    clang = found[1] if found else "clang"
+    return f"{clang} (bitcode); LLVM {'.'.join(map(str, ll.llvm_version_info))} (llvmlite: lib.so and the loop)"
+
+
+def route_compiler(which: str | None = None) -> str:
+    """The compiler(s) of ``which`` route (the current one by default), as the result records them."""
+    return _inlining_compiler() if (which or route()) == "inlined" else compiler()[1]
 
 
 def _statics(lib: Library) -> list[tuple[str, str]]:
@@ -116,15 +153,18 @@ def _flags(lib: Library, statics, inc: Path) -> list[str]:
 
 
 def build(lib: Library) -> Path:
-    """``lib`` compiled into a shared object (reused from the cache when nothing changed)."""
+    """``lib`` compiled into a shared object (reused from the cache when nothing changed); on the inlined
+    route ``inline.ll`` and ``symbols.txt`` lie beside it."""
+    how = route()
     gcc, version = compiler()
     for src in lib.sources:
         if not src.is_file():
             raise BuildError(f"{lib.name}: {src} not found")
     statics = _statics(lib)
-    out_dir = cache_dir() / "kernel" / f"{lib.name}-{_digest(lib, statics, version)}"
+    digest = _digest(lib, statics, f"{how} {version} {route_compiler(how)}")
+    out_dir = cache_dir() / "kernel" / f"{lib.name}-{digest}"
     so = out_dir / "lib.so"
-    if so.is_file():
+    if so.is_file() and (how == "called" or (out_dir / "inline.ll").is_file()):
         return so
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -136,17 +176,28 @@ def build(lib: Library) -> Path:
     # one translation unit of the library and its glue, so the glue's call into the library can be inlined
     # as the kernel's inline callers (add_mm_counter) are into theirs
     (tmp / "unity.c").write_text("".join(f'#include "{src}"\n' for src in lib.sources))
-    cmd = [gcc, *_flags(lib, statics, tmp / "include"), "-o", str(tmp / "lib.so"),
-           str(SHIM_DIR / "shim.c"), str(tmp / "statics.c"), str(tmp / "unity.c")]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    units = [SHIM_DIR / "shim.c", tmp / "statics.c", tmp / "unity.c"]
+    flags = _flags(lib, statics, tmp / "include")
+    if how == "inlined":
+        try:
+            bitcode.build_into(tmp, [f for f in flags if f != "-shared" and not f.startswith("-Wl,")], units,
+                               f"shmrss_{digest}_")
+        except bitcode.BitcodeError as e:
+            raise BuildError(f"{lib.name}: {e}") from None
+    else:
+        _gcc(lib, gcc, flags, units, tmp / "lib.so")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return so
+
+
+def _gcc(lib: Library, gcc: str, flags: list[str], units: list[Path], so: Path) -> None:
+    done = subprocess.run([gcc, *flags, "-o", str(so), *map(str, units)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         lines = done.stderr.splitlines()
         errors = [ln for ln in lines if _ERROR.search(ln) and "collect2" not in ln]
         errors = errors or lines or ["?"]
         raise BuildError(f"{lib.name}: gcc failed: {errors[0].strip()}")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
-    return so
 
 
 def load(so: Path) -> ctypes.CDLL:

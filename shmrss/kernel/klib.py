@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from shmrss.kernel import build, source
+from shmrss.kernel import build, inline, source
 
 DEFINES = (("CONFIG_SMP", "1"), ("CONFIG_HOTPLUG_CPU", "1"))  # as x86-64 distribution kernels build
 
@@ -39,7 +39,9 @@ class KernelLib:
 
     def loaded(self):
         """(the loaded library, the kernel version) for ``$SHMRSS_KERNEL_SRC``; KernelSourceError/BuildError."""
-        return _loaded(self, os.environ.get(source.ENV))
+        lib, version, so = _loaded(self, os.environ.get(source.ENV), build.route())
+        inline.activate(self.name, so, lib)  # the loops compiled from now on inline this build's add
+        return lib, version
 
     def addresses(self) -> list[int]:
         lib, _ = self.loaded()
@@ -60,12 +62,13 @@ class KernelLib:
     def provenance(self) -> dict:
         """The result's ``kernel_c``: which C ran, built how, and how the loop reached it."""
         _, version = self.loaded()
+        how = inline.route(self.name)
         return {"source": str(source.kernel_dir(os.environ.get(source.ENV), self.files) / self.c_file),
-                "kernel": version, "compiler": build.compiler()[1], "flags": "-O2", "call": "called"}
+                "kernel": version, "compiler": build.route_compiler(how), "flags": "-O2", "call": how}
 
 
 @functools.lru_cache(maxsize=8)
-def _loaded(lib: KernelLib, src_text: str | None):
+def _loaded(lib: KernelLib, src_text: str | None, route: str):
     src = source.kernel_dir(src_text, lib.files)
     so = build.build(lib.library(src))
-    return build.load(so), source.version(src)
+    return build.load(so), source.version(src), so

@@ -30,7 +30,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from shmrss.kernel import build
+from shmrss.kernel import build, inline
 
 ENV = "SHMRSS_C_SPEC"
 REQUIRED = {"size": "SPEC_SIZE", "init": "SPEC_INIT", "add": "SPEC_ADD", "read_approx": "SPEC_READ",
@@ -108,9 +108,10 @@ def parse(path: Path) -> Spec:
 
 
 @functools.lru_cache(maxsize=4)
-def _loaded(text: str):
+def _loaded(text: str, route: str):
     spec = parse(Path(text))
-    return spec, build.load(build.build(spec.library))
+    so = build.build(spec.library)
+    return spec, build.load(so), so
 
 
 def load():
@@ -118,7 +119,9 @@ def load():
     text = os.environ.get(ENV)
     if not text:
         raise SpecError("no c: spec named")
-    return _loaded(text)
+    spec, lib, so = _loaded(text, build.route())
+    inline.activate("c", so, lib)  # the loops compiled from now on inline this build's add
+    return spec, lib
 
 
 def addresses() -> list[int]:
@@ -170,5 +173,6 @@ def require(design_text: str) -> str:
 def provenance() -> dict:
     """The result's ``kernel_c``: the spec, its library's name, the compiler, called or inlined."""
     s, _ = load()
-    return {"source": str(s.path), "name": s.name, "kernel": None, "compiler": build.compiler()[1], "flags": "-O2",
-            "call": "called"}
+    how = inline.route("c")
+    return {"source": str(s.path), "name": s.name, "kernel": None, "compiler": build.route_compiler(how),
+            "flags": "-O2", "call": how}
