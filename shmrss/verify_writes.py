@@ -49,12 +49,15 @@ def copy(design: str, mutate=None) -> ModuleType:
         text = mutate(text)
     whole = (text.rstrip("\n") + "\n\n\n# ---- shmrss verify's driver (shmrss/verify_driver.py), appended\n"
              + DRIVER.read_text().replace(_MARK, "verify_here(VERIFY_NAMES)", 1))
-    h = hashlib.sha256(whole.encode())
+    h = hashlib.sha256(whole.encode() + b"\0C designs called by address")
     for f in sources(DRIVER, module):  # numba's cache sees this file only: name it by all it inlines
         h.update(f.read_bytes())
     name = f"shmrss_verify_{module}_{h.hexdigest()[:12]}"
     if name not in _copies:
-        _copies[name] = _load(name, whole)
+        from shmrss.kernel import inline
+
+        with inline.called(design):  # the segment is bound to verify's logging build, not the inlined one
+            _copies[name] = _load(name, whole)
     return _copies[name]
 
 

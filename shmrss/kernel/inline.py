@@ -16,6 +16,7 @@ library that ``ccall.entry_call`` links into the function it lowers.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from pathlib import Path
 
@@ -44,6 +45,18 @@ def activate(design: str, so: Path, lib: ctypes.CDLL) -> None:
             ll.add_symbol(pfx + name, ctypes.cast(lib[name], ctypes.c_void_p).value)
         _REGISTERED.add(d)
     _ACTIVE[design] = d
+
+
+@contextlib.contextmanager
+def called(design: str):
+    """Loops compiled inside call ``design``'s C through the address in the segment (e.g. verify's copies:
+    its segment is bound to verify's own build of the library, which the inlined copy is not)."""
+    active = _ACTIVE.pop(design, None)
+    try:
+        yield
+    finally:
+        if active is not None:
+            _ACTIVE[design] = active
 
 
 def key(design: str) -> str:
