@@ -6,17 +6,23 @@ run's possible/online CPUs and the segment's shared area at global word ``g_shar
 The compiled functions below are the part of the design interface that is the same for
 every C design: the glue's entries 0-4 (add, sum, init, destroy, CPU offline) sit at the
 same global words in each, and design parameter 0 is the size of one counter object.
+``mm_init`` and ``mm_destroy`` are the kernel designs' (``k-percpu``, ``k-tree``): one
+glue call for the mm's four objects, its ``PCPU_WORDS`` per-CPU words in every CPU's unit
+(``c:SPEC`` calls its library once per object instead).
 """
 
 from numba import njit
 
 from shmrss import layout as L
-from shmrss.designs._common import dparam, mm_word
+from shmrss.designs._common import dparam, members_not_zero, mm_word
 from shmrss.kernel import ccall as _cc
 
 ccall = _cc.ccall
 G_ADD, G_SUM, G_INIT, G_DESTROY, G_OFFLINE = range(5)  # every glue's first five entries, in this order
 D_SIZE = 0  # design parameter 0: bytes of one counter object
+# the kernel designs' per-CPU words per mm: k-percpu's four s32 (32 bytes, room for their alignment),
+# k-tree's four level-0 unsigned longs
+PCPU_WORDS = L.NMEMBERS
 
 
 def bind(words, lib, setup_entry: str, g_shared: int) -> None:
@@ -64,3 +70,22 @@ def recover(seg, cpu, op, step, mm, k, d):
 @njit(inline="always")
 def resolve(seg, cpu, kind, mm, k, d, residue):
     return L.RES_BAD
+
+
+@njit(inline="always")
+def read_precise(seg, mm, k):
+    return ccall(seg, g(seg, G_SUM), L.OWNER_READER, obj(seg, mm, k), 0)
+
+
+@njit(inline="always")
+def mm_init(seg, mm):
+    arena = (seg[L.H_PCPU] + mm * seg[L.H_PCPU_KWORDS]) * 8
+    ccall(seg, g(seg, G_INIT), obj(seg, mm, 0), arena, PCPU_WORDS * 8)
+
+
+@njit(inline="always")
+def mm_destroy(seg, mm):
+    """check_mm's sums, then the glue's destroy of the mm's objects (mm_free)."""
+    bad = members_not_zero(read_precise, seg, mm)
+    ccall(seg, g(seg, G_DESTROY), obj(seg, mm, 0), 0, 0)
+    return bad

@@ -15,7 +15,7 @@ from numba import njit
 
 from shmrss import layout as L
 from shmrss.designs._kernel import (  # noqa: F401  (the part of the interface every C design shares)
-    add, cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
+    add, cpu_offline, g as _g, obj as _obj, read_precise, recover, resolve, switch_mm,
 )
 from shmrss.designs._common import dparam, members_not_zero
 from shmrss.kernel import ccall as _cc
@@ -65,11 +65,6 @@ def setup(words, ncpu: int, nodes) -> None:
 @njit(inline="always")
 def read_approx(seg, mm, k):
     return ccall(seg, _g(seg, G_READ), L.OWNER_READER, _obj(seg, mm, k), 0)
-
-
-@njit(inline="always")
-def read_precise(seg, mm, k):
-    return ccall(seg, _g(seg, G_SUM), L.OWNER_READER, _obj(seg, mm, k), 0)
 
 
 @njit(inline="always")
