@@ -25,15 +25,17 @@ D_SIZE = 0  # design parameter 0: bytes of one counter object
 PCPU_WORDS = L.NMEMBERS
 
 
-def bind(words, lib, setup_entry: str, g_shared: int) -> None:
+def bind(words, lib, setup_entry: str, g_shared: int, name: str | None = None) -> None:
+    """``lib``: anything with ``addresses()`` and ``call(entry, ...)``; ``name`` (else ``lib.name``) for errors."""
+    name = name or lib.name
     if int(words[L.H_PCPU_KSTRIDE]) != 1:
-        raise ValueError(f"{lib.name} needs each CPU's unit contiguous, as the kernel's: run it without --pack")
+        raise ValueError(f"{name} needs each CPU's unit contiguous, as the kernel's: run it without --pack")
     g = int(words[L.H_GLOBAL])
     for i, a in enumerate(lib.addresses()):
         words[g + i] = a
     cpus = int(words[L.H_POSSIBLE]) | int(words[L.H_ONLINE]) << 16 | L.OWNER_PARENT << 32
     if lib.call(setup_entry, words.ctypes.data, (g + g_shared) * 8, int(words[L.H_PCPU_CSTRIDE]) * 8, cpus) != 0:
-        raise ValueError(f"{lib.name}: the shim refused this run's CPUs (at most 512)")
+        raise ValueError(f"{name}: the shim refused this run's CPUs (at most 512)")
 
 
 @njit(inline="always")
