@@ -21,7 +21,7 @@ import json
 import re
 from pathlib import Path
 
-from shmrss import rounding, stats
+from shmrss import rounding, speedup, stats
 from shmrss.compare_data import Row, Side, compare, load_side, regressions
 from shmrss.results_file import InputError
 
@@ -83,11 +83,7 @@ def summary_line(rows: list[Row]) -> str:
     if r is None:
         text = f"{new} against {base}: {what} {change_text(row)}"
     else:
-        k, e = r if r[0] >= 1 else (1 / r[0], r[1] / r[0] ** 2)
-        spread = f" ± {e:.2f}" if e > 0 else ""
-        word = "faster" if (r[0] >= 1) == row.metric.higher_is_better else "slower"
-        text = (f"{new} ran as fast as {base}" if f"{k:.2f}" == "1.00" and not spread
-                else f"{new} ran {k:.2f}{spread} x {word} than {base}")
+        text = speedup.ran(new, base, r[0], r[1], r[1] > 0, row.metric.higher_is_better)
     text += f" ({what}, {better} is better; {shown(row.point)})"
     if not row.judged:
         return text + f": {TOO_FEW} (n={row.base.n} vs {row.new.n})"

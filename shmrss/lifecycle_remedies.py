@@ -141,6 +141,8 @@ def first_use_sum(seg, s, k):
 @njit(inline="always")
 def first_use_precise(seg, s, k):
     """The precise read: percpu_counter_sum's lock (the percpu design's lock word), the bitmap walk."""
+    # Not percpu.read_precise on purpose: that walks every online CPU's slice, and first-use leaves the
+    # slices of CPUs the mm never ran on uninitialised (POISON), so only the bitmap's CPUs may be summed.
     lk = lock_word(seg, s, k)
     spin_lock(seg, lk, L.OWNER_READER)
     v = first_use_sum(seg, s, k)

@@ -11,7 +11,6 @@ table needs, so no cell is ever folded. ``--wide`` prints ``result.table``, one 
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass, field
 
@@ -20,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shmrss import speedup, stats
+from shmrss.compare_data import number as _num  # a result's figure, else None (a bool, a string, NaN)
 from shmrss.result import err_bound_text
 
 BETTER = "shmrss results (better: higher M events/s, lower ns/event; approx err within its bound, precise = truth)"
@@ -29,17 +29,6 @@ def _dig(r, *path):
     for p in path:
         r = r.get(p) if isinstance(r, dict) else None
     return r
-
-
-def _num(v) -> float | None:
-    """A finite number of a result, else None (a bool, a string, a missing field)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    try:
-        v = float(v)
-    except OverflowError:  # an integer beyond a double, from a hand-edited file
-        return None
-    return v if math.isfinite(v) else None
 
 
 def _nums(rs: list[dict], *path) -> list[float]:

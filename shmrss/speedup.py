@@ -5,7 +5,8 @@
 design ran next to each other, so the ratio is taken repeat by repeat and its spread is the spread of
 those N ratios. ``unpaired`` is for independent runs (two files): the ratio of the means, its standard
 deviation propagated from both sides' (hyperfine's formula). Rates are higher-is-better (events/s);
-with one run a side the line says so instead of printing a spread it does not have.
+with one run a side the line says so instead of printing a spread it does not have. ``ran`` words the
+sentence for both ``run``'s table and ``compare``'s summary lines.
 """
 
 from __future__ import annotations
@@ -59,17 +60,26 @@ def _decimals(stdev: float) -> int:
     return min(3, max(1, -math.floor(math.log10(stdev))))
 
 
+def ran(name: str, other: str, ratio: float, stdev: float, spread: bool, higher_is_better: bool = True) -> str:
+    """``NAME ran R ± S x faster than OTHER``, the one place the run table and ``compare`` say it: ``ratio`` is
+    NAME's value over OTHER's, ``stdev`` its spread (shown when ``spread``). Below 1 it is said as the
+    inverse; "slower" when NAME's value is the worse one (lower for a higher-is-better metric). R has the
+    decimals of one significant digit of S; without a spread, 2 decimals, and "ran as fast as" at 1.00."""
+    word = "faster" if (ratio < 1) != higher_is_better else "slower"
+    if ratio < 1:
+        ratio, stdev = 1 / ratio, stdev / (ratio * ratio)
+    d = _decimals(stdev) if spread else 2
+    if not spread and f"{ratio:.{d}f}" == "1.00":
+        return f"{name} ran as fast as {other}"
+    return f"{name} ran {ratio:.{d}f}{f' ± {stdev:.{d}f}' if spread else ''} x {word} than {other}"
+
+
 def sentence(name: str, other: str, ratio: Ratio, metric: str = "", runs: str = "repeats") -> str:
-    """``NAME ran R ± S x faster than OTHER [in METRIC]`` (slower when R < 1, said as the inverse); one run
-    a side is said; ``runs`` names what the n runs are (repeats, runs a side)."""
-    mean, stdev, word = ratio.mean, ratio.stdev, "faster"
-    if mean < 1:
-        mean, stdev, word = 1 / mean, stdev / (mean * mean), "slower"
-    d = _decimals(stdev) if ratio.n > 1 else 2
-    spread = f" ± {stdev:.{d}f}" if ratio.n > 1 else ""
+    """``NAME ran R ± S x faster than OTHER [in METRIC]`` (``ran``, a higher-is-better rate); one run a side is
+    said; ``runs`` names what the n runs are (repeats, runs a side)."""
     if ratio.n == 1:
         tail = " (one run each: no spread, not a verdict)"
     else:
         tail = f" (mean ± sd over {ratio.n} {runs}{': too few to judge' if ratio.n < TOO_FEW else ''})"
     what = f" in {metric}" if metric else ""
-    return f"{name} ran {mean:.{d}f}{spread} x {word} than {other}{what}{tail}"
+    return ran(name, other, ratio.mean, ratio.stdev, ratio.n > 1) + what + tail

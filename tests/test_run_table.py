@@ -168,6 +168,16 @@ def test_speedup_ratios():
         "a ran 1.5 ± 0.1 x faster than b in events/s (mean ± sd over 2 runs a side: too few to judge)"
 
 
+def test_one_function_words_the_ratio_for_the_run_table_and_compare():
+    """speedup.ran: the inverse below 1, slower/faster by which way is better, decimals from the spread."""
+    assert speedup.ran("a", "b", 2.0, 0.3, True) == "a ran 2.0 ± 0.3 x faster than b"
+    assert speedup.ran("a", "b", 0.5, 0.001, True) == "a ran 2.000 ± 0.004 x slower than b"
+    assert speedup.ran("a", "b", 1.31, 0.0, False, higher_is_better=False) == "a ran 1.31 x slower than b"
+    assert speedup.ran("a", "b", 0.8, 0.0, False, higher_is_better=False) == "a ran 1.25 x faster than b"
+    assert speedup.ran("a", "b", 0.999, 0.0, False) == "a ran as fast as b"
+    assert speedup.sentence("a", "b", speedup.Ratio(1.001, 0.0, 1)).startswith("a ran as fast as b (one run")
+
+
 def test_piped_console_is_as_wide_as_eight_designs_need(capsys):
     """--design all: 8 columns of long cells are wider than 200 columns; piped, none is folded."""
     names = ["atomic", "split", "percpu", "pcpcache", "single", "single-atomic", "pernode", "tree"]

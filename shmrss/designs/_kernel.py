@@ -8,29 +8,37 @@ every C design: the glue's entries 0-4 (add, sum, init, destroy, CPU offline) si
 same global words in each, and design parameter 0 is the size of one counter object.
 ``adder(design, entry)`` is a design's ``add``: the glue's add, inlined into the loop on the
 inlined route (docs/kernel-c.md), called through global word 0 otherwise.
+``mm_init`` and ``mm_destroy`` are the kernel designs' (``k-percpu``, ``k-tree``): one
+glue call for the mm's four objects, its ``PCPU_WORDS`` per-CPU words in every CPU's unit
+(``c:SPEC`` calls its library once per object instead).
 """
 
 from numba import njit
 
 from shmrss import layout as L
-from shmrss.designs._common import dparam, mm_word
+from shmrss.designs._common import dparam, members_not_zero, mm_word
 from shmrss.kernel import ccall as _cc
 
 ccall = _cc.ccall
 G_ADD, G_SUM, G_INIT, G_DESTROY, G_OFFLINE = range(5)  # every glue's first five entries, in this order
 D_SIZE = 0  # design parameter 0: bytes of one counter object
 UNREAD = -(1 << 62)  # a monitor read that would follow the C's pointer outside the segment: shown as "-"
+# the kernel designs' per-CPU words per mm: k-percpu's four s32 (32 bytes, room for their alignment),
+# k-tree's four level-0 unsigned longs
+PCPU_WORDS = L.NMEMBERS
 
 
-def bind(words, lib, setup_entry: str, g_shared: int) -> None:
+def bind(words, lib, setup_entry: str, g_shared: int, name: str | None = None) -> None:
+    """``lib``: anything with ``addresses()`` and ``call(entry, ...)``; ``name`` (else ``lib.name``) for errors."""
+    name = name or lib.name
     if int(words[L.H_PCPU_KSTRIDE]) != 1:
-        raise ValueError(f"{lib.name} needs each CPU's unit contiguous, as the kernel's: run it without --pack")
+        raise ValueError(f"{name} needs each CPU's unit contiguous, as the kernel's: run it without --pack")
     g = int(words[L.H_GLOBAL])
     for i, a in enumerate(lib.addresses()):
         words[g + i] = a
     cpus = int(words[L.H_POSSIBLE]) | int(words[L.H_ONLINE]) << 16 | L.OWNER_PARENT << 32
     if lib.call(setup_entry, words.ctypes.data, (g + g_shared) * 8, int(words[L.H_PCPU_CSTRIDE]) * 8, cpus) != 0:
-        raise ValueError(f"{lib.name}: the shim refused this run's CPUs (at most 512)")
+        raise ValueError(f"{name}: the shim refused this run's CPUs (at most 512)")
 
 
 @njit(inline="always")
@@ -92,3 +100,22 @@ def recover(seg, cpu, op, step, mm, k, d):
 @njit(inline="always")
 def resolve(seg, cpu, kind, mm, k, d, residue):
     return L.RES_BAD
+
+
+@njit(inline="always")
+def read_precise(seg, mm, k):
+    return ccall(seg, g(seg, G_SUM), L.OWNER_READER, obj(seg, mm, k), 0)
+
+
+@njit(inline="always")
+def mm_init(seg, mm):
+    arena = (seg[L.H_PCPU] + mm * seg[L.H_PCPU_KWORDS]) * 8
+    ccall(seg, g(seg, G_INIT), obj(seg, mm, 0), arena, PCPU_WORDS * 8)
+
+
+@njit(inline="always")
+def mm_destroy(seg, mm):
+    """check_mm's sums, then the glue's destroy of the mm's objects (mm_free)."""
+    bad = members_not_zero(read_precise, seg, mm)
+    ccall(seg, g(seg, G_DESTROY), obj(seg, mm, 0), 0, 0)
+    return bad

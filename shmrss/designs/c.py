@@ -16,7 +16,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.designs import _kernel
 from shmrss.designs._kernel import (  # noqa: F401  (the part of the interface every C design shares)
-    cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
+    cpu_offline, g as _g, obj as _obj, read_precise, recover, resolve, switch_mm,
 )
 from shmrss.designs._common import dparam, members_not_zero
 from shmrss.kernel import ccall as _cc
@@ -55,25 +55,13 @@ def setup(words, ncpu: int, nodes) -> None:
     """Write the library's entry addresses, bind the shim to this run's CPUs, boot its callbacks."""
     from shmrss.kernel import spec
 
-    if int(words[L.H_PCPU_KSTRIDE]) != 1:
-        raise ValueError("a c: design needs each CPU's unit contiguous: run it without --pack")
-    g = int(words[L.H_GLOBAL])
-    for i, a in enumerate(spec.addresses()):
-        words[g + i] = a
-    cpus = int(words[L.H_POSSIBLE]) | int(words[L.H_ONLINE]) << 16 | L.OWNER_PARENT << 32
-    if spec.call("cg_setup", words.ctypes.data, (g + G_SHARED) * 8, int(words[L.H_PCPU_CSTRIDE]) * 8, cpus):
-        raise ValueError("the shim refused this run's CPUs (at most 512)")
+    _kernel.bind(words, spec, "cg_setup", G_SHARED, name="a c: design")
 
 
 
 @njit(inline="always")
 def read_approx(seg, mm, k):
     return ccall(seg, _g(seg, G_READ), L.OWNER_READER, _obj(seg, mm, k), 0)
-
-
-@njit(inline="always")
-def read_precise(seg, mm, k):
-    return ccall(seg, _g(seg, G_SUM), L.OWNER_READER, _obj(seg, mm, k), 0)
 
 
 @njit(inline="always")

@@ -27,9 +27,10 @@ from shmrss import layout as L
 from shmrss.atomics import load, store
 from shmrss.designs import _kernel
 from shmrss.designs._kernel import (  # noqa: F401  (the part of the interface every C design shares)
-    cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
+    PCPU_WORDS, cpu_offline, g as _g, mm_destroy, mm_init, obj as _obj, read_precise, recover, resolve,
+    switch_mm,
 )
-from shmrss.designs._common import dparam, members_not_zero
+from shmrss.designs._common import dparam
 from shmrss.kernel import ccall as _cc
 from shmrss.segment import DesignShape
 
@@ -45,7 +46,6 @@ G_SHARED = 8  # the shim's shared area (cpumasks, WARN_ON count, moved statics) 
 SHARED_WORDS = 128  # shmrss_glue.h SHIM_SHARED_BYTES / 8
 MASK_WORDS = 8  # one cpumask of the shared area (NR_CPUS / 64): possible, online, dying from G_SHARED on
 D_SIZE, D_COUNT, D_COUNTERS, D_LOCK, D_BATCH = range(5)
-PCPU_WORDS = L.NMEMBERS  # per-CPU bytes per mm: 32, room for the four s32 and their alignment
 
 
 def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
@@ -81,11 +81,6 @@ def approx_bound(seg, mm, k):
 
 
 @njit(inline="always")
-def read_precise(seg, mm, k):
-    return ccall(seg, _g(seg, G_SUM), L.OWNER_READER, _obj(seg, mm, k), 0)
-
-
-@njit(inline="always")
 def _pcpu_at(seg, mm, k, cpu):
     """Byte offset of ``per_cpu_ptr(fbc->counters, cpu)``: the C's __percpu pointer (a segment offset in
     the shim) plus the CPU's unit."""
@@ -116,20 +111,6 @@ def peek_precise(seg, mm, k):
     for cpu in range(seg[L.H_ONLINE]):
         s += pcpu_value(seg, mm, k, cpu)
     return s, 1
-
-
-@njit(inline="always")
-def mm_init(seg, mm):
-    arena = (seg[L.H_PCPU] + mm * seg[L.H_PCPU_KWORDS]) * 8
-    ccall(seg, _g(seg, G_INIT), _obj(seg, mm, 0), arena, PCPU_WORDS * 8)
-
-
-@njit(inline="always")
-def mm_destroy(seg, mm):
-    """check_mm's sums, then percpu_counter_destroy (mm_free)."""
-    bad = members_not_zero(read_precise, seg, mm)
-    ccall(seg, _g(seg, G_DESTROY), _obj(seg, mm, 0), 0, 0)
-    return bad
 
 
 

@@ -25,9 +25,10 @@ from shmrss import layout as L
 from shmrss.atomics import load
 from shmrss.designs import _kernel
 from shmrss.designs._kernel import (  # noqa: F401  (the part of the interface every C design shares)
-    cpu_offline, g as _g, obj as _obj, recover, resolve, switch_mm,
+    PCPU_WORDS, cpu_offline, g as _g, mm_destroy, mm_init, obj as _obj, read_precise, recover, resolve,
+    switch_mm,
 )
-from shmrss.designs._common import dparam, members_not_zero, mm_word
+from shmrss.designs._common import dparam, mm_word
 from shmrss.kernel import ccall as _cc
 from shmrss.segment import DesignShape
 
@@ -43,7 +44,6 @@ G_ADD, G_SUM, G_INIT, G_DESTROY, G_OFFLINE, G_APPROX, G_RANGE = range(7)  # ktre
 G_SHARED = 8
 SHARED_WORDS = 128  # shmrss_glue.h SHIM_SHARED_BYTES / 8
 D_SIZE, D_ITEMS, D_ITEM, D_LEVEL0, D_NLEV, D_BIAS, D_APPROX, D_RANGE = range(8)  # the last three: offsets
-PCPU_WORDS = L.NMEMBERS  # the four level-0 unsigned longs
 
 
 def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
@@ -91,11 +91,6 @@ def approx_bound(seg, mm, k):
 
 
 @njit(inline="always")
-def read_precise(seg, mm, k):
-    return ccall(seg, _g(seg, G_SUM), L.OWNER_READER, _obj(seg, mm, k), 0)
-
-
-@njit(inline="always")
 def read_mm_counter(seg, mm, k):
     """get_mm_counter in HPCC's mm patch: percpu_counter_tree_precise_sum_positive (as ``tree``)."""
     s = read_precise(seg, mm, k)
@@ -133,19 +128,6 @@ def peek_precise(seg, mm, k):
     for cpu in range(seg[L.H_POSSIBLE]):
         s += load(seg, level0_word(seg, mm, k, cpu))
     return s, 1
-
-
-@njit(inline="always")
-def mm_init(seg, mm):
-    arena = (seg[L.H_PCPU] + mm * seg[L.H_PCPU_KWORDS]) * 8
-    ccall(seg, _g(seg, G_INIT), _obj(seg, mm, 0), arena, PCPU_WORDS * 8)
-
-
-@njit(inline="always")
-def mm_destroy(seg, mm):
-    bad = members_not_zero(read_precise, seg, mm)
-    ccall(seg, _g(seg, G_DESTROY), _obj(seg, mm, 0), 0, 0)
-    return bad
 
 
 
