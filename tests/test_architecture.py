@@ -105,8 +105,12 @@ def test_the_checkouts_workloads_folder_links_to_the_package():
 @pytest.fixture(scope="module")
 def built_wheel(tmp_path_factory) -> Path:
     """``pip wheel .`` of this checkout, built once for the wheel tests."""
-    dist = tmp_path_factory.mktemp("dist")
-    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
+    dist, tree = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("tree")
+    # from a copy: pip builds in the source tree, and two test workers building one tree at once collide
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, tree / name)
+    shutil.copytree(ROOT / "shmrss", tree / "shmrss", ignore=shutil.ignore_patterns("__pycache__"))
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(tree)],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     (wheel,) = dist.glob("shmrss-*.whl")
