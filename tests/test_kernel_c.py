@@ -368,3 +368,23 @@ def test_verify_refuses_a_port_without_kernel_c(capsys):
 
     assert main(["verify", "--design", "atomic"]) == 2
     assert "no kernel C for design 'atomic'" in capsys.readouterr().err
+
+
+def test_a_build_another_process_placed_first_is_kept(tmp_path):
+    """Two runs (or test workers) building one library at once: each in its own temporary directory, and
+    the one that finishes second keeps the first's complete build instead of failing or removing it."""
+    from shmrss.kernel import build
+
+    out = tmp_path / "k-percpu-abc"
+    out.mkdir()
+    (out / "lib.so").write_text("first")
+    mine = tmp_path / "k-percpu-abc.tmp123"
+    mine.mkdir()
+    (mine / "lib.so").write_text("second")
+    build._publish(mine, out, "called")
+    assert (out / "lib.so").read_text() == "first" and not mine.exists()
+    (out / "lib.so").unlink()  # an incomplete build in place (no lib.so) is replaced
+    mine.mkdir()
+    (mine / "lib.so").write_text("second")
+    build._publish(mine, out, "called")
+    assert (out / "lib.so").read_text() == "second"

@@ -166,7 +166,8 @@ def build(lib: Library) -> Path:
     so = out_dir / "lib.so"
     if so.is_file() and (how == "called" or (out_dir / "inline.ll").is_file()):
         return so
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    # this process's own: two runs (or test workers) building one library at once must not share it
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "include").mkdir(parents=True)
     _stubs(lib, tmp / "include")
@@ -186,9 +187,21 @@ def build(lib: Library) -> Path:
             raise BuildError(f"{lib.name}: {e}") from None
     else:
         _gcc(lib, gcc, flags, units, tmp / "lib.so")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    _publish(tmp, out_dir, how)
     return so
+
+
+def _publish(tmp: Path, out_dir: Path, how: str) -> None:
+    """Rename the finished build into place; a complete one another process placed first is kept."""
+    if out_dir.is_dir() and not ((out_dir / "lib.so").is_file()
+                                 and (how == "called" or (out_dir / "inline.ll").is_file())):
+        shutil.rmtree(out_dir, ignore_errors=True)  # an incomplete one, e.g. of an older shmrss
+    try:
+        tmp.rename(out_dir)
+    except OSError:
+        if not (out_dir / "lib.so").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _gcc(lib: Library, gcc: str, flags: list[str], units: list[Path], so: Path) -> None:
