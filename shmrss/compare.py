@@ -289,8 +289,8 @@ def _gate(rows: list[Row], threshold: float, logger) -> int:
                      shown(r.new_side), shown(r.base_side))
     unjudged = sum(1 for r in rows if not r.judged)
     if unjudged:
-        logger.warning("--fail-on-regression: {} of {} rows had fewer than {} runs a side and were not judged",
-                       unjudged, len(rows), stats.MIN_RUNS)
+        logger.warning("--fail-on-regression: {} of {} rows had fewer than {} {} a side and were not judged",
+                       unjudged, len(rows), stats.MIN_RUNS, rows[0].unit)
     return 1 if worse else 0
 
 
