@@ -220,7 +220,7 @@ def test_pooled_files_hold_the_rate_when_invocations_differ(between):
     rates = {files: two_level_rates(files, between, 0.02, 0.0, 1500, seed=files) for files in (3, 6)}
     assert all(r["files pooled"] <= 0.065 for r in rates.values()), rates
     if between >= 0.05:
-        assert all(r["one file"] > 0.5 and r["runs pooled"] > 0.2 for r in rates.values()), rates
+        assert all(r["one file"] > 0.35 and r["runs pooled"] > 0.15 for r in rates.values()), rates  # ~50%, ~28%
 
 
 if __name__ == "__main__":
