@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -253,8 +254,18 @@ def check_files(paths: list[str]) -> None:
             raise InputError(f"{shown(p)}: no such file")
 
 
+def _check_pooled(paths: list[str]) -> None:
+    """A pooled file is one invocation, one sample: the same file twice would count it twice."""
+    real = [os.path.realpath(p) for p in paths]
+    twice = next((p for p, r in zip(paths, real) if real.count(r) > 1), None)
+    if twice is not None:
+        raise InputError(f"{shown(twice)} is given twice: pooled, each file is one invocation and one sample")
+
+
 def _load(paths: list[str], logger, vs: list[str] | None = None) -> list[Side]:
     """The sides: a file each, or with ``vs`` two pooled sides (``paths`` and ``vs``)."""
+    if vs is not None:
+        _check_pooled([*paths, *vs])
     sides = [load_side(p) for p in paths] if vs is None else [pool(paths), pool(vs)]
     names = [s.name for s in sides]
     for side in sides:

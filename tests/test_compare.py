@@ -482,3 +482,5 @@ def test_cli_vs_refuses_a_side_of_several_identities(tmp_path, capsys):
     b = _files(tmp_path, "b", DRIFTING[3:])
     _one_line_exit_2(["compare", *a, "--vs", *b], capsys, "pooled into one side must share one")
     _one_line_exit_2(["compare", a[0], "--vs", str(tmp_path / "nope.json")], capsys, "no such file")
+    _one_line_exit_2(["compare", b[0], b[1], b[2], "--vs", b[0], a[0], a[1]], capsys, "is given twice")
+    _one_line_exit_2(["compare", a[0], "--vs"], capsys, "--vs")
