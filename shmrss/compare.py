@@ -144,9 +144,11 @@ def legend(rows: list[Row]) -> str:
     tested = (f"{judged} row{'s' if judged != 1 else ''} judged, each its own test: about 1 in 20 unchanged rows "
               "is marked by chance" if judged else f"no row judged: {more}")
     unit = ("the files (a file is the unit: the mean of its runs)" if files else "the runs (a run is the unit)")
+    drift = ("" if files or not judged else " The runs of one file share its window of time: where the host drifts "
+             "between invocations (a VM), pool 3 or more files a side (BASE... --vs FILE...).")
     return (f"value ± %stddev over {unit}; change [95% confidence interval]; * significant "
             f"(Welch's t-test at 5%, at least {stats.MIN_RUNS} {'files' if files else 'runs'} a side; {tested}); "
-            "! unstable (pyperf's thresholds). " + BETTER)
+            "! unstable (pyperf's thresholds). " + BETTER + "." + drift)
 
 
 def _markdown(rows: list[Row], changed_only: bool) -> str:

@@ -463,6 +463,8 @@ def test_fewer_than_three_files_a_side_are_not_judged_whatever_their_repeats(tmp
     row = _row(_pooled(a, b))
     assert not row.judged and compare.verdict(row).startswith("too few files to judge (n=2 vs 3): -")
     assert "pool 3 or more files a side" in compare.legend([row])
+    judged_runs = _row(_rows(tmp_path, _runs(DRIFTING[0]), _runs(DRIFTING[1])))
+    assert "pool 3 or more files a side (BASE... --vs FILE...)" in compare.legend([judged_runs])
 
 
 def test_cli_vs_pools_names_the_sides_by_their_files_and_gates(tmp_path, capsys):
