@@ -8,7 +8,10 @@ percent with its 95% confidence interval and a verdict: ``*`` significant,
 judge (n=1 vs 1): -48.3%" (the change printed, not judged). Significant rows
 come first (``--changed`` shows only them); then one line per point in
 hyperfine's words, "k-percpu ran 1.31 ± 0.04 x slower than percpu", saying
-which direction is better. What is compared and how it is judged:
+which direction is better. ``compare A1 A2 A3 --vs B1 B2 B3`` pools files
+into two sides, each file one invocation and the mean of its runs one sample
+(the repeats of one invocation can agree more closely than two invocations
+do: docs/compare.md). What is compared and how it is judged:
 ``compare_data``. Text from files (labels, host names) is data: shown with
 its control characters escaped and never read as rich markup.
 """
@@ -18,15 +21,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from pathlib import Path
 
 from shmrss import rounding, speedup, stats
-from shmrss.compare_data import Row, Side, compare, load_side, regressions
+from shmrss.compare_data import Row, Side, compare, load_side, pool, regressions
 from shmrss.results_file import InputError
 
 NO_DIFFERENCE = "no difference shown"
-TOO_FEW = "too few runs to judge"
 BETTER = "higher events/s and mm lifecycles/s are better; lower ns/event and read latency are better"
 
 
@@ -66,9 +69,14 @@ def change_text(row: Row) -> str:
     return text
 
 
+def too_few(row: Row) -> str:
+    """"too few runs to judge (n=1 vs 1)", or of a pooled comparison "too few files to judge (n=2 vs 3)"."""
+    return f"too few {row.unit} to judge (n={row.base.n} vs {row.new.n})"
+
+
 def verdict(row: Row) -> str:
     if not row.judged:
-        return f"{TOO_FEW} (n={row.base.n} vs {row.new.n}): {change_text(row)}"
+        return f"{too_few(row)}: {change_text(row)}"
     if not row.significant:
         return f"{NO_DIFFERENCE} ({change_text(row)})"
     return f"{change_text(row)} *"
@@ -86,7 +94,7 @@ def summary_line(rows: list[Row]) -> str:
         text = speedup.ran(new, base, r[0], r[1], r[1] > 0, row.metric.higher_is_better)
     text += f" ({what}, {better} is better; {shown(row.point)})"
     if not row.judged:
-        return text + f": {TOO_FEW} (n={row.base.n} vs {row.new.n})"
+        return text + f": {too_few(row)}"
     return text + ("" if row.significant else f": {NO_DIFFERENCE}")
 
 
@@ -116,17 +124,27 @@ def as_records(rows: list[Row]) -> list[dict]:
              "ci95_diff": list(r.sig.diff_ci) if r.sig.diff_ci else None, "judged": r.judged,
              "significant": r.significant, "rule": r.sig.rule, "p_value": r.sig.p_value,
              "resolution": r.resolution, "verdict": verdict(r),
-             "unstable": r.unstable, "timings_valid": r.timings_valid, "within_run_cv": r.within_run_cv}
+             "unstable": r.unstable, "timings_valid": r.timings_valid, "within_run_cv": r.within_run_cv,
+             "unit": r.unit, "base_runs": _runs(r.base_runs), "new_runs": _runs(r.new_runs)}
             for r in rows]
+
+
+def _runs(by_file) -> list[list[float]] | None:
+    return None if by_file is None else [list(runs) for runs in by_file]
 
 
 def legend(rows: list[Row]) -> str:
     judged = sum(1 for r in rows if r.judged)
+    files = any(r.unit == "files" for r in rows)
+    more = f"pool {stats.MIN_RUNS} or more files a side" if files else f"run --repeat {stats.MIN_RUNS} or more"
     tested = (f"{judged} row{'s' if judged != 1 else ''} judged, each its own test: about 1 in 20 unchanged rows "
-              "is marked by chance" if judged else f"no row judged: run --repeat {stats.MIN_RUNS} or more")
-    return ("value ± %stddev over the runs (a run is the unit); change [95% confidence interval]; * significant "
-            f"(Welch's t-test at 5%, at least {stats.MIN_RUNS} runs a side; {tested}); ! unstable (pyperf's "
-            "thresholds). " + BETTER)
+              "is marked by chance" if judged else f"no row judged: {more}")
+    unit = ("the files (a file is the unit: the mean of its runs)" if files else "the runs (a run is the unit)")
+    drift = ("" if files or not judged else " The runs of one file share its window of time: where the host drifts "
+             "between invocations (a VM), pool 3 or more files a side (BASE... --vs FILE...).")
+    return (f"value ± %stddev over {unit}; change [95% confidence interval]; * significant "
+            f"(Welch's t-test at 5%, at least {stats.MIN_RUNS} {'files' if files else 'runs'} a side; {tested}); "
+            "! unstable (pyperf's thresholds). " + BETTER + "." + drift)
 
 
 def _markdown(rows: list[Row], changed_only: bool) -> str:
@@ -215,6 +233,9 @@ def add_parser(sub) -> None:
     c = sub.add_parser("compare", help="compare results files: value ± spread, %%change and its significance")
     c.add_argument("base", metavar="BASE", help="results file of the base side (run JSON or sweep JSONL)")
     c.add_argument("new", nargs="*", metavar="NEW", help="results file(s) of the side(s) compared with BASE")
+    c.add_argument("--vs", nargs="+", metavar="FILE",
+                   help="pool: BASE and NEW files are one side, these files the other; each file is one invocation "
+                        "and its runs' mean one sample (at least 3 files a side to judge)")
     c.add_argument("--format", choices=FORMATS, default="table",
                    help="table (terminal), markdown, csv or json (default table)")
     c.add_argument("--changed", action="store_true",
@@ -231,19 +252,30 @@ def check_files(paths: list[str]) -> None:
             raise InputError(f"{shown(p)}: no such file")
 
 
-def _load(paths: list[str], logger) -> list[Side]:
-    sides = [load_side(p) for p in paths]
+def _check_pooled(paths: list[str]) -> None:
+    """A pooled file is one invocation, one sample: the same file twice would count it twice."""
+    real = [os.path.realpath(p) for p in paths]
+    twice = next((p for p, r in zip(paths, real) if real.count(r) > 1), None)
+    if twice is not None:
+        raise InputError(f"{shown(twice)} is given twice: pooled, each file is one invocation and one sample")
+
+
+def _load(paths: list[str], logger, vs: list[str] | None = None) -> list[Side]:
+    """The sides: a file each, or with ``vs`` two pooled sides (``paths`` and ``vs``)."""
+    if vs is not None:
+        _check_pooled([*paths, *vs])
+    sides = [load_side(p) for p in paths] if vs is None else [pool(paths), pool(vs)]
     names = [s.name for s in sides]
     for side in sides:
         for note in side.notes:
             logger.warning("{}", shown(note))
         if names.count(side.name) > 1:  # one host, kernel and label on both sides: name them by file
-            side.name = Path(side.path).name
+            side.name = side.file_name
         invalid = sum(1 for _, rs in side.points.values() for r in rs
                       if isinstance(r.get("throughput"), dict) and r["throughput"].get("timings_valid") is False)
         if invalid:
             logger.warning("{}: {} result(s) say their timings are not valid (another run competed for the CPUs): "
-                           "a difference may be the host's", shown(side.path), invalid)
+                           "a difference may be the host's", shown(", ".join(side.paths) or side.path), invalid)
     return sides
 
 
@@ -266,8 +298,8 @@ def _gate(rows: list[Row], threshold: float, logger) -> int:
                      shown(r.new_side), shown(r.base_side))
     unjudged = sum(1 for r in rows if not r.judged)
     if unjudged:
-        logger.warning("--fail-on-regression: {} of {} rows had fewer than {} runs a side and were not judged",
-                       unjudged, len(rows), stats.MIN_RUNS)
+        logger.warning("--fail-on-regression: {} of {} rows had fewer than {} {} a side and were not judged",
+                       unjudged, len(rows), stats.MIN_RUNS, rows[0].unit)
     return 1 if worse else 0
 
 
@@ -277,8 +309,9 @@ def main(args, out_console) -> int:
 
     from loguru import logger
 
-    check_files([args.base, *args.new])
-    base, *news = _load([args.base, *args.new], logger)
+    vs = getattr(args, "vs", None)
+    check_files([args.base, *args.new, *(vs or [])])
+    base, *news = _load([args.base, *args.new], logger, vs)
     rows = compare(base, news)
     if not rows:
         logger.warning("the files have no point in common: nothing to compare")

@@ -11,6 +11,11 @@ per-second rates). The per-second rates inside a run describe how steady that
 run was (``within_run_cv``) and are never samples: they are correlated and
 carry none of the run-to-run variance.
 
+A pooled side (``pool``: ``compare A1 A2 A3 --vs B1 B2 B3``) is several files
+of one identity, each one invocation of ``shmrss run``: its sample is one value
+per file, the mean of that file's runs (``stats.invocation_means``), and the
+runs stay in the row, by file.
+
 Significance is ``stats.significance`` per row (Welch's t-test at 5%, with at
 least ``stats.MIN_RUNS`` runs a side), as pyperf and lkp-tests judge each
 benchmark: each row is its own test, so among R unchanged rows about R/20 are
@@ -20,7 +25,8 @@ marked by chance (the legend says how many rows were judged).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from shmrss import stats
 from shmrss.host_meta import identity, identity_name
@@ -84,6 +90,20 @@ class Side:
     name: str
     points: dict  # canonical point key -> (key, [results])
     notes: list[str]
+    ident: str = ""  # the canonical identity of its results
+    paths: list[str] = field(default_factory=list)  # a pooled side: its files, one invocation each
+    origin: dict = field(default_factory=dict)  # a pooled side: canonical point key -> each result's file index
+
+    @property
+    def pooled(self) -> bool:
+        return bool(self.paths)
+
+    @property
+    def file_name(self) -> str:
+        """The side named by its file(s): "aa1.json", or "aa1.json..aa4.json (4 files)"."""
+        if not self.pooled or len(self.paths) == 1:
+            return Path(self.path).name
+        return f"{Path(self.paths[0]).name}..{Path(self.paths[-1]).name} ({len(self.paths)} files)"
 
 
 def load_side(path: str) -> Side:
@@ -110,7 +130,25 @@ def load_side(path: str) -> Side:
     points: dict = {}
     for key, r in results:
         points.setdefault(canonical(key), (key, []))[1].append(r)
-    return Side(path, identity_name(identity(results[0][1])), points, notes)
+    return Side(path, identity_name(identity(results[0][1])), points, notes, ident=idents.pop())
+
+
+def pool(paths: list[str]) -> Side:
+    """One side from several files, each one invocation (``compare A1 A2 A3 --vs B1 B2 B3``): their results by
+    point, each remembering its file, so that a row's sample is one value per file (``stats.invocation_means``).
+    The files must share one identity."""
+    sides = [load_side(p) for p in paths]
+    if len({s.ident for s in sides}) > 1:
+        raise InputError(f"{', '.join(paths)} hold results of several hosts, kernels or labels: the files pooled "
+                         "into one side must share one")
+    points: dict = {}
+    origin: dict = {}
+    for i, side in enumerate(sides):
+        for pid, (key, results) in side.points.items():
+            points.setdefault(pid, (key, []))[1].extend(results)
+            origin.setdefault(pid, []).extend([i] * len(results))
+    notes = [n for s in sides for n in s.notes]
+    return Side(paths[0], sides[0].name, points, notes, sides[0].ident, list(paths), origin)
 
 
 def _not_utf8(path: str) -> list[str]:
@@ -149,6 +187,9 @@ class Row:
     resolution: float = 0.0
     timings_valid: bool = True
     within_run_cv: float | None = None  # the largest of both sides' runs, events/s only
+    unit: str = "runs"  # what a sample is: a run, or a file (an invocation) of a pooled side
+    base_runs: tuple | None = None  # a pooled side's runs, by file (its samples are their means)
+    new_runs: tuple | None = None
 
     @property
     def change_pct(self) -> float | None:
@@ -199,6 +240,8 @@ class Pair:
     new_name: str
     base_results: list[dict]
     new_results: list[dict]
+    base_origin: list[int] | None = None  # pooled sides: each result's file
+    new_origin: list[int] | None = None
 
 
 def _differing_name(key: dict, differs: list[str]) -> str:
@@ -208,21 +251,35 @@ def _differing_name(key: dict, differs: list[str]) -> str:
 def pairs(base: Side, new: Side) -> list[Pair]:
     """Every point both sides measured; two sides of one point each are compared with each other even when
     their parameters differ (the difference is the experiment, and names the sides)."""
-    common = [Pair(point_label(key), base.name, new.name, results, new.points[pid][1])
-              for pid, (key, results) in base.points.items() if pid in new.points]
+    common = [Pair(point_label(key), base.name, new.name, results, new.points[pid][1], base.origin.get(pid),
+                   new.origin.get(pid)) for pid, (key, results) in base.points.items() if pid in new.points]
     if common or len(base.points) != 1 or len(new.points) != 1:
         return common
-    (bkey, bres), (nkey, nres) = next(iter(base.points.values())), next(iter(new.points.values()))
+    (bpid, (bkey, bres)), (npid, (nkey, nres)) = next(iter(base.points.items())), next(iter(new.points.items()))
     differs = sorted(k for k in set(bkey) | set(nkey) if bkey.get(k) != nkey.get(k))
     names = (_differing_name(bkey, differs), _differing_name(nkey, differs))
     if base.name != new.name:
         names = tuple(f"{n} ({s})" for n, s in zip(names, (base.name, new.name)))
-    return [Pair(f"{point_label(bkey)} (new differs in: {', '.join(differs)})", *names, bres, nres)]
+    return [Pair(f"{point_label(bkey)} (new differs in: {', '.join(differs)})", *names, bres, nres,
+                 base.origin.get(bpid), new.origin.get(npid))]
+
+
+def _samples(results: list[dict], origin: list[int] | None, metric: Metric):
+    """A side's samples of a metric at a point: one per run, or for a pooled side one per file (the mean of
+    its runs), with the runs by file kept."""
+    if origin is None:
+        return [v for v in map(metric.value, results) if v is not None], None
+    by_file: dict[int, list[float]] = {}
+    for i, r in zip(origin, results):
+        if (v := metric.value(r)) is not None:
+            by_file.setdefault(i, []).append(v)
+    runs = tuple(tuple(by_file[i]) for i in sorted(by_file))
+    return stats.invocation_means(runs), runs
 
 
 def _row(pair: Pair, metric: Metric) -> Row | None:
-    b = [v for v in map(metric.value, pair.base_results) if v is not None]
-    n = [v for v in map(metric.value, pair.new_results) if v is not None]
+    b, b_runs = _samples(pair.base_results, pair.base_origin, metric)
+    n, n_runs = _samples(pair.new_results, pair.new_origin, metric)
     if not b or not n:
         return None
     results = pair.base_results + pair.new_results
@@ -231,7 +288,8 @@ def _row(pair: Pair, metric: Metric) -> Row | None:
     cvs = [c for c in map(within_run_cv, results) if c is not None] if metric.name == "events/s" else []
     valid = all(_dig(r, "throughput", "timings_valid") is not False for r in results)
     return Row(pair.point, metric, sb, sn, pair.base_name, pair.new_name, stats.significance(sb, sn, resolution),
-               resolution, timings_valid=valid, within_run_cv=max(cvs, default=None))
+               resolution, timings_valid=valid, within_run_cv=max(cvs, default=None),
+               unit="runs" if b_runs is None else "files", base_runs=b_runs, new_runs=n_runs)
 
 
 def compare(base: Side, news: list[Side]) -> list[Row]:

@@ -18,6 +18,14 @@ resolution (the TSC step for a latency, one part in a million of the values
 otherwise), so each side's variance is at least that of a uniform rounding
 error of the resolution: two constant sides that differ below it are not a
 difference, and a zero variance never divides by zero.
+
+``invocation_means`` makes the sample of a side pooled from several
+invocations (one results file each): one value per invocation, the mean of its
+runs. The repeats of one invocation share its process (forked from one parent)
+and its window of time, so they can agree more closely with each other than
+two invocations do; judging the invocation means keeps the false-positive rate
+at its nominal level whatever share of the variance lies between invocations
+(tests/test_stats.py's two-level A/A).
 """
 
 from __future__ import annotations
@@ -94,6 +102,11 @@ def summarize(samples) -> Summary:
     if any(not math.isfinite(v) for v in values):
         raise ValueError("samples must be finite numbers")
     return Summary(values)
+
+
+def invocation_means(groups) -> list[float]:
+    """One sample per invocation: the mean of its runs' values (an invocation without a value is left out)."""
+    return [statistics.fmean(g) for g in groups if len(g)]
 
 
 # ---- the Student t distribution, from the regularised incomplete beta function ----

@@ -412,3 +412,77 @@ def test_mutated_results_are_compared_or_refused_never_a_traceback(tmp_path, cap
             codes.add(code)
             assert code in (0, 1, 2) and "\x1b" not in out
     assert {0, 2} <= codes  # both read and refused files were among them
+
+
+# ---- pooled sides: compare A1 A2 A3 --vs B1 B2 B3, a file (an invocation) the unit ----
+
+def _files(tmp_path, prefix, per_file):
+    return [_write(tmp_path, f"{prefix}{i + 1}.json", _runs(values)) for i, values in enumerate(per_file)]
+
+
+def _pooled(base, new):
+    return compare.compare(compare.pool(base), [compare.pool(new)])
+
+
+# identical setups whose invocations differ by more than their repeats (docs/compare.md's set 4): each file's
+# 3 repeats within 1%, the files up to 13% apart
+DRIFTING = ([600e6, 606e6, 598e6], [560e6, 555e6, 562e6], [522e6, 520e6, 527e6], [590e6, 585e6, 592e6],
+            [530e6, 534e6, 529e6], [575e6, 570e6, 572e6])
+
+
+def test_a_pooled_side_s_samples_are_its_files_means_and_its_runs_are_kept(tmp_path):
+    a = _files(tmp_path, "a", DRIFTING[:3])
+    b = _files(tmp_path, "b", DRIFTING[3:])
+    row = _row(_pooled(a, b))
+    assert row.unit == "files" and row.base.n == 3 and row.new.n == 3
+    assert row.base.samples == pytest.approx([sum(v) / 3 for v in DRIFTING[:3]])
+    assert row.base_runs == tuple(tuple(v) for v in DRIFTING[:3])
+    record = compare.as_records([row])[0]
+    assert record["unit"] == "files" and record["new_runs"] == [list(v) for v in DRIFTING[3:]]
+
+
+def test_pooling_files_does_not_mark_invocations_that_drift_where_one_file_a_side_does(tmp_path):
+    a = _files(tmp_path, "a", DRIFTING[:3])
+    b = _files(tmp_path, "b", DRIFTING[3:])
+    one_each = compare.compare(compare.load_side(a[0]), [compare.load_side(a[2])])
+    assert _row(one_each).significant  # 600 against 523: the files differ, the code does not
+    row = _row(_pooled(a, b))
+    assert row.judged and not row.significant and compare.verdict(row).startswith("no difference shown")
+
+
+def test_a_halved_pooled_side_is_marked(tmp_path):
+    a = _files(tmp_path, "a", DRIFTING[:3])
+    half = _files(tmp_path, "h", [[v / 2 for v in runs] for runs in DRIFTING[3:]])
+    row = _row(_pooled(a, half))
+    assert row.significant and compare.regressions([row], 10) == [row]
+
+
+def test_fewer_than_three_files_a_side_are_not_judged_whatever_their_repeats(tmp_path):
+    a = _files(tmp_path, "a", DRIFTING[:2])
+    b = _files(tmp_path, "b", [[v / 2 for v in runs] for runs in DRIFTING[3:]])
+    row = _row(_pooled(a, b))
+    assert not row.judged and compare.verdict(row).startswith("too few files to judge (n=2 vs 3): -")
+    assert "pool 3 or more files a side" in compare.legend([row])
+    judged_runs = _row(_rows(tmp_path, _runs(DRIFTING[0]), _runs(DRIFTING[1])))
+    assert "pool 3 or more files a side (BASE... --vs FILE...)" in compare.legend([judged_runs])
+
+
+def test_cli_vs_pools_names_the_sides_by_their_files_and_gates(tmp_path, capsys):
+    a = _files(tmp_path, "a", DRIFTING[:3])
+    b = _files(tmp_path, "b", DRIFTING[3:])
+    code, out, _ = _cli(["compare", *a, "--vs", *b, "--fail-on-regression", "5"], capsys)
+    assert code == 0 and "a1.json..a3.json (3 files)" in out and "no difference shown" in out
+    half = _files(tmp_path, "h", [[v / 2 for v in runs] for runs in DRIFTING[3:]])
+    code, out, err = _cli(["compare", *a, "--vs", *half, "--fail-on-regression", "10"], capsys)
+    assert code == 1 and "regression" in err
+    code, _, err = _cli(["compare", a[0], "--vs", half[0], "--fail-on-regression", "10"], capsys)
+    assert code == 0 and "fewer than 3 files a side" in err
+
+
+def test_cli_vs_refuses_a_side_of_several_identities(tmp_path, capsys):
+    a = _files(tmp_path, "a", DRIFTING[:2]) + [_write(tmp_path, "k.json", _runs([1e6], kernel="6.2"))]
+    b = _files(tmp_path, "b", DRIFTING[3:])
+    _one_line_exit_2(["compare", *a, "--vs", *b], capsys, "pooled into one side must share one")
+    _one_line_exit_2(["compare", a[0], "--vs", str(tmp_path / "nope.json")], capsys, "no such file")
+    _one_line_exit_2(["compare", b[0], b[1], b[2], "--vs", b[0], a[0], a[1]], capsys, "is given twice")
+    _one_line_exit_2(["compare", a[0], "--vs"], capsys, "--vs")

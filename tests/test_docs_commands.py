@@ -181,6 +181,8 @@ MARKS = [
     Mark("docs/cli.md", r"--host-cpus 1,0 .*--duration 1 ", "1 s a design", short()),
     Mark("docs/cli.md", r"--cpus 1 --duration 0.5 --repeat 3 --json r.json", "3 repeats", short("--repeat", "2")),
     # --- compare.md: two runs of 5 s, then compare them (new.json: a fixture, see FIXTURES)
+    Mark("docs/compare.md", r"--json [ab][1-3]\.json", "the pooled sides' invocations: 1 repeat of 0.1 s each",
+         short("--repeat", "1")),
     Mark("docs/compare.md", r"^shmrss run ", "5 s a design", short()),
     # --- designs-pcpcache.md: 5 s runs, --cpus 4 oversubscribed
     # pcpcache on mixed with the reader sharing 2 host CPUs with more runnable CPUs: a reader preempted in

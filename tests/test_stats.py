@@ -2,7 +2,8 @@
 Welch's test on runs (too few runs never judged, zero variance, zero mean), and its false-positive rate
 and power on synthetic A/A and shifted data of many sizes.
 
-``python tests/test_stats.py`` prints the false-positive and power table docs/compare.md records.
+``python tests/test_stats.py`` prints the false-positive and power tables docs/compare.md records (the
+second: invocations that differ more than their repeats, one file a side against files pooled).
 """
 
 from __future__ import annotations
@@ -185,6 +186,43 @@ def test_power_on_a_five_percent_shift_grows_with_the_runs():
     assert power[3] < power[5] < power[10] and power[10] > 0.95 and power[3] > 0.3
 
 
+# ---- two levels: an invocation's effect shared by its repeats, and each repeat's noise ----
+
+REPEATS = 3
+
+
+def _invocations(rng, files: int, mean: float, between: float, within: float) -> list[np.ndarray]:
+    """``files`` invocations of REPEATS runs each: every invocation shifted by its own normal effect (spread
+    ``between``, relative), every run by its own noise (``within``); the A/A of docs/compare.md's set 4."""
+    return [mean * (1 + rng.normal(0, between) + rng.normal(0, within, REPEATS)) for _ in range(files)]
+
+
+def two_level_rates(files: int, between: float, within: float, shift: float, trials: int, seed: int) -> dict:
+    """The share of comparisons marked, three ways: one file a side (its repeats the samples), ``files`` files a
+    side with every run a sample (pooled naively), and ``files`` files a side with one sample per file
+    (``stats.invocation_means``, what ``compare ... --vs`` does)."""
+    rng = np.random.default_rng(seed)
+    marked = {"one file": 0, "runs pooled": 0, "files pooled": 0}
+    for _ in range(trials):
+        a = _invocations(rng, files, 100.0, between, within)
+        b = _invocations(rng, files, 100.0 * (1 + shift), between, within)
+        for how, (x, y) in {"one file": (a[0], b[0]),
+                            "runs pooled": (np.concatenate(a), np.concatenate(b)),
+                            "files pooled": (stats.invocation_means(a), stats.invocation_means(b))}.items():
+            marked[how] += stats.significance(stats.summarize(x), stats.summarize(y)).significant
+    return {how: n / trials for how, n in marked.items()}
+
+
+@pytest.mark.parametrize("between", [0.0, 0.02, 0.05])
+def test_pooled_files_hold_the_rate_when_invocations_differ(between):
+    """Repeats 2% apart, invocations ``between`` apart: one file a side (or every run pooled) marks identical
+    setups far above 5% once invocations differ; one sample per file holds the nominal rate."""
+    rates = {files: two_level_rates(files, between, 0.02, 0.0, 1500, seed=files) for files in (3, 6)}
+    assert all(r["files pooled"] <= 0.065 for r in rates.values()), rates
+    if between >= 0.05:
+        assert all(r["one file"] > 0.35 and r["runs pooled"] > 0.15 for r in rates.values()), rates  # ~50%, ~28%
+
+
 if __name__ == "__main__":
     print("| runs a side | A/A normal | A/A heavy-tailed | A/A skewed | 5% shift, 2% spread | 5% shift, 5% spread |")
     print("|---|---|---|---|---|---|")
@@ -196,3 +234,13 @@ if __name__ == "__main__":
                                       stats.summarize(rng.normal(105, 5.25, nn))).significant for _ in range(2000))
         pw.append(hits / 2000)
         print(f"| {nb} vs {nn} | " + " | ".join(f"{x:.1%}" for x in aa + pw) + " |")
+    print()
+    print("| files a side (3 runs each) | invocation spread | A/A one file a side | A/A runs pooled | A/A files pooled "
+          "| 5% shift, files pooled |")
+    print("|---|---|---|---|---|---|")
+    for files in (3, 4, 6):
+        for between in (0.0, 0.01, 0.02, 0.05):
+            aa = two_level_rates(files, between, 0.02, 0.0, 4000, seed=400 + files)
+            pw = two_level_rates(files, between, 0.02, 0.05, 2000, seed=500 + files)["files pooled"]
+            print(f"| {files} | {between:.0%} | {aa['one file']:.1%} | {aa['runs pooled']:.1%} | "
+                  f"{aa['files pooled']:.1%} | {pw:.1%} |")
