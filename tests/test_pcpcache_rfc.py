@@ -49,7 +49,8 @@ def test_a_flush_the_walk_misses_or_counts_twice_is_transient_within_the_slack(f
     atomic = D.mm_addr(seg, 0, A)
     mm_line, count_line, flushed = _lines(seg, 0)
     assert int(w[atomic]) == 10 and int(w[flushed + A]) == 10  # the flush recorded what it moved
-    assert P.transient_slack(w, 0, A) == (10, 10)
+    assert int(w[flushed + P._FLUSHED_SUM + A]) == 10
+    assert P.transient_slack(w, 0, A, P.slack_mark(w, 0, A)) == (10, 10)
     eng.reader_pass(w)
     assert _reader(seg) == dict(ap_tr=0, ap_tr_max=0, pr_tr=0, pr_tr_max=0, ap_viol=0, pr_viol=0)
 
@@ -66,6 +67,20 @@ def test_a_flush_the_walk_misses_or_counts_twice_is_transient_within_the_slack(f
     assert P.read_precise(w, 0, A) == 20
     eng.reader_pass(w)
     assert _reader(seg)["pr_tr"] == 2 and _reader(seg)["ap_viol"] == 0 and _reader(seg)["pr_viol"] == 0
+
+
+def test_flushes_during_the_read_widen_its_slack_by_what_they_moved(flushed_seg):
+    """A walk preempted over several flushes of one CPU (an oversubscribed host, updates of both signs in
+    mixed) can miss them all: the slack is the largest flushed delta plus what was flushed since the mark."""
+    seg, w = flushed_seg, flushed_seg.words
+    mark = P.slack_mark(w, 0, A)
+    assert P.transient_slack(w, 0, A, mark) == (10, 10)
+    for pages in (6, -8):  # two more flushes of CPU 0 while the read would be in its walk
+        ops = [D.op_switch(0, -1, 0)] + [D.op_add(0, 0, 0, A, 1 if pages > 0 else -1, 1)] * abs(pages)
+        D.run("pcpcache", seg, ops + [D.op_switch(0, 0, -1)], record=False)
+    assert P.slack_mark(w, 0, A) == mark + 14
+    assert P.transient_slack(w, 0, A, mark) == (10 + 14, 10 + 14)
+    assert P.transient_slack(w, 0, A, P.slack_mark(w, 0, A)) == (10, 10)  # a later read: none in its window
 
 
 def test_an_error_beyond_the_largest_flushed_deltas_is_a_violation(flushed_seg):

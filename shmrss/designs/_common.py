@@ -209,6 +209,12 @@ def no_thread_count(seg, mm):
 
 
 @njit(inline="always")
-def no_transient(seg, mm, k):
+def no_transient(seg, mm, k, mark):
     """``transient_slack`` of a design whose reads keep their stated bounds at every instant: (0, 0)."""
     return 0, 0
+
+
+@njit(inline="always")
+def no_slack_mark(seg, mm, k):
+    """``slack_mark`` of a design whose slack does not depend on what happened during the read: 0."""
+    return 0

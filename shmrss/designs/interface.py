@@ -32,8 +32,11 @@ Optional, with the default each names (``DEFAULTS``)::
     release_locks(seg, who)                nothing (a design that takes no lock)
     consistent(seg) -> bad                 0 (no redundant state to check)
     threads(seg, mm) -> n                  -1 (no thread count)
-    transient_slack(seg, mm, k) -> (a, p)  (0, 0): the error the design documents while an update is
-                                           in flight, by which an approximate read may pass its bound
+    slack_mark(seg, mm, k) -> m            0: taken just before each read, passed to transient_slack
+                                           (e.g. pcpcache's flushes so far, so the slack can count
+                                           those that landed during the read)
+    transient_slack(seg, mm, k, m)         (0, 0): the error the design documents while an update is
+      -> (a, p)                            in flight, by which an approximate read may pass its bound
                                            (a) and a precise read the truth (p)
     peek_precise(seg, mm, k) -> (v, ok)    (read_precise, 1): the monitor's precise value from loads
                                            only; a design whose read_precise stores (takes a lock)
@@ -61,7 +64,7 @@ from types import ModuleType
 
 from numba import njit
 
-from shmrss.designs._common import no_locks, no_thread_count, no_transient
+from shmrss.designs._common import no_locks, no_slack_mark, no_thread_count, no_transient
 
 REQUIRED = ("add", "switch_mm", "read_approx", "approx_bound", "read_precise", "mm_init", "mm_destroy",
             "recover", "resolve")
@@ -122,7 +125,7 @@ def _mm_counter_by_approx(read_approx):
 
 DEFAULTS = {"thread_created": no_thread_event, "task_exit": no_exit_event, "cpu_offline": nothing_to_fold,
             "release_locks": no_locks, "consistent": nothing_redundant, "threads": no_thread_count,
-            "transient_slack": no_transient, "compare_value": no_compare,
+            "transient_slack": no_transient, "slack_mark": no_slack_mark, "compare_value": no_compare,
             "publish_hits": no_hits}
 ALIASES = {"peek_approx": "read_approx", "peek_bound": "approx_bound"}  # defaults: the design's own function
 OPTIONAL = (*DEFAULTS, *ALIASES, "peek_precise", "read_mm_counter")

@@ -11,8 +11,9 @@ pointer "on its own cache line", ``in_use, count[]`` on another):
 * line 0: ``mm`` (the cached mm + 1; 0 caches none) and ``sync_count``;
 * line 1: ``in_use`` and ``count[4]``;
 * line 2: not the RFC's: the largest delta one flush of this CPU moved, per
-  member (instrumentation for the reader's transient slack, written only by
-  the flush, never on a fault).
+  member, and the sum of the magnitudes of every delta its flushes moved
+  (words 4..7; instrumentation for the reader's transient slack, written only
+  by the flush, never on a fault).
 
 Fast path, only the ``*_mm_counter_fast`` callers (the engine's ``fault`` bit), 4/7's
 ``add_mm_counter_fast``::
@@ -86,9 +87,16 @@ counted twice. Worst case, per CPU: the count is read once, so at most one delta
 twice; of the flushes a CPU makes after the atomic was read, only the first carries pages
 faulted before the read began (the later ones move pages faulted during the read, which the
 reader's truth envelope already allows), so at most one delta is missed beyond the envelope,
-however long the walk is preempted. Both are at most the largest delta that CPU ever flushed
-(line 2, stored before the flush's ``lock xadd``), so ``transient_slack`` is the sum over the
-possible CPUs of that largest flushed delta; a read beyond it is a violation. Any update the
+however long the walk is preempted, as long as the truth moves one way during the read. Both
+are at most the largest delta that CPU ever flushed (line 2, stored before the flush's ``lock
+xadd``). With updates of both signs in one read's window (mixed: faults, unmaps, exits, remote
+updates) the envelope of the truth at the read's two ends does not hold the pages a later flush
+moves, and an oversubscribed host can preempt the walk over many flushes: what a read misses
+is then at most what the CPUs flushed during it. ``slack_mark`` takes the sum of the flushed
+magnitudes (line 2, words 4..7, added before each ``lock xadd``) before the read, and
+``transient_slack`` is, over the possible CPUs, the largest flushed delta (the one flush a
+read can straddle or count twice) plus what was flushed since the mark; a read beyond it is a
+violation. Any update the
 read's window overlaps (a fault, an unmap, a remote update, the reclaimer's) can meet a flush,
 so a read can miss in every workload that switches mms, not only on faults.
 
@@ -118,9 +126,11 @@ BOUND = ("0 when no flush overlaps a read; a flush during the walk can be missed
 # why an approximate read may pass BOUND while updates are in flight (result.approx_excess)
 TRANSIENT_CAUSE = "a flush during the read's walk (the RFC's \"rare and little bit of accuracy loss\")"
 
-# line 0 of a CPU: cached mm + 1, sync_count; line 1: in_use, count[4]; line 2: largest flushed delta[4]
+# line 0 of a CPU: cached mm + 1, sync_count; line 1: in_use, count[4]; line 2: largest flushed delta[4],
+# flushed magnitudes so far[4]
 _MM, _SYNC = 0, 1
 _IN_USE, _COUNT = 0, 1
+_FLUSHED_SUM = L.NMEMBERS
 LINES_PER_CPU = 3
 # mm words: atomic[4] on the first line, the cpumask from the second line on
 
@@ -216,6 +226,7 @@ def _finish_switch(seg, cpu, cached, new_mm, sync0, jf):
             if dk != 0:
                 if abs(dk) > seg[f + k]:  # published before the flush, so a read it disturbs sees it
                     store(seg, f + k, abs(dk))
+                store(seg, f + _FLUSHED_SUM + k, seg[f + _FLUSHED_SUM + k] + abs(dk))
                 jsave(seg, cpu, jf, L.J_C, k)
                 jstep(seg, cpu, jf, _FLUSH)
                 xadd(seg, mm_word(seg, cached, k), dk)
@@ -340,13 +351,23 @@ def approx_bound(seg, mm, k):
 
 
 @njit(inline="always")
-def transient_slack(seg, mm, k):
-    """A read can miss or double-count the flushes landing in its window: one flush per possible CPU,
-    each at most the largest delta of member k that CPU ever flushed."""
+def slack_mark(seg, mm, k):
+    """Before a read: the magnitudes of member k every CPU flushed so far."""
+    s = 0
+    for cpu in range(seg[L.H_POSSIBLE]):
+        s += load(seg, _flushed_line(seg, cpu) + _FLUSHED_SUM + k)
+    return s
+
+
+@njit(inline="always")
+def transient_slack(seg, mm, k, mark):
+    """A read can miss or double-count one flush per possible CPU that straddles its start, each at most
+    the largest delta of member k that CPU ever flushed, and miss what the CPUs flushed during it."""
     s = 0
     for cpu in range(seg[L.H_POSSIBLE]):
         s += load(seg, _flushed_line(seg, cpu) + k)
-    return s, s
+    during = slack_mark(seg, mm, k) - mark
+    return s + during, s + during
 
 
 @njit(inline="always")

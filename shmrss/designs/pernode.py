@@ -292,7 +292,7 @@ def mm_destroy(seg, mm):
 
 
 @njit(inline="always")
-def transient_slack(seg, mm, k):
+def transient_slack(seg, mm, k, mark):
     """(approximate, precise) error a double move can add while it is in flight or unsettled (docstring)."""
     return dparam(seg, _P_ASLACK), dparam(seg, _P_PSLACK)
 

@@ -442,7 +442,7 @@ def mm_destroy(seg, mm):
 
 
 @njit(inline="always")
-def transient_slack(seg, mm, k):
+def transient_slack(seg, mm, k, mark):
     """(approximate, precise) slack while carries are in flight: one carry per online CPU, each adding
     less than the batch of the last level below the root beyond its update's delta (module docstring)."""
     nlev = dparam(seg, 1)

@@ -11,9 +11,9 @@ from shmrss.designs.interface import bind
 
 ENGINE_FUNCTIONS = ("add", "approx_bound", "consistent", "cpu_offline", "mm_destroy", "mm_init", "publish_hits",
                     "read_approx", "read_mm_counter", "read_precise", "recover", "release_locks", "resolve",
-                    "switch_mm", "task_exit", "thread_created", "threads", "transient_slack")
+                    "slack_mark", "switch_mm", "task_exit", "thread_created", "threads", "transient_slack")
 (add, approx_bound, consistent, cpu_offline, mm_destroy, mm_init, publish_hits, read_approx, read_mm_counter,
- read_precise, recover, release_locks, resolve, switch_mm, task_exit, thread_created, threads,
+ read_precise, recover, release_locks, resolve, slack_mark, switch_mm, task_exit, thread_created, threads,
  transient_slack) = bind("atomic", ENGINE_FUNCTIONS)  # DESIGN-IMPORT
 
 # the design's operations as calls, for the rare paths: inlining them again would multiply compile time.

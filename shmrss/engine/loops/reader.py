@@ -6,7 +6,7 @@ from numba import njit
 from shmrss import layout as L
 from shmrss.atomics import load, raw, rdtsc, store
 from shmrss.specialise import entry
-from .design import approx_bound, read_approx, read_precise, transient_slack
+from .design import approx_bound, read_approx, read_precise, slack_mark, transient_slack
 from .index import _stat
 
 
@@ -65,6 +65,7 @@ def reader_pass(words):
     for mm in range(seg[L.H_NMM]):
         for k in range(L.NMEMBERS):
             _snapshot(seg, mm, k, c0, t0)
+            mark = slack_mark(seg, mm, k)
             a0 = rdtsc()
             v = read_approx(seg, mm, k)
             a1 = rdtsc()
@@ -88,7 +89,7 @@ def reader_pass(words):
                     seg[r + L.R_MIN_RATIO_PPM] = ppm
             beyond = lo - under - v if v < lo - under else (v - hi - over if v > hi + over else 0)
             if beyond > 0:
-                a_slack, p_slack = transient_slack(seg, mm, k)
+                a_slack, p_slack = transient_slack(seg, mm, k, mark)
                 if beyond <= a_slack:
                     _note_transient(seg, r + L.R_APPROX_TRANSIENT, beyond)
                 else:
@@ -96,6 +97,7 @@ def reader_pass(words):
                     _note_violation(seg, r, mm, k, v, lo - under, hi + over, 1)
 
             _snapshot(seg, mm, k, c0, t0)
+            mark = slack_mark(seg, mm, k)
             p0 = rdtsc()
             v = read_precise(seg, mm, k)
             p1 = rdtsc()
@@ -107,7 +109,7 @@ def reader_pass(words):
             if err > seg[r + L.R_PRECISE_MAXERR]:
                 seg[r + L.R_PRECISE_MAXERR] = err
             if err > 0:
-                a_slack, p_slack = transient_slack(seg, mm, k)
+                a_slack, p_slack = transient_slack(seg, mm, k, mark)
                 if err <= p_slack:
                     _note_transient(seg, r + L.R_PRECISE_TRANSIENT, err)
                 else:
