@@ -49,6 +49,15 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return min(4, len(os.sched_getaffinity(0)) + 1)
 
 
+def pytest_collection_modifyitems(config, items):
+    """pytest-xdist hands out single tests (``--dist loadgroup``, pyproject): a test that uses a fixture of
+    its module (a real run, a built wheel) stays with its module's others, so the fixture is made once."""
+    for item in items:
+        defs = getattr(item, "_fixtureinfo", None)
+        if defs is not None and any(d.scope == "module" for ds in defs.name2fixturedefs.values() for d in ds):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 def _is_xdist_worker(config) -> bool:
     return hasattr(config, "workerinput")
 
