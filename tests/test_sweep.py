@@ -47,7 +47,7 @@ def lines(path: Path) -> list[dict]:
 
 def test_tiny_sweep_writes_every_point_then_skips_them_all(tmp_path, capsys):
     out = tmp_path / "results.jsonl"
-    p = run_sweep(out, *TINY, "--repeat", "2", "--duration", "0.3")
+    p = run_sweep(out, *TINY, "--repeat", "2", "--duration", "0.1")
     assert p.returncode == 0, p.stderr
     recs = lines(out)
     assert len(recs) == 8
@@ -65,12 +65,12 @@ def test_tiny_sweep_writes_every_point_then_skips_them_all(tmp_path, capsys):
     assert [k["repeat"] for k in keys] == [0, 0, 0, 0, 1, 1, 1, 1]
     assert "[8/8]" in p.stderr
 
-    assert main(["sweep", "--out", str(out), *TINY, "--repeat", "2", "--duration", "0.3"]) == 0
+    assert main(["sweep", "--out", str(out), *TINY, "--repeat", "2", "--duration", "0.1"]) == 0
     assert "skipping 8 of 8" in capsys.readouterr().err
     assert len(lines(out)) == 8
 
     # another duration is another point: nothing is skipped
-    assert main(["sweep", "--out", str(out), *TINY, "--repeat", "2", "--duration", "0.3", "--dry-run"]) == 0
+    assert main(["sweep", "--out", str(out), *TINY, "--repeat", "2", "--duration", "0.1", "--dry-run"]) == 0
     assert capsys.readouterr().out.count("done  ") == 8
     assert main(["sweep", "--out", str(out), *TINY, "--repeat", "2", "--duration", "0.4", "--dry-run"]) == 0
     dry = capsys.readouterr().out
