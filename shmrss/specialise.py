@@ -172,8 +172,16 @@ def specialised(template: Path, design: str, prefix: str, subdir: str = "") -> M
         if not no_space(e):
             raise
         dest, path = _place(template, design, name, fall_back(cache_dir(), e), subdir)
+    mod = import_file(name, path, dest if template.is_dir() else None)
+    _loaded[key] = mod
+    return mod
+
+
+def import_file(name: str, path: Path, package: Path | None = None) -> ModuleType:
+    """The file ``path`` imported as module ``name`` (a package whose directory is ``package``, if given);
+    a failed import leaves no half-made ``name`` in sys.modules."""
     spec = importlib.util.spec_from_file_location(
-        name, path, submodule_search_locations=[str(dest)] if template.is_dir() else None)
+        name, path, submodule_search_locations=[str(package)] if package is not None else None)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     try:
@@ -181,7 +189,6 @@ def specialised(template: Path, design: str, prefix: str, subdir: str = "") -> M
     except BaseException:
         del sys.modules[name]
         raise
-    _loaded[key] = mod
     return mod
 
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import importlib.util
 import os
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -30,7 +28,7 @@ import numpy as np
 
 from shmrss import layout as L
 from shmrss.compile_cache import cache_dir
-from shmrss.specialise import compile_entries, sources
+from shmrss.specialise import compile_entries, import_file, sources
 
 DRIVER = Path(__file__).resolve().parent / "verify_driver.py"
 DESIGNS = Path(__file__).resolve().parent / "designs"
@@ -69,14 +67,7 @@ def _load(name: str, text: str) -> ModuleType:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(text)
         tmp.replace(path)
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    try:
-        spec.loader.exec_module(mod)
-    except BaseException:
-        del sys.modules[name]
-        raise
+    mod = import_file(name, path)
     compile_entries(mod, ("verify_apply", "verify_read"))
     return mod
 
