@@ -185,6 +185,8 @@ def sampler_process(seg_name: str, design: str, host_cpu: int | None, parent_pid
     try:
         while w[ctrl + L.C_STOP] == 0:
             h, e = _round(w, stats, procs, bases, emulated, mms, out)
+            if w[ctrl + L.C_STOP] != 0:
+                break  # the stop overlapped the round: the CPUs' exit may have moved the counters under it
             host.append(h)
             emu.append(e)
             times.append(time.perf_counter() - t0)
