@@ -111,6 +111,25 @@ def _rewrite(text: str, design: str, where: Path) -> str:
     return "".join(lines)
 
 
+def write_source(dest: Path, text: str) -> None:
+    """``dest`` holds ``text``: written whole or not at all, and an identical file left untouched (its mtime
+    is in numba's cache index), whichever process writes it first."""
+    if dest.exists() and dest.read_text() == text:
+        return
+    tmp = dest.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+    except OSError:  # a full disk: leave nothing half-written behind
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        os.link(tmp, dest)
+    except FileExistsError:
+        if dest.read_text() != text:
+            tmp.replace(dest)  # damaged: replaced atomically
+    tmp.unlink(missing_ok=True)
+
+
 def _write_copy(template: Path, design: str, dest: Path) -> Path:
     """Write the specialised copy at ``dest`` (``.py`` file or package directory) unless it is there."""
     files = _template_files(template)
@@ -118,19 +137,7 @@ def _write_copy(template: Path, design: str, dest: Path) -> Path:
     if sum(MARK in t and f'"{design}"' in t for t in texts.values()) != 1:
         raise RuntimeError(f"template {template} needs one line with both {_TEMPLATE_DESIGN} and {MARK}")
     if not template.is_dir():
-        if not dest.exists() or dest.read_text() != texts[template.name]:
-            tmp = dest.with_suffix(f".{os.getpid()}.tmp")
-            try:
-                tmp.write_text(texts[template.name])
-            except OSError:  # a full disk: leave nothing half-written behind
-                tmp.unlink(missing_ok=True)
-                raise
-            try:  # created whole or not at all; an identical copy another process made is kept (its mtime
-                os.link(tmp, dest)  # is in numba's cache index)
-            except FileExistsError:
-                if dest.read_text() != texts[template.name]:
-                    tmp.replace(dest)  # damaged: replaced atomically
-            tmp.unlink(missing_ok=True)
+        write_source(dest, texts[template.name])
         return dest
     if dest.is_dir() and all((dest / n).is_file() and (dest / n).read_text() == t for n, t in texts.items()):
         return dest / "__init__.py"

@@ -28,7 +28,7 @@ import numpy as np
 
 from shmrss import layout as L
 from shmrss.compile_cache import cache_dir
-from shmrss.specialise import compile_entries, import_file, sources
+from shmrss.specialise import compile_entries, import_file, sources, write_source
 
 DRIVER = Path(__file__).resolve().parent / "verify_driver.py"
 DESIGNS = Path(__file__).resolve().parent / "designs"
@@ -63,10 +63,7 @@ def _load(name: str, text: str) -> ModuleType:
     where = cache_dir() / "verify"
     where.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = where / f"{name}.py"
-    if not path.is_file() or path.read_text() != text:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+    write_source(path, text)
     mod = import_file(name, path)
     compile_entries(mod, ("verify_apply", "verify_read"))
     return mod
