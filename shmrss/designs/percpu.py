@@ -117,10 +117,7 @@ def mask_words(possible: int) -> int:
     return -(-possible // 64)
 
 
-@njit(inline="always")
-def batch_for_jit(nr):
-    """``batch_for`` in compiled code: ``max(32, nr * 2)``."""
-    return max(32, nr * 2)
+batch_for_jit = njit(inline="always")(batch_for)  # the same formula in compiled code (cpu_offline)
 
 
 def shape(ncpu, possible, nmm, line_words=8, nodes=None, options=None) -> DesignShape:
