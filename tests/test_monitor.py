@@ -68,6 +68,26 @@ def start_run(tmp_path, *args: str, duration: float = 6.0):
     pytest.fail(f"the run made no segment: {(tmp_path / 'run.err').read_text()}")
 
 
+def all_started(name: str, timeout: float = 60) -> None:
+    """Wait until the run is RUNNING and every emulated CPU has published its start TSC: on a loaded host
+    (a cold cache, the suite's other workers) a CPU may still be starting when the segment appears, and its
+    first refresh then has no rate to show ('-')."""
+    from shmrss.monitor_sample import SegmentSampler
+
+    seg = Segment.attach(name, readonly=True, own_only=True)
+    try:
+        sampler = SegmentSampler(seg.name, seg.words)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = sampler.take()
+            if s.state == L.STATE_RUNNING and (s.cpu[:, L.S_TSC_START] > 0).all():
+                return
+            time.sleep(0.02)
+        pytest.fail(f"the run's CPUs did not all start within {timeout} s")
+    finally:
+        seg.close()
+
+
 def stop(proc) -> None:
     """After a failure: end the run early (it unlinks its segment on every exit path)."""
     if proc.poll() is None:
@@ -78,8 +98,9 @@ def stop(proc) -> None:
 # ----------------------------------------------------------------- a real run, watched
 @pytest.mark.alone  # a live rate per second: a loaded host shows '-' for a second with no sample
 def test_monitor_watches_a_live_run_until_it_ends(capsys, tmp_path):
-    proc, name = start_run(tmp_path, "--design", "percpu", duration=7.0)
+    proc, name = start_run(tmp_path, "--design", "percpu", duration=4.0)
     try:
+        all_started(name)
         code = main(["monitor", name, "--count", "2", "--interval", "0.5"])
         out = capsys.readouterr().out
         assert code == 0
