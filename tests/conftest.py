@@ -111,9 +111,11 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="session", autouse=True)
 def compiled_engines():
     """Every design's compiled loops with every entry point, built once before the tests, in parallel on the
-    usable CPUs (``prepare_engines``), as a run does for the designs it uses."""
+    usable CPUs (``prepare_engines``), as a run does for the designs it uses; then what many tests would
+    otherwise each compile at once on a cold cache (tests/precompile.py)."""
     import fcntl
 
+    from precompile import precompile
     from shmrss.compile_cache import cache_dir
     from shmrss.engine.build import ALL_GROUPS, prepare_engines
 
@@ -121,6 +123,7 @@ def compiled_engines():
     with open(cache_dir() / "tests-prepare.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         prepare_engines(list(designs.DESIGNS), ALL_GROUPS)
+        precompile()
 
 
 @pytest.fixture
