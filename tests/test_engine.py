@@ -119,8 +119,8 @@ def _probe(src: Path, cache: Path, engine: str, *names: str) -> dict:
     # -S: no site hooks, so an editable install's finder cannot send ``import shmrss`` past the copy
     path = os.pathsep.join([str(src), *site.getsitepackages()])
     env = {**os.environ, "PYTHONPATH": path, "SHMRSS_CACHE_DIR": str(cache)}
-    done = subprocess.run([sys.executable, "-S", "-c", _PROBE, str(src), engine, *names], capture_output=True, text=True,
-                          env=env, cwd=src.parent, timeout=600)
+    done = subprocess.run([sys.executable, "-S", "-c", _PROBE, str(src), engine, *names], capture_output=True,
+                          text=True, env=env, cwd=src.parent, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
