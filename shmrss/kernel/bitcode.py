@@ -107,14 +107,12 @@ def _inline_copy(ll, mod, prefix: str, tmp: Path) -> None:
     (tmp / "symbols.txt").write_text("".join(f"{n}\n" for n in names))
 
 
-def build_into(tmp: Path, flags: list[str], sources: list[Path], prefix: str) -> str:
-    """Write ``lib.so``, ``inline.ll`` and ``symbols.txt`` into ``tmp``; the compiler's version line."""
+def build_into(tmp: Path, flags: list[str], sources: list[Path], prefix: str) -> None:
+    """Write ``lib.so``, ``inline.ll`` and ``symbols.txt`` into ``tmp`` (``clang()`` names the compiler)."""
     found = clang()
     if found is None:
         raise BitcodeError("clang not found")
-    cc, version = found
     ll = llvm()
-    mod = _linked(ll, _compile(cc, flags, sources, tmp))
+    mod = _linked(ll, _compile(found[0], flags, sources, tmp))
     _shared_object(ll, mod, tmp)
     _inline_copy(ll, mod, prefix, tmp)
-    return version

@@ -164,7 +164,7 @@ def build(lib: Library) -> Path:
     digest = _digest(lib, statics, f"{how} {version} {route_compiler(how)}")
     out_dir = cache_dir() / "kernel" / f"{lib.name}-{digest}"
     so = out_dir / "lib.so"
-    if so.is_file() and (how == "called" or (out_dir / "inline.ll").is_file()):
+    if _complete(out_dir, how):
         return so
     # this process's own: two runs (or test workers) building one library at once must not share it
     tmp = out_dir.with_name(f"{out_dir.name}.tmp{os.getpid()}")
@@ -191,10 +191,14 @@ def build(lib: Library) -> Path:
     return so
 
 
+def _complete(out_dir: Path, how: str) -> bool:
+    """A finished build of route ``how``: its shared object, and on the inlined route the copy to inline."""
+    return (out_dir / "lib.so").is_file() and (how == "called" or (out_dir / "inline.ll").is_file())
+
+
 def _publish(tmp: Path, out_dir: Path, how: str) -> None:
     """Rename the finished build into place; a complete one another process placed first is kept."""
-    if out_dir.is_dir() and not ((out_dir / "lib.so").is_file()
-                                 and (how == "called" or (out_dir / "inline.ll").is_file())):
+    if out_dir.is_dir() and not _complete(out_dir, how):
         shutil.rmtree(out_dir, ignore_errors=True)  # an incomplete one, e.g. of an older shmrss
     try:
         tmp.rename(out_dir)
