@@ -17,12 +17,11 @@ import os
 import sys
 from pathlib import Path
 
-import numba
 import numpy as np
 
 from shmrss import designs
 from shmrss.compile_cache import cache_dir
-from shmrss.engine.build import usable_cpus
+from shmrss.engine.build import _toolchain_tag, usable_cpus
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [*sorted((ROOT / "shmrss").rglob("*.py")), ROOT / "tests" / "design_drivers.py",
@@ -33,7 +32,8 @@ COST = {("lifecycle", "single"): 75, "lifecycle": 39, "driver": 10, "monitor": 2
 
 
 def _stamp() -> Path:
-    h = hashlib.sha256(f"{sys.version} {numba.__version__} {np.__version__}".encode())
+    # the engines' stamps' tag: numba's version and the CPU model, for which numba's cache holds machine code
+    h = hashlib.sha256(f"{sys.version} {_toolchain_tag()} {np.__version__}".encode())
     for name in ENV:
         h.update(f"{name}={os.environ.get(name, '')}".encode())
     for path in SOURCES:
