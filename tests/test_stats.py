@@ -12,7 +12,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 from hypothesis import given, settings, strategies as st
 
